@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Run all four stages (text_generation, prepare_dataset, then main + calculate_metrics per loss) and write SUMMARY.md.
+
+Per-stage options go in --config FILE.yaml, e.g.
+
+    run_dir: runs/mine
+    losses: [sigmoid, hinge, ipo]
+    training: {learning_rate: 1.0e-4, epochs: 2}
+"""
+
+import argparse
+import sys
+
+from sentiment_dpo.cli import setup_logging
+from sentiment_dpo.config import PRESETS
+from sentiment_dpo.errors import PipelineError
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE.yaml", help="pipeline YAML (top-level keys and per-stage sections)")
+    parser.add_argument("--run-dir", help="where data/, models/, results/ and SUMMARY.md go (default: runs/default)")
+    parser.add_argument("--losses", nargs="+", metavar="LOSS", help="loss types to train (default: sigmoid hinge)")
+    parser.add_argument("--seed", type=int, help="seed for every stage (default: 0)")
+    parser.add_argument("--preset", choices=list(PRESETS), help="model pair (default: embedded, offline)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        from sentiment_dpo.pipeline import PipelineConfig, load_pipeline_yaml, run
+
+        values = load_pipeline_yaml(args.config) if args.config else {}
+        values |= {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+        setup_logging()
+        summary = run(PipelineConfig(**values))
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"summary: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

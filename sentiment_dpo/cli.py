@@ -1,0 +1,33 @@
+"""What the four scripts share: parse flags into a stage config, set up logging, turn errors into one line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .config import make_parser, parse_config
+from .errors import PipelineError
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    # The offline default must never try the hub; a user with network access can set these to 0.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
+             argv: list[str] | None = None) -> int:
+    """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem)."""
+    parser = make_parser(config_cls, description, positional)
+    try:
+        config = parse_config(config_cls, parser, argv)
+        setup_logging()
+        stage(config)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

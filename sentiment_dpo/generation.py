@@ -1,0 +1,97 @@
+"""Sampling completions from a causal LM, and the log-probabilities of sampled completions.
+
+Pure ancestral sampling (no top-k / top-p) by default: the samples then come from the policy's own
+distribution, which is what makes the sequence-level KL estimate in `metrics.kl_estimate` unbiased.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .models import prompt_ids
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    prompt_index: int
+    prompt: str
+    completion: str
+    completion_ids: list[int]  # sampled tokens, up to and including EOS if one was sampled
+
+
+def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def _trim_after_eos(tokens: list[int], eos_id: int | None) -> list[int]:
+    if eos_id is not None and eos_id in tokens:
+        return tokens[: tokens.index(eos_id) + 1]
+    return tokens
+
+
+@torch.inference_mode()
+def sample_completions(model, tokenizer, prompts: list[str], samples_per_prompt: int, max_new_tokens: int,
+                       temperature: float, batch_size: int, seed: int, desc: str = "sampling") -> list[Sample]:
+    """Draw `samples_per_prompt` completions for each prompt; rows come back in (prompt, sample) order.
+
+    Prompts are bucketed by token length (less padding) and left-padded; generation uses the KV cache.
+    """
+    device = next(model.parameters()).device
+    jobs = [(p, prompt_ids(tokenizer, prompt)) for p, prompt in enumerate(prompts) for _ in range(samples_per_prompt)]
+    order = sorted(range(len(jobs)), key=lambda j: (len(jobs[j][1]), j))
+    generator_seed = torch.Generator().manual_seed(seed)
+    results: list[Sample | None] = [None] * len(jobs)
+    eos_id = tokenizer.eos_token_id
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+        batch = order[start : start + batch_size]
+        ids, mask = _left_pad([jobs[j][1] for j in batch], tokenizer.pad_token_id)
+        # One seed per batch, drawn from the stage seed: reproducible for the same batch size.
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
+        output = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True, top_k=0, top_p=1.0,
+            temperature=temperature, max_new_tokens=max_new_tokens, min_new_tokens=1,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_id,
+        )
+        new_tokens = output[:, ids.shape[1]:].tolist()
+        for j, tokens in zip(batch, new_tokens):
+            tokens = _trim_after_eos(tokens, eos_id)
+            prompt_index = jobs[j][0]
+            results[j] = Sample(prompt_index, prompts[prompt_index],
+                                tokenizer.decode(tokens, skip_special_tokens=True), tokens)
+    return [r for r in results if r is not None]
+
+
+@torch.inference_mode()
+def completion_logprobs(model, tokenizer, samples: list[Sample], batch_size: int,
+                        desc: str = "log-probs") -> list[float]:
+    """log p(completion | BOS + prompt) under `model`, summed over the completion's tokens, per sample."""
+    device = next(model.parameters()).device
+    sequences = [prompt_ids(tokenizer, s.prompt) + s.completion_ids for s in samples]
+    starts = [len(prompt_ids(tokenizer, s.prompt)) for s in samples]
+    order = sorted(range(len(samples)), key=lambda i: len(sequences[i]))
+    out = [0.0] * len(samples)
+    for begin in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
+        batch = order[begin : begin + batch_size]
+        width = max(len(sequences[i]) for i in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(batch):  # right padding: positions then match those of an unpadded pass
+            ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+            mask[row, : len(sequences[i])] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
+        logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
+        for row, i in enumerate(batch):  # token t is predicted at position t-1
+            out[i] = logps[row, starts[i] - 1 : len(sequences[i]) - 1].sum().item()
+    return out

@@ -1,0 +1,129 @@
+"""Reading and writing the run directory's artifacts: atomic writes, validated JSONL, the stage layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PipelineError
+
+GENERATIONS = Path("data/generations.jsonl")
+GENERATION_CONFIG = Path("data/generations.config.yaml")
+PAIRS = Path("data/pairs.jsonl")
+PAIRS_CONFIG = Path("data/pairs.config.yaml")
+
+
+def model_dir(loss: str) -> Path:
+    return Path("models") / loss
+
+
+def results_dir(loss: str) -> Path:
+    return Path("results") / loss
+
+
+def _default_mode(directory: bool) -> int:
+    """The permissions a plain open()/mkdir() would give (mkstemp/mkdtemp make private ones)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def _temp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(name, _default_mode(directory=False))
+    return Path(name)
+
+
+def make_staging_dir(final: Path) -> Path:
+    """An empty folder beside `final` to write a multi-file artifact into before `replace_dir_atomic`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(staging, _default_mode(directory=True))
+    return staging
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash never leaves a half-written file."""
+    tmp = _temp_beside(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def replace_dir_atomic(staged: Path, final: Path) -> None:
+    """Move a fully written folder into place; an existing folder is replaced only once the new one is complete."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+
+
+def read_jsonl(path: Path, required: Sequence[str], produced_by: str) -> list[dict[str, Any]]:
+    """Rows of a JSONL file, each checked to be an object with the `required` keys.
+
+    Errors name the file, the line, and the stage (`produced_by`) that makes the file.
+    """
+    if not path.exists():
+        raise PipelineError(f"{path} not found; run `{produced_by}` first (or pass the right --run-dir)")
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                raise PipelineError(f"{path} line {line_no} is empty; delete the line or rerun `{produced_by}`")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise PipelineError(
+                    f"{path} line {line_no} is not valid JSON ({err.msg}); fix the line or rerun `{produced_by}`"
+                ) from None
+            if not isinstance(row, dict):
+                raise PipelineError(f"{path} line {line_no} is not a JSON object; rerun `{produced_by}`")
+            missing = [key for key in required if key not in row]
+            if missing:
+                raise PipelineError(
+                    f"{path} line {line_no} lacks column(s) {', '.join(missing)}; rerun `{produced_by}`"
+                )
+            rows.append(row)
+    if not rows:
+        raise PipelineError(f"{path} has no rows; rerun `{produced_by}`")
+    return rows
+
+
+def read_yaml(path: Path, produced_by: str) -> dict[str, Any]:
+    if not path.exists():
+        raise PipelineError(f"{path} not found; run `{produced_by}` first (or pass the right --run-dir)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise PipelineError(f"{path} is not valid YAML ({err.__class__.__name__}); rerun `{produced_by}`") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path} is not a YAML mapping; rerun `{produced_by}`")
+    return data

@@ -1,0 +1,82 @@
+"""Pure metric functions: reward statistics, diversity, KL estimate and win rate.
+
+Diversity is measured on whitespace-separated words, so policies with different tokenizers compare.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def std(values: Sequence[float]) -> float:
+    """Population standard deviation."""
+    m = mean(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct-n (Li et al. 2016): unique n-grams / all n-grams, pooled over the texts (0 if there are none)."""
+    grams: Counter[tuple[str, ...]] = Counter()
+    for text in texts:
+        words = text.split()
+        grams.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    total = sum(grams.values())
+    return len(grams) / total if total else 0.0
+
+
+def token_entropy(texts: Sequence[str]) -> float:
+    """Shannon entropy (bits) of the word distribution pooled over the texts: higher = more varied vocabulary."""
+    counts = Counter(word for text in texts for word in text.split())
+    total = sum(counts.values())
+    if not total:
+        return 0.0
+    return -sum(c / total * math.log2(c / total) for c in counts.values())
+
+
+def kl_estimate(policy_logps: Sequence[float], reference_logps: Sequence[float]) -> float:
+    """Sequence-level KL(policy || reference) in nats, from samples drawn from the policy.
+
+    `policy_logps[i]` and `reference_logps[i]` are log p(y_i | x_i) of the i-th policy sample under each
+    model (summed over its tokens). The mean log-ratio is an unbiased Monte-Carlo estimate of the KL when
+    the y_i are pure samples of the policy (no top-k / top-p), the k1 estimator of Schulman (2020).
+    """
+    if len(policy_logps) != len(reference_logps) or not policy_logps:
+        raise ValueError("need the same, non-zero number of policy and reference log-probs")
+    return mean([p - r for p, r in zip(policy_logps, reference_logps)])
+
+
+def win_rate(policy_rewards: Sequence[float], reference_rewards: Sequence[float]) -> float:
+    """Share of prompts where the policy's reward beats the reference's; ties count 0.5."""
+    if len(policy_rewards) != len(reference_rewards) or not policy_rewards:
+        raise ValueError("need the same, non-zero number of policy and reference rewards")
+    wins = sum(1.0 if p > r else 0.5 if p == r else 0.0 for p, r in zip(policy_rewards, reference_rewards))
+    return wins / len(policy_rewards)
+
+
+def summarize(completions: Sequence[str], rewards: Sequence[float], p_positive: Sequence[float]) -> dict[str, float]:
+    """The per-model block of metrics.json."""
+    return {
+        "reward_mean": mean(rewards),
+        "reward_std": std(rewards),
+        "p_positive_mean": mean(p_positive),
+        "positive_rate": mean([1.0 if p > 0.5 else 0.0 for p in p_positive]),
+        "distinct_1": distinct_n(completions, 1),
+        "distinct_2": distinct_n(completions, 2),
+        "distinct_3": distinct_n(completions, 3),
+        "token_entropy": token_entropy(completions),
+        "num_samples": len(completions),
+    }
+
+
+def per_prompt_means(prompt_indices: Sequence[int], values: Sequence[float]) -> list[float]:
+    """Mean value per prompt index, ordered by prompt index (for win rates with several samples per prompt)."""
+    groups: dict[int, list[float]] = {}
+    for index, value in zip(prompt_indices, values):
+        groups.setdefault(index, []).append(value)
+    return [mean(groups[k]) for k in sorted(groups)]

@@ -1,0 +1,123 @@
+"""Loading the policy and the reward classifier by folder, hub id, or the name `embedded`.
+
+Any causal LM and any sequence classifier that `transformers` loads is accepted; tokenizers without
+a pad token get their EOS (or UNK) token as pad, and the positive class is found by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+POSITIVE_NAMES = ("positive", "pos")
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    spec: str  # what the user asked for: a path, a hub id or "embedded"
+    source: str  # where it was loaded from
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def resolve_source(spec: str, kind: str) -> str:
+    """Turn `embedded` into the embedded model's folder (building it on first use); other specs pass through."""
+    if spec == "embedded":
+        from . import embedded
+
+        return str(embedded.policy_path() if kind == "policy" else embedded.ensure_reward())
+    return spec
+
+
+def _load_error(kind: str, spec: str, err: Exception) -> PipelineError:
+    hint = "a local folder with config.json, or a hub id reachable from this machine"
+    if not Path(spec).exists() and "/" in spec:
+        hint += " (this machine may have no hub access: use the offline default, --preset embedded)"
+    return PipelineError(f"cannot load {kind} {spec!r} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                         f"pass {hint}")
+
+
+def prepare_tokenizer(tokenizer, padding_side: str):
+    """Give the tokenizer a pad token if it lacks one (GPT-2's has none) and set the padding side."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+    if tokenizer.pad_token is None:
+        raise PipelineError("the tokenizer has no pad, EOS or UNK token to pad with; use a tokenizer that has one")
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_policy(spec: str, device: torch.device) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_source(spec, "policy")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as err:
+        raise _load_error("policy", spec, err) from None
+    # Left padding: batched generation appends new tokens on the right, so prompts must end at the same column.
+    prepare_tokenizer(tokenizer, "left")
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model.to(device).eval(), tokenizer, spec, source)
+
+
+def load_reward(spec: str, device: torch.device) -> LoadedModel:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = resolve_source(spec, "reward")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as err:
+        raise _load_error("reward model", spec, err) from None
+    prepare_tokenizer(tokenizer, "right")
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model.to(device).eval(), tokenizer, spec, source)
+
+
+def positive_label_index(id2label: dict, override: str | None = None) -> int:
+    """Index of the positive class, looked up by name in `id2label` (never assumed to be 1)."""
+    labels = {int(index): str(name) for index, name in id2label.items()}
+    if override is not None:
+        matches = [i for i, name in labels.items() if name.lower() == override.lower()]
+        if not matches:
+            raise PipelineError(f"--positive-label {override!r} is not a class of the reward model "
+                                f"(its labels: {', '.join(labels.values())})")
+        return matches[0]
+    matches = [i for i, name in labels.items() if name.lower() in POSITIVE_NAMES]
+    if len(matches) != 1:
+        raise PipelineError(f"cannot tell which class of the reward model is positive (its labels: "
+                            f"{', '.join(labels.values())}); pass --positive-label NAME")
+    return matches[0]
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """Token ids a prompt is generated from: BOS (if the tokenizer has one), then the prompt's tokens.
+
+    The BOS token marks the start of a document as in pre-training, and makes the empty prompt
+    (unconditional generation) a valid context.
+    """
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
+
+
+def prompt_text(tokenizer, prompt: str) -> str:
+    """The prompt as text for TRL, which tokenizes it itself: the same ids as `prompt_ids`."""
+    return (tokenizer.bos_token or "") + prompt

@@ -1,0 +1,90 @@
+"""Stage 2: winner/loser preference pairs from scored samples.
+
+All strategies pair samples of the same prompt, because a preference loss compares two completions
+of one context. With unconditional (BOS-only) generation every sample shares the empty prompt, so
+'random' is then the original experiment's random pairing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from . import io
+from .config import PairsConfig, config_to_dict
+from .errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+GENERATION_COLUMNS = ("prompt", "completion", "reward", "p_positive")
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "chosen_reward", "rejected_reward")
+
+
+def candidate_pairs(rows: list[dict[str, Any]], strategy: str, margin: float) -> list[tuple[int, int]]:
+    """All admissible (winner, loser) row-index pairs under `strategy`, in a deterministic order.
+
+    Two samples qualify only if they share a prompt, differ in text and differ in reward (a tie has no winner).
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        groups[row["prompt"]].append(i)
+    out = []
+    for members in groups.values():
+        if strategy == "best_worst":
+            best = max(members, key=lambda i: rows[i]["reward"])
+            worst = min(members, key=lambda i: rows[i]["reward"])
+            if rows[best]["reward"] > rows[worst]["reward"] and rows[best]["completion"] != rows[worst]["completion"]:
+                out.append((best, worst))
+            continue
+        for i, j in itertools.combinations(members, 2):
+            gap = rows[i]["reward"] - rows[j]["reward"]
+            if gap == 0 or rows[i]["completion"] == rows[j]["completion"]:
+                continue
+            if strategy == "margin" and abs(gap) < margin:
+                continue
+            out.append((i, j) if gap > 0 else (j, i))
+    return out
+
+
+def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margin: float,
+                seed: int) -> list[dict[str, Any]]:
+    """`num_pairs` preference pairs drawn without replacement from the admissible ones (seeded)."""
+    candidates = candidate_pairs(rows, strategy, margin)
+    if num_pairs > len(candidates):
+        hint = " or a lower --margin" if strategy == "margin" else ""
+        raise PipelineError(
+            f"asked for {num_pairs} pairs but the {len(rows)} texts allow only {len(candidates)} with --strategy "
+            f"{strategy}; ask for --num-pairs {len(candidates)}{hint}, or sample more texts per prompt"
+        )
+    chosen = random.Random(seed).sample(candidates, num_pairs)
+    return [{
+        "prompt": rows[w]["prompt"],
+        "chosen": rows[w]["completion"],
+        "rejected": rows[l]["completion"],
+        "chosen_reward": rows[w]["reward"],
+        "rejected_reward": rows[l]["reward"],
+        "chosen_p_positive": rows[w]["p_positive"],
+        "rejected_p_positive": rows[l]["p_positive"],
+    } for w, l in chosen]
+
+
+def run(config: PairsConfig) -> list[dict[str, Any]]:
+    """Read data/generations.jsonl, write data/pairs.jsonl and its resolved config; return the pairs."""
+    run_dir = Path(config.run_dir)
+    rows = io.read_jsonl(run_dir / io.GENERATIONS, GENERATION_COLUMNS, "python3 text_generation.py")
+    for line_no, row in enumerate(rows, start=1):
+        if not isinstance(row["reward"], (int, float)) or not isinstance(row["completion"], str):
+            raise PipelineError(f"{run_dir / io.GENERATIONS} line {line_no}: reward must be a number and completion "
+                                "a string; rerun `python3 text_generation.py`")
+    pairs = build_pairs(rows, config.num_pairs, config.strategy, config.margin, config.seed)
+    io.write_jsonl(run_dir / io.PAIRS, pairs)
+    io.write_yaml(run_dir / io.PAIRS_CONFIG, config_to_dict(config) | {
+        "provenance": {"generations": str(io.GENERATIONS), "policy": rows[0].get("policy"),
+                       "reward_model": rows[0].get("reward_model")}})
+    gap = sum(p["chosen_reward"] - p["rejected_reward"] for p in pairs) / len(pairs)
+    logger.info("wrote %d pairs to %s (mean reward gap %.2f)", len(pairs), run_dir / io.PAIRS, gap)
+    return pairs

@@ -1,0 +1,151 @@
+"""All four stages in order, for one or more losses, and a markdown summary of the run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from . import embedded, io
+from .config import GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, read_yaml_mapping
+from .errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+SUMMARY = "SUMMARY.md"
+# The acceptance targets of the embedded default (README, "What the default run shows").
+TARGET_REWARD_ACCURACY = 0.80
+TARGET_START_P_POSITIVE = (0.25, 0.75)
+TARGET_P_POSITIVE_GAIN = 0.20
+TARGET_DISTINCT_2_DRIFT = 0.20
+
+
+@dataclass
+class PipelineConfig:
+    run_dir: str = "runs/default"
+    losses: list[str] = field(default_factory=lambda: ["sigmoid", "hinge"])
+    seed: int = 0
+    preset: str = "embedded"
+    # Per-stage options, as in each script's --config file (e.g. {"learning_rate": 1e-4} for training).
+    generation: dict[str, Any] = field(default_factory=dict)
+    pairs: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+STAGE_SECTIONS = {"generation": GenerationConfig, "pairs": PairsConfig, "training": TrainingConfig,
+                  "metrics": MetricsConfig}
+
+
+def load_pipeline_yaml(path: str) -> dict[str, Any]:
+    """A pipeline YAML file: top-level run_dir/losses/seed/preset plus one mapping of options per stage."""
+    data = read_yaml_mapping(path)
+    known = {f.name for f in fields(PipelineConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PipelineError(f"--config {path} sets unknown key(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(sorted(known))}")
+    for section, cls in STAGE_SECTIONS.items():
+        if section in data:
+            if not isinstance(data[section], dict):
+                raise PipelineError(f"--config {path}: {section} must be a mapping of option: value")
+            data[section] = check_options(data[section], cls, f"--config {path} ({section})")
+    return data
+
+
+def run(config: PipelineConfig) -> Path:
+    """Run every stage into `config.run_dir`, then write SUMMARY.md there; return its path."""
+    from . import evaluation, pairs, sample_and_score, training
+
+    for loss in config.losses:
+        training.check_loss(loss)  # fail before the long stages, not after
+    common = {"run_dir": config.run_dir, "seed": config.seed}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn, stage_config) -> Any:
+        start = time.time()
+        result = fn(stage_config)
+        timings[name] = time.time() - start
+        logger.info("stage %s took %.0f s", name, timings[name])
+        return result
+
+    start = time.time()
+    timed("text_generation", sample_and_score.run,
+          GenerationConfig(**(common | {"preset": config.preset} | config.generation)))
+    timed("prepare_dataset", pairs.run, PairsConfig(**(common | config.pairs)))
+    for loss in config.losses:
+        timed(f"main {loss}", training.run, TrainingConfig(**(common | config.training | {"loss": loss})))
+        timed(f"calculate_metrics {loss}", evaluation.run,
+              MetricsConfig(**(common | config.metrics | {"loss": loss})))
+    timings["total"] = time.time() - start
+    io.write_json(Path(config.run_dir) / "timings.json", timings)
+    return write_summary(Path(config.run_dir), config.losses, timings)
+
+
+def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool | None]]:
+    """(what, measured, passed) rows for the embedded default's targets; passed is None when not applicable."""
+    rows: list[tuple[str, str, bool | None]] = []
+    generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
+    reward_quality = embedded.quality("reward") if generation["reward"] == "embedded" else None
+    if reward_quality:
+        accuracy = reward_quality["heldout_sentence_accuracy"]
+        rows.append(("embedded reward: held-out sentence accuracy >= 0.80", f"{accuracy:.3f}",
+                     accuracy >= TARGET_REWARD_ACCURACY))
+    for loss in losses:
+        metrics = json.loads((run_dir / io.results_dir(loss) / "metrics.json").read_text())
+        start, end = metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"]
+        if loss == losses[0]:
+            low, high = TARGET_START_P_POSITIVE
+            rows.append(("starting policy: mean p_positive in [0.25, 0.75]", f"{start:.3f}", low <= start <= high))
+        drift = metrics["policy"]["distinct_2"] / metrics["reference"]["distinct_2"] - 1.0
+        is_target = loss == "sigmoid"
+        rows.append((f"{loss}: p_positive gain" + (" >= 0.20" if is_target else ""), f"{end - start:+.3f}",
+                     end - start >= TARGET_P_POSITIVE_GAIN if is_target else None))
+        rows.append((f"{loss}: distinct-2 change" + (" within 20%" if is_target else ""), f"{drift:+.1%}",
+                     abs(drift) <= TARGET_DISTINCT_2_DRIFT if is_target else None))
+    return rows
+
+
+def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | None = None) -> Path:
+    """SUMMARY.md: the metrics table per loss, the target checks, the plots, and the stage timings."""
+    generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
+    lines = [
+        "# Run summary", "",
+        f"Policy `{generation['policy']}`, reward `{generation['reward']}`, {generation['num_samples']} samples "
+        f"({generation['prompt_mode']} prompts, pure sampling, {generation['max_new_tokens']} new tokens), "
+        f"seed {generation['seed']}.", "",
+        "| loss | model | reward mean ± std | p_positive | positive rate | distinct-1/2/3 | word entropy (bits) "
+        "| KL (nats) | win rate |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for loss in losses:
+        metrics = json.loads((run_dir / io.results_dir(loss) / "metrics.json").read_text())
+        for name in ("reference", "policy"):
+            m = metrics[name]
+            pair = name == "policy"
+            lines.append(
+                f"| {loss} | {name} | {m['reward_mean']:.2f} ± {m['reward_std']:.2f} | {m['p_positive_mean']:.3f} | "
+                f"{m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / {m['distinct_3']:.3f} | "
+                f"{m['token_entropy']:.2f} | {metrics['kl']:.2f} | {metrics['win_rate']:.3f} |" if pair else
+                f"| {loss} | {name} | {m['reward_mean']:.2f} ± {m['reward_std']:.2f} | {m['p_positive_mean']:.3f} | "
+                f"{m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / {m['distinct_3']:.3f} | "
+                f"{m['token_entropy']:.2f} | – | – |")
+    lines += ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
+    for what, measured, passed in target_checks(run_dir, losses):
+        verdict = "–" if passed is None else ("pass" if passed else "**FAIL**")
+        lines.append(f"| {what} | {measured} | {verdict} |")
+    lines += ["", "## Plots", ""]
+    for loss in losses:
+        for name in ("reward_hist", "diversity", "training"):
+            if (run_dir / io.results_dir(loss) / f"{name}.png").exists():
+                lines.append(f"![{loss} {name}]({io.results_dir(loss).as_posix()}/{name}.png)")
+        lines.append("")
+    if timings:
+        lines += ["## Timings", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings.items()]
+    path = run_dir / SUMMARY
+    io.write_text_atomic(path, "\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,28 @@
+"""Choosing the prompts a stage samples from: training prompts for the preference data, held-out ones for metrics."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from .corpus import load_corpus, review_prompts
+from .errors import PipelineError
+
+
+def choose_prompts(mode: str, split: str, count: int, words: int, seed: int) -> list[str]:
+    """`count` prompts: seeded draws from the review prompts of `split` ('train' or 'heldout'), or empty ('bos').
+
+    The splits come from disjoint reviews, so metrics never see a prompt that produced training pairs.
+    """
+    if mode == "bos":
+        return [""] * count
+    corpus = load_corpus()
+    pool = review_prompts(corpus.train_reviews if split == "train" else corpus.heldout_reviews, words)
+    if count > len(pool):
+        raise PipelineError(f"asked for {count} {split} prompts but the corpus has {len(pool)} of {words} words; "
+                            "ask for fewer samples or more samples per prompt")
+    return random.Random(seed).sample(pool, count)
+
+
+def prompts_needed(num_samples: int, samples_per_prompt: int) -> int:
+    return math.ceil(num_samples / samples_per_prompt)

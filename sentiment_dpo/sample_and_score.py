@@ -1,0 +1,65 @@
+"""Stage 1: sample reviews from the starting policy and score each with the sentiment classifier."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from . import io
+from .config import GenerationConfig, config_to_dict
+from .errors import PipelineError
+from .generation import sample_completions
+from .models import LoadedModel, load_policy, load_reward, positive_label_index, resolve_device
+from .prompts import choose_prompts, prompts_needed
+from .scoring import score_texts
+
+logger = logging.getLogger(__name__)
+
+
+def sampling_settings(max_new_tokens: int, temperature: float) -> dict[str, Any]:
+    return {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": temperature, "max_new_tokens": max_new_tokens}
+
+
+def sample_and_score(policy: LoadedModel, reward: LoadedModel, prompts: list[str], samples_per_prompt: int,
+                     max_new_tokens: int, temperature: float, batch_size: int, seed: int,
+                     positive_label: str | None = None, desc: str = "sampling") -> list[dict[str, Any]]:
+    """Rows of prompt, completion, reward, p_positive and provenance, in (prompt, sample) order."""
+    positive = positive_label_index(reward.model.config.id2label, positive_label)
+    samples = sample_completions(policy.model, policy.tokenizer, prompts, samples_per_prompt, max_new_tokens,
+                                 temperature, batch_size, seed, desc=desc)
+    rewards, p_positive = score_texts(reward.model, reward.tokenizer, [s.prompt + s.completion for s in samples],
+                                      positive, batch_size)
+    settings = sampling_settings(max_new_tokens, temperature)
+    rows = []
+    for k, (sample, r, p) in enumerate(zip(samples, rewards, p_positive)):
+        rows.append({
+            "prompt": sample.prompt, "completion": sample.completion, "reward": r, "p_positive": p,
+            "prompt_index": sample.prompt_index, "sample_index": k % samples_per_prompt,
+            "policy": policy.spec, "reward_model": reward.spec, "seed": seed, "sampling": settings,
+        })
+    return rows
+
+
+def run(config: GenerationConfig) -> list[dict[str, Any]]:
+    """Write data/generations.jsonl and its resolved config under the run dir; return the rows."""
+    run_dir = Path(config.run_dir)
+    device = resolve_device(config.device)
+    prompts = choose_prompts(config.prompt_mode, "train", prompts_needed(config.num_samples, config.samples_per_prompt),
+                             config.prompt_words, config.seed)
+    policy = load_policy(config.policy, device)
+    if config.prompt_mode == "bos" and policy.tokenizer.bos_token_id is None:
+        raise PipelineError("--prompt-mode bos needs a tokenizer with a BOS token; use --prompt-mode review")
+    reward = load_reward(config.reward, device)
+    logger.info("sampling %d texts from %s (%d prompts x %d), scoring with %s", config.num_samples, policy.source,
+                len(prompts), config.samples_per_prompt, reward.source)
+    rows = sample_and_score(policy, reward, prompts, config.samples_per_prompt, config.max_new_tokens,
+                            config.temperature, config.batch_size, config.seed, config.positive_label)
+    rows = rows[: config.num_samples]
+    resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
+                                                        "reward_source": reward.source}}
+    io.write_jsonl(run_dir / io.GENERATIONS, rows)
+    io.write_yaml(run_dir / io.GENERATION_CONFIG, resolved)
+    mean_p = sum(r["p_positive"] for r in rows) / len(rows)
+    logger.info("wrote %d rows to %s (mean p_positive %.3f)", len(rows), run_dir / io.GENERATIONS, mean_p)
+    return rows

@@ -1,0 +1,126 @@
+"""Stage 3: fine-tune the starting policy on the preference pairs with TRL's `DPOTrainer`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import io
+from .config import TrainingConfig, config_to_dict
+from .errors import PipelineError
+from .pairs import PAIR_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+# EXO needs label smoothing > 0; its paper recommends 1e-3.
+EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
+
+
+def valid_loss_types() -> list[str]:
+    """The loss types the installed TRL's `DPOTrainer` accepts, read from its `DPOConfig.loss_type` help."""
+    import dataclasses
+
+    from trl import DPOConfig
+
+    help_text = next(f for f in dataclasses.fields(DPOConfig) if f.name == "loss_type").metadata["help"]
+    return re.findall(r"`'([a-z_]+)'`", help_text)
+
+
+def check_loss(loss: str) -> None:
+    valid = valid_loss_types()
+    if loss not in valid:
+        raise PipelineError(f"unknown loss {loss!r}; choose one of: {', '.join(valid)}")
+
+
+def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
+    """TRL's DPOConfig for this run: fp32 and no gradient checkpointing on CPU, no checkpoints or trackers."""
+    from trl import DPOConfig
+
+    label_smoothing = config.label_smoothing
+    if config.loss == "exo_pair" and label_smoothing == 0.0:
+        label_smoothing = EXO_DEFAULT_LABEL_SMOOTHING
+    return DPOConfig(
+        output_dir=str(output_dir),
+        loss_type=[config.loss],
+        beta=config.beta,
+        label_smoothing=label_smoothing,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        warmup_steps=config.warmup_ratio,  # transformers 5 reads a float < 1 as a share of the steps
+        lr_scheduler_type="linear",
+        max_length=None,  # generated texts are short: truncating them would only lose signal
+        precompute_ref_log_probs=config.precompute_ref_log_probs,
+        precompute_ref_batch_size=max(64, config.batch_size),
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=use_cpu,
+        bf16=False,  # TRL defaults to bf16, which fails on CPU; the GPU path is the scale-out issue's
+        activation_checkpointing=False,  # recomputing activations only costs time on models this small
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
+def load_pairs_dataset(path: Path, tokenizer) -> Any:
+    """The pairs as a `datasets.Dataset` with TRL's prompt/chosen/rejected columns (prompt starts with BOS)."""
+    from datasets import Dataset
+
+    from .models import prompt_text
+
+    rows = io.read_jsonl(path, PAIR_COLUMNS, "python3 prepare_dataset.py")
+    for line_no, row in enumerate(rows, start=1):
+        if not all(isinstance(row[k], str) for k in ("prompt", "chosen", "rejected")):
+            raise PipelineError(f"{path} line {line_no}: prompt, chosen and rejected must be strings; "
+                                "rerun `python3 prepare_dataset.py`")
+    return Dataset.from_list([
+        {"prompt": prompt_text(tokenizer, r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
+        for r in rows
+    ])
+
+
+def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool) -> Any:
+    """Run `DPOTrainer` on an in-memory model; returns the trainer (model trained in place)."""
+    from trl import DPOTrainer
+
+    trainer = DPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu),
+                         train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    return trainer
+
+
+def run(config: TrainingConfig) -> Path:
+    """Train on data/pairs.jsonl, save models/LOSS (model, tokenizer, config, training log); return its path."""
+    from .models import load_policy, resolve_device
+
+    check_loss(config.loss)
+    run_dir = Path(config.run_dir)
+    generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
+    device = resolve_device(config.device)
+    policy = load_policy(generation["policy"], device)
+    dataset = load_pairs_dataset(run_dir / io.PAIRS, policy.tokenizer)
+    final = run_dir / io.model_dir(config.loss)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = io.make_staging_dir(final)
+    try:
+        trainer = train_policy(policy.model, policy.tokenizer, dataset, config, staging / "trainer",
+                               use_cpu=device.type == "cpu")
+        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        trainer.save_model(str(staging))
+        policy.tokenizer.save_pretrained(str(staging))
+        io.write_json(staging / "training_log.json", trainer.state.log_history)
+        io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {
+            "reference_policy": generation["policy"], "reference_source": policy.source,
+            "pairs": str(io.PAIRS), "num_pairs": len(dataset), "reward_model": generation["reward"],
+        }})
+        io.replace_dir_atomic(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("saved the %s-trained policy to %s", config.loss, final)
+    return final

@@ -1,0 +1,42 @@
+"""Fixtures: a fake corpus in a private cache, and tiny policy and reward models, built once per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import build_tiny_policy, build_tiny_reward, write_fake_corpus  # noqa: E402
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # a test that reaches for the hub fails instead of hanging
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_cache(tmp_path_factory) -> Path:
+    """Point the corpus cache at a fake Pang & Lee corpus, so no test downloads anything."""
+    cache = tmp_path_factory.mktemp("cache")
+    write_fake_corpus(cache)
+    previous = os.environ.get("SENTIMENT_DPO_CACHE")
+    os.environ["SENTIMENT_DPO_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("SENTIMENT_DPO_CACHE", None)
+    else:
+        os.environ["SENTIMENT_DPO_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> Path:
+    return build_tiny_policy(tmp_path_factory.mktemp("tiny_policy"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reward(tmp_path_factory) -> Path:
+    return build_tiny_reward(tmp_path_factory.mktemp("tiny_reward"))
