@@ -13,5 +13,9 @@ def stage(config: MetricsConfig) -> None:
     run(config)
 
 
+def main(argv: list[str] | None = None) -> int:
+    return main_for(MetricsConfig, __doc__, stage, positional="loss", argv=argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main_for(MetricsConfig, __doc__, stage, positional="loss"))
+    sys.exit(main())

@@ -13,5 +13,9 @@ def stage(config: TrainingConfig) -> None:
     run(config)
 
 
+def main(argv: list[str] | None = None) -> int:
+    return main_for(TrainingConfig, __doc__, stage, positional="loss", argv=argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main_for(TrainingConfig, __doc__, stage, positional="loss"))
+    sys.exit(main())

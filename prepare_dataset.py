@@ -13,5 +13,9 @@ def stage(config: PairsConfig) -> None:
     run(config)
 
 
+def main(argv: list[str] | None = None) -> int:
+    return main_for(PairsConfig, __doc__, stage, argv=argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main_for(PairsConfig, __doc__, stage))
+    sys.exit(main())

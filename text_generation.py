@@ -13,5 +13,9 @@ def stage(config: GenerationConfig) -> None:
     run(config)
 
 
+def main(argv: list[str] | None = None) -> int:
+    return main_for(GenerationConfig, __doc__, stage, argv=argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main_for(GenerationConfig, __doc__, stage))
+    sys.exit(main())

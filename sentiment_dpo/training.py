@@ -68,17 +68,21 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
     )
 
 
-def load_pairs_dataset(path: Path, tokenizer) -> Any:
-    """The pairs as a `datasets.Dataset` with TRL's prompt/chosen/rejected columns (prompt starts with BOS)."""
-    from datasets import Dataset
-
-    from .models import prompt_text
-
+def read_pairs(path: Path) -> list[dict[str, Any]]:
     rows = io.read_jsonl(path, PAIR_COLUMNS, "python3 prepare_dataset.py")
     for line_no, row in enumerate(rows, start=1):
         if not all(isinstance(row[k], str) for k in ("prompt", "chosen", "rejected")):
             raise PipelineError(f"{path} line {line_no}: prompt, chosen and rejected must be strings; "
                                 "rerun `python3 prepare_dataset.py`")
+    return rows
+
+
+def pairs_dataset(rows: list[dict[str, Any]], tokenizer) -> Any:
+    """The pairs as a `datasets.Dataset` with TRL's prompt/chosen/rejected columns (prompt starts with BOS)."""
+    from datasets import Dataset
+
+    from .models import prompt_text
+
     return Dataset.from_list([
         {"prompt": prompt_text(tokenizer, r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
         for r in rows
@@ -102,9 +106,10 @@ def run(config: TrainingConfig) -> Path:
     check_loss(config.loss)
     run_dir = Path(config.run_dir)
     generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
+    rows = read_pairs(run_dir / io.PAIRS)  # before loading models: bad input fails fast
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device)
-    dataset = load_pairs_dataset(run_dir / io.PAIRS, policy.tokenizer)
+    dataset = pairs_dataset(rows, policy.tokenizer)
     final = run_dir / io.model_dir(config.loss)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = io.make_staging_dir(final)

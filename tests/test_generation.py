@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from sentiment_dpo.generation import Sample, completion_logprobs, sample_completions
+from sentiment_dpo.models import load_policy, prompt_ids
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_policy):
+    return load_policy(str(tiny_policy), torch.device("cpu"))
+
+
+def test_samples_come_back_in_prompt_order_and_are_seeded(policy):
+    prompts = ["the movie was", "a", "the plot and the acting were"]
+    samples = sample_completions(policy.model, policy.tokenizer, prompts, 2, 6, 1.0, batch_size=4, seed=3)
+    assert [s.prompt_index for s in samples] == [0, 0, 1, 1, 2, 2]
+    assert all(1 <= len(s.completion_ids) <= 6 for s in samples)
+    again = sample_completions(policy.model, policy.tokenizer, prompts, 2, 6, 1.0, batch_size=4, seed=3)
+    assert [s.completion_ids for s in samples] == [s.completion_ids for s in again]
+
+
+def test_batched_logprobs_match_one_at_a_time(policy):
+    """Padding must not change a sequence's log-probability."""
+    samples = [Sample(0, "the movie", "", [5, 9, 12]), Sample(1, "a much longer prompt than that", "", [7]),
+               Sample(2, "", "", [3, 3, 3, 3])]
+    batched = completion_logprobs(policy.model, policy.tokenizer, samples, batch_size=3)
+    for sample, value in zip(samples, batched):
+        ids = torch.tensor([prompt_ids(policy.tokenizer, sample.prompt) + sample.completion_ids])
+        logps = torch.log_softmax(policy.model(ids).logits[0, :-1], -1)
+        start = len(prompt_ids(policy.tokenizer, sample.prompt))
+        expected = sum(logps[t - 1, ids[0, t]].item() for t in range(start, ids.shape[1]))
+        assert value == pytest.approx(expected, abs=1e-4)

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from sentiment_dpo import io
+from sentiment_dpo.errors import PipelineError
+
+
+def test_missing_file_names_the_stage_to_run(tmp_path):
+    with pytest.raises(PipelineError, match="run `python3 text_generation.py` first"):
+        io.read_jsonl(tmp_path / "nope.jsonl", ["prompt"], "python3 text_generation.py")
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"prompt": "a"}\n{"prompt": \n', "line 2 is not valid JSON"),
+    ('{"prompt": "a"}\n\n', "line 2 is empty"),
+    ('{"prompt": "a"}\n[1, 2]\n', "line 2 is not a JSON object"),
+    ('{"prompt": "a"}\n{"other": 1}\n', "line 2 lacks column\\(s\\) prompt"),
+    ("", "has no rows"),
+])
+def test_bad_jsonl_lines_are_named(tmp_path, content, message):
+    path = tmp_path / "x.jsonl"
+    path.write_text(content)
+    with pytest.raises(PipelineError, match=message):
+        io.read_jsonl(path, ["prompt"], "stage")
+
+
+def test_jsonl_round_trip(tmp_path):
+    rows = [{"prompt": "é", "n": 1}, {"prompt": "b", "n": 2}]
+    io.write_jsonl(tmp_path / "d" / "x.jsonl", rows)
+    assert io.read_jsonl(tmp_path / "d" / "x.jsonl", ["prompt"], "stage") == rows
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "x.json"
+    io.write_json(path, {"a": 1})
+
+    def broken_rows():
+        yield {"a": 2}
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        io.write_jsonl(path, broken_rows())
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temporary file left behind
+
+
+def test_replace_dir_atomic(tmp_path):
+    final = tmp_path / "models" / "m"
+    staged = io.make_staging_dir(final)
+    (staged / "f").write_text("new")
+    final.mkdir(parents=True, exist_ok=True)
+    (final / "f").write_text("old")
+    io.replace_dir_atomic(staged, final)
+    assert (final / "f").read_text() == "new"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["m"]

@@ -1,0 +1,137 @@
+"""Each stage as the user runs it (the scripts' main()), on tiny models, including the bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import calculate_metrics
+import main as train_script
+import prepare_dataset
+import run_pipeline
+import text_generation
+from conftest import ROOT
+from sentiment_dpo import io
+
+GEN_ARGS = ["--num-samples", "24", "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_policy, tiny_reward):
+    """A run directory after stages 1 and 2."""
+    path = tmp_path_factory.mktemp("run")
+    assert text_generation.main(["--run-dir", str(path), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
+                                 *GEN_ARGS]) == 0
+    assert prepare_dataset.main(["--run-dir", str(path), "--num-pairs", "16", "--strategy", "random"]) == 0
+    return path
+
+
+def test_generation_rows_and_config(run_dir, tiny_policy):
+    rows = [json.loads(line) for line in (run_dir / io.GENERATIONS).read_text().splitlines()]
+    assert len(rows) == 24
+    assert set(rows[0]) >= {"prompt", "completion", "reward", "p_positive", "policy", "reward_model", "seed",
+                            "sampling"}
+    assert rows[0]["sampling"]["top_k"] == 0 and rows[0]["sampling"]["top_p"] == 1.0
+    assert all(0.0 <= r["p_positive"] <= 1.0 for r in rows)
+    config = io.read_yaml(run_dir / io.GENERATION_CONFIG, "")
+    assert config["policy"] == str(tiny_policy) and config["num_samples"] == 24
+
+
+def test_generation_is_reproducible(run_dir, tiny_policy, tiny_reward, tmp_path):
+    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
+                                 str(tiny_reward), *GEN_ARGS]) == 0
+    assert (tmp_path / io.GENERATIONS).read_text() == (run_dir / io.GENERATIONS).read_text()
+
+
+def test_pairs_load_with_datasets(run_dir):
+    from datasets import load_dataset
+
+    pairs = load_dataset("json", data_files=str(run_dir / io.PAIRS), split="train")
+    assert len(pairs) == 16
+    assert all(c != r for c, r in zip(pairs["chosen"], pairs["rejected"]))
+    assert all(cr > rr for cr, rr in zip(pairs["chosen_reward"], pairs["rejected_reward"]))
+
+
+def test_train_then_metrics(run_dir):
+    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4"]) == 0
+    model_dir = run_dir / "models" / "sigmoid"
+    assert (model_dir / "config.json").exists() and (model_dir / "tokenizer_config.json").exists()
+    assert (model_dir / "training.config.yaml").exists()
+    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--num-prompts", "6",
+                                   "--batch-size", "8"]) == 0
+    metrics = json.loads((run_dir / "results" / "sigmoid" / "metrics.json").read_text())
+    for name in ("reference", "policy"):
+        assert set(metrics[name]) >= {"reward_mean", "reward_std", "p_positive_mean", "positive_rate", "distinct_1",
+                                      "distinct_2", "distinct_3", "token_entropy"}
+    assert 0.0 <= metrics["win_rate"] <= 1.0
+    assert isinstance(metrics["kl"], float)
+    for png in ("reward_hist.png", "diversity.png"):
+        assert (run_dir / "results" / "sigmoid" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_loss_fails_at_once_listing_valid_ones(run_dir, capsys):
+    assert train_script.main(["sigmod", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown loss 'sigmod'" in err and "sigmoid" in err and "hinge" in err
+
+
+def test_missing_input_names_the_stage_to_run_first(tmp_path, capsys):
+    assert prepare_dataset.main(["--run-dir", str(tmp_path)]) == 2
+    assert "run `python3 text_generation.py` first" in capsys.readouterr().err
+    (tmp_path / "data").mkdir()
+    (tmp_path / io.GENERATION_CONFIG).write_text("policy: x\nmax_new_tokens: 4\n")
+    assert train_script.main(["hinge", "--run-dir", str(tmp_path)]) == 2
+    assert "run `python3 prepare_dataset.py` first" in capsys.readouterr().err
+    assert calculate_metrics.main(["hinge", "--run-dir", str(tmp_path)]) == 2
+    assert "run `python3 main.py hinge` first" in capsys.readouterr().err
+
+
+def test_corrupt_line_and_missing_columns_keep_earlier_outputs(run_dir, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    (bad / "data").mkdir(parents=True)
+    good_lines = (run_dir / io.GENERATIONS).read_text().splitlines()
+    (bad / io.GENERATIONS).write_text("\n".join([good_lines[0], good_lines[1][:30], *good_lines[2:]]) + "\n")
+    (bad / io.PAIRS).write_text("earlier pairs\n")
+    assert prepare_dataset.main(["--run-dir", str(bad)]) == 2
+    assert "line 2 is not valid JSON" in capsys.readouterr().err
+    assert (bad / io.PAIRS).read_text() == "earlier pairs\n"  # nothing earlier lost
+
+    row = json.loads(good_lines[0])
+    del row["reward"]
+    (bad / io.GENERATIONS).write_text(json.dumps(row) + "\n")
+    assert prepare_dataset.main(["--run-dir", str(bad)]) == 2
+    assert "line 1 lacks column(s) reward" in capsys.readouterr().err
+
+
+def test_too_many_pairs(run_dir, capsys):
+    before = (run_dir / io.PAIRS).read_text()
+    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "100000"]) == 2
+    assert "asked for 100000 pairs" in capsys.readouterr().err
+    assert (run_dir / io.PAIRS).read_text() == before
+
+
+@pytest.mark.parametrize("script", ["text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py",
+                                    "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py"])
+def test_help(script):
+    result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(json.dumps({
+        "losses": ["sigmoid", "hinge"],
+        "generation": {"policy": str(tiny_policy), "reward": str(tiny_reward), "num_samples": 24,
+                       "samples_per_prompt": 4, "max_new_tokens": 6, "batch_size": 8},
+        "pairs": {"num_pairs": 12, "strategy": "random"},
+        "training": {"max_steps": 2, "batch_size": 4},
+        "metrics": {"num_prompts": 4, "batch_size": 8},
+    }))
+    assert run_pipeline.main(["--config", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+    summary = (tmp_path / "run" / "SUMMARY.md").read_text()
+    assert "| sigmoid | policy |" in summary and "| hinge | policy |" in summary
+    assert "results/hinge/reward_hist.png" in summary
