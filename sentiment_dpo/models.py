@@ -36,11 +36,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_source(spec: str, kind: str) -> str:
-    """Turn `embedded` into the embedded model's folder (building it on first use); other specs pass through."""
-    if spec == "embedded":
-        from . import embedded
+    """Turn `embedded` (and `smollm2`) into a local folder, building it on first use; other specs pass through."""
+    from . import embedded
 
+    if spec == "embedded":
         return str(embedded.policy_path() if kind == "policy" else embedded.ensure_reward())
+    if spec == "smollm2" and kind == "policy":
+        return str(embedded.ensure_smollm2())
     return spec
 
 

@@ -83,7 +83,8 @@ def run(config: PairsConfig) -> list[dict[str, Any]]:
     pairs = build_pairs(rows, config.num_pairs, config.strategy, config.margin, config.seed)
     io.write_jsonl(run_dir / io.PAIRS, pairs)
     io.write_yaml(run_dir / io.PAIRS_CONFIG, config_to_dict(config) | {
-        "provenance": {"generations": str(io.GENERATIONS), "policy": rows[0].get("policy"),
+        "provenance": {"generations": str(io.GENERATIONS),
+                       "generations_sha256": io.sha256_of(run_dir / io.GENERATIONS), "policy": rows[0].get("policy"),
                        "reward_model": rows[0].get("reward_model")}})
     gap = sum(p["chosen_reward"] - p["rejected_reward"] for p in pairs) / len(pairs)
     logger.info("wrote %d pairs to %s (mean reward gap %.2f)", len(pairs), run_dir / io.PAIRS, gap)

@@ -7,6 +7,7 @@ policy gets a compact tokenizer learned on the training reviews. The result is a
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -29,9 +30,9 @@ class PolicyPretrainingConfig:
     n_head: int = 4
     context: int = 128
     batch_size: int = 32
-    learning_rate: float = 1e-3
-    warmup_steps: int = 200
-    max_steps: int = 6000
+    learning_rate: float = 1.5e-3
+    warmup_steps: int = 100
+    max_steps: int = 2400  # about 8 passes over the 1.2M training tokens, 30 min on 2 cores
     seed: int = 0
 
 
@@ -124,12 +125,11 @@ def pretrain_policy(train_texts: list[str], heldout_texts: list[str], out_dir: P
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.3f}")
     train_seconds = time.time() - start
-    heldout_ppl = perplexity(model, heldout_stream, config.context)
-    passes = config.max_steps * config.batch_size * config.context / len(train_stream)
     model.generation_config.pad_token_id = tokenizer.eos_token_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_compact(model, tokenizer, out_dir)
+    # Quality is measured on what was saved (fp16-rounded weights), not on the in-memory model.
+    heldout_ppl = perplexity(GPT2LMHeadModel.from_pretrained(out_dir), heldout_stream, config.context)
+    passes = config.max_steps * config.batch_size * config.context / len(train_stream)
     quality = {
         "parameters": sum(p.numel() for p in model.parameters()),
         "heldout_perplexity": heldout_ppl,
@@ -140,3 +140,15 @@ def pretrain_policy(train_texts: list[str], heldout_texts: list[str], out_dir: P
     }
     logger.info("policy: held-out perplexity %.1f after %.1f passes", heldout_ppl, passes)
     return quality
+
+
+def save_compact(model, tokenizer, out_dir: Path) -> None:
+    """Save weights in fp16 (half the bytes in git) but declare fp32, so `from_pretrained` computes in fp32."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16).save_pretrained(out_dir)
+    model.to(torch.float32)
+    config_file = out_dir / "config.json"
+    config = json.loads(config_file.read_text())
+    config["dtype"] = "float32"
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
+    tokenizer.save_pretrained(out_dir)

@@ -10,7 +10,7 @@ from . import io
 from .config import GenerationConfig, config_to_dict
 from .errors import PipelineError
 from .generation import sample_completions
-from .models import LoadedModel, load_policy, load_reward, positive_label_index, resolve_device
+from .models import LoadedModel, load_policy, load_reward, positive_label_index, prompt_ids, resolve_device
 from .prompts import choose_prompts, prompts_needed
 from .scoring import score_texts
 
@@ -41,6 +41,16 @@ def sample_and_score(policy: LoadedModel, reward: LoadedModel, prompts: list[str
     return rows
 
 
+def check_context_fits(policy: LoadedModel, prompts: list[str], max_new_tokens: int) -> None:
+    """Fail before sampling if prompt + completion would run past the model's position embeddings."""
+    config = policy.model.config
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    longest = max(len(prompt_ids(policy.tokenizer, p)) for p in prompts) + max_new_tokens
+    if limit is not None and longest > limit:
+        raise PipelineError(f"prompt + --max-new-tokens reaches {longest} tokens but {policy.spec} handles {limit}; "
+                            f"lower --max-new-tokens to {max_new_tokens - (longest - limit)} or use shorter prompts")
+
+
 def run(config: GenerationConfig) -> list[dict[str, Any]]:
     """Write data/generations.jsonl and its resolved config under the run dir; return the rows."""
     run_dir = Path(config.run_dir)
@@ -50,6 +60,7 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
     policy = load_policy(config.policy, device)
     if config.prompt_mode == "bos" and policy.tokenizer.bos_token_id is None:
         raise PipelineError("--prompt-mode bos needs a tokenizer with a BOS token; use --prompt-mode review")
+    check_context_fits(policy, prompts, config.max_new_tokens)
     reward = load_reward(config.reward, device)
     logger.info("sampling %d texts from %s (%d prompts x %d), scoring with %s", config.num_samples, policy.source,
                 len(prompts), config.samples_per_prompt, reward.source)
@@ -57,7 +68,8 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
                             config.temperature, config.batch_size, config.seed, config.positive_label)
     rows = rows[: config.num_samples]
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
-                                                        "reward_source": reward.source}}
+                                                        "reward_source": reward.source,
+                                                        "libraries": io.library_versions()}}
     io.write_jsonl(run_dir / io.GENERATIONS, rows)
     io.write_yaml(run_dir / io.GENERATION_CONFIG, resolved)
     mean_p = sum(r["p_positive"] for r in rows) / len(rows)

@@ -122,7 +122,8 @@ def run(config: TrainingConfig) -> Path:
         io.write_json(staging / "training_log.json", trainer.state.log_history)
         io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {
             "reference_policy": generation["policy"], "reference_source": policy.source,
-            "pairs": str(io.PAIRS), "num_pairs": len(dataset), "reward_model": generation["reward"],
+            "pairs": str(io.PAIRS), "pairs_sha256": io.sha256_of(run_dir / io.PAIRS), "num_pairs": len(dataset),
+            "reward_model": generation["reward"], "libraries": io.library_versions(),
         }})
         io.replace_dir_atomic(staging, final)
     finally:

@@ -135,3 +135,11 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
     summary = (tmp_path / "run" / "SUMMARY.md").read_text()
     assert "| sigmoid | policy |" in summary and "| hinge | policy |" in summary
     assert "results/hinge/reward_hist.png" in summary
+
+
+def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tiny_reward, capsys):
+    # the tiny policy has 64 positions
+    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
+                                 str(tiny_reward), "--num-samples", "4", "--max-new-tokens", "100"]) == 2
+    assert "lower --max-new-tokens" in capsys.readouterr().err
+    assert not (tmp_path / io.GENERATIONS).exists()
