@@ -78,7 +78,7 @@ class PairsConfig(CommonConfig):
     strategy: str = _help("'margin': random same-prompt pairs whose rewards differ by at least --margin; "
                           "'random': random same-prompt pairs; 'best_worst': the best and worst sample of each "
                           "prompt.", default="margin")
-    margin: float = _help("Minimum reward (logit) gap for --strategy margin.", default=1.0)
+    margin: float = _help("Minimum reward (logit) gap for --strategy margin.", default=0.5)
 
     def __post_init__(self) -> None:
         _check_choice("strategy", self.strategy, PAIR_STRATEGIES)
