@@ -7,7 +7,6 @@
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sentiment_dpo import embedded
+    from sentiment_dpo import embedded, io
     from sentiment_dpo.cli import setup_logging
     from sentiment_dpo.corpus import load_corpus
     from sentiment_dpo.errors import PipelineError
@@ -33,10 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
         corpus = load_corpus()
-        if args.policy:
+        if args.policy:  # staged, so an interrupted build leaves the committed policy intact
+            staging = io.make_staging_dir(embedded.POLICY_DIR)
             quality = pretrain_policy([r.text for r in corpus.train_reviews], [r.text for r in corpus.heldout_reviews],
-                                      embedded.POLICY_DIR, PolicyPretrainingConfig())
-            (embedded.POLICY_DIR / embedded.QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
+                                      staging, PolicyPretrainingConfig())
+            io.write_json(staging / embedded.QUALITY_FILE, quality)
+            io.replace_dir_atomic(staging, embedded.POLICY_DIR)
         if args.reward:
             embedded.build_reward(embedded.reward_path())
         device = torch.device("cpu")

@@ -15,8 +15,6 @@ from .errors import PipelineError
 def setup_logging() -> None:
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    # The offline default must never try the hub; a user with network access can set these to 0.
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,

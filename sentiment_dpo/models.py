@@ -64,31 +64,28 @@ def prepare_tokenizer(tokenizer, padding_side: str):
     return tokenizer
 
 
-def load_policy(spec: str, device: torch.device) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _from_pretrained(spec: str, kind: str, auto_class_name: str, padding_side: str):
+    """(source, model, tokenizer) for a spec, with one clear error whatever goes wrong in loading."""
+    import transformers
 
-    source = resolve_source(spec, "policy")
+    source = resolve_source(spec, kind)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        model = getattr(transformers, auto_class_name).from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as err:
-        raise _load_error("policy", spec, err) from None
+        raise _load_error(kind, spec, err) from None
+    return source, model, prepare_tokenizer(tokenizer, padding_side)
+
+
+def load_policy(spec: str, device: torch.device) -> LoadedModel:
     # Left padding: batched generation appends new tokens on the right, so prompts must end at the same column.
-    prepare_tokenizer(tokenizer, "left")
+    source, model, tokenizer = _from_pretrained(spec, "policy", "AutoModelForCausalLM", "left")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model.to(device).eval(), tokenizer, spec, source)
 
 
 def load_reward(spec: str, device: torch.device) -> LoadedModel:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    source = resolve_source(spec, "reward")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as err:
-        raise _load_error("reward model", spec, err) from None
-    prepare_tokenizer(tokenizer, "right")
+    source, model, tokenizer = _from_pretrained(spec, "reward", "AutoModelForSequenceClassification", "right")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model.to(device).eval(), tokenizer, spec, source)

@@ -43,5 +43,5 @@ def test_prompt_text_tokenizes_like_prompt_ids(tiny_policy):
 def test_unloadable_model_is_a_clear_error(tmp_path):
     import torch
 
-    with pytest.raises(PipelineError, match="cannot load reward model"):
+    with pytest.raises(PipelineError, match="cannot load reward"):
         load_reward(str(tmp_path), torch.device("cpu"))
