@@ -35,13 +35,17 @@ def baseline(policy, reward, prompts: list[str], max_new_tokens: int) -> list[fl
     """The naive loop: a text-generation pipeline call per prompt, then a text-classification call per text."""
     from transformers import pipeline
 
+    from sentiment_dpo.models import positive_label_index
+
     generate = pipeline("text-generation", model=policy.model, tokenizer=policy.tokenizer, device=-1)
+    positive_name = reward.model.config.id2label[positive_label_index(reward.model.config.id2label)]
     classify = pipeline("text-classification", model=reward.model, tokenizer=reward.tokenizer, device=-1, top_k=None)
     scores = []
     for prompt in prompts:
         text = generate(prompt, do_sample=True, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
                         pad_token_id=policy.tokenizer.pad_token_id)[0]["generated_text"]
-        scores.append(classify(text)[0]["score"])
+        labels = classify(text)[0]  # every class's score, for one text
+        scores.append(next(c["score"] for c in labels if c["label"] == positive_name))
     return scores
 
 
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sentiment_dpo.embedded import policy_path
-    from sentiment_dpo.models import load_policy, load_reward, positive_label_index
+    from sentiment_dpo.models import load_policy, load_reward
     from sentiment_dpo.prompts import choose_prompts
     from sentiment_dpo.sample_and_score import sample_and_score
 
@@ -66,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     policy = (random_gpt2_124m(str(policy_path())) if args.policy == "gpt2-124m-random"
               else load_policy(args.policy, device))
     reward = load_reward(args.reward, device)
-    positive_label_index(reward.model.config.id2label)
     prompts = choose_prompts("review", "heldout", args.num_samples, 5, seed=0)
 
     start = time.perf_counter()
