@@ -61,7 +61,8 @@ def run_side(side: str, pairs_path: Path, num_pairs: int, policy_spec: str, batc
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", default="runs/default/data/pairs.jsonl", help="a pairs.jsonl from prepare_dataset.py")
+    parser.add_argument("--pairs", default="runs/default/data/pairs.jsonl",
+                        help="a pairs.jsonl from prepare_dataset.py")
     parser.add_argument("--num-pairs", type=int, default=256)
     parser.add_argument("--policy", default="embedded")
     parser.add_argument("--batch-size", type=int, default=16)

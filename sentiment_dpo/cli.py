@@ -13,8 +13,8 @@ from .errors import PipelineError
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), datefmt="%H:%M:%S",
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,

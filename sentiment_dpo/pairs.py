@@ -62,14 +62,14 @@ def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margi
         )
     chosen = random.Random(seed).sample(candidates, num_pairs)
     return [{
-        "prompt": rows[w]["prompt"],
-        "chosen": rows[w]["completion"],
-        "rejected": rows[l]["completion"],
-        "chosen_reward": rows[w]["reward"],
-        "rejected_reward": rows[l]["reward"],
-        "chosen_p_positive": rows[w]["p_positive"],
-        "rejected_p_positive": rows[l]["p_positive"],
-    } for w, l in chosen]
+        "prompt": rows[winner]["prompt"],
+        "chosen": rows[winner]["completion"],
+        "rejected": rows[loser]["completion"],
+        "chosen_reward": rows[winner]["reward"],
+        "rejected_reward": rows[loser]["reward"],
+        "chosen_p_positive": rows[winner]["p_positive"],
+        "rejected_p_positive": rows[loser]["p_positive"],
+    } for winner, loser in chosen]
 
 
 def run(config: PairsConfig) -> list[dict[str, Any]]:

@@ -67,9 +67,12 @@ def pretrain_reward(train: list[LabeledText], heldout: list[LabeledText], out_di
     total_steps = steps_per_epoch * config.epochs
     warmup = int(total_steps * config.warmup_fraction)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total_steps - s) / (total_steps - warmup))
-    )
+    def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / (total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     rng = random.Random(config.seed)
     start = time.time()
     epoch_accuracy = []

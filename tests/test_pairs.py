@@ -27,7 +27,8 @@ def test_best_worst_is_one_pair_per_prompt():
 
 def test_a_text_is_never_paired_with_itself():
     same = rows(("x", "same", 1.0), ("x", "same", 0.0), ("x", "other", 0.5))
-    assert all(same[w]["completion"] != same[l]["completion"] for w, l in candidate_pairs(same, "random", 0.0))
+    assert all(same[winner]["completion"] != same[loser]["completion"]
+               for winner, loser in candidate_pairs(same, "random", 0.0))
 
 
 def test_build_pairs_rows_and_seeding():
