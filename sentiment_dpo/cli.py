@@ -13,7 +13,14 @@ from .errors import PipelineError
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"), datefmt="%H:%M:%S",
+    """INFO on the main process; under torchrun / accelerate launch the other processes only warn, and show no
+    progress bars, so a run logs once rather than once per process."""
+    from .distributed import is_main_process
+
+    main = is_main_process()
+    if not main:
+        os.environ["TQDM_DISABLE"] = "1"
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO") if main else "WARNING", datefmt="%H:%M:%S",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

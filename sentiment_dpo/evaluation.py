@@ -9,6 +9,7 @@ from typing import Any
 
 from . import io, plots
 from .config import MetricsConfig, config_to_dict
+from .distributed import is_main_process
 from .errors import PipelineError
 from .generation import completion_logprobs, sample_completions
 from .metrics import kl_estimate, per_prompt_means, summarize, win_rate
@@ -68,6 +69,8 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         },
     }
     metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
+    if not is_main_process():  # every process holds all samples; one writes the results
+        return metrics
 
     out = run_dir / io.results_dir(config.loss)
     io.write_jsonl(out / "samples.jsonl", (

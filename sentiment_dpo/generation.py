@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import map_batches
 from .models import prompt_ids
 
 logger = logging.getLogger(__name__)
@@ -51,25 +52,31 @@ def sample_completions(model, tokenizer, prompts: list[str], samples_per_prompt:
     device = next(model.parameters()).device
     jobs = [(p, prompt_ids(tokenizer, prompt)) for p, prompt in enumerate(prompts) for _ in range(samples_per_prompt)]
     order = sorted(range(len(jobs)), key=lambda j: (len(jobs[j][1]), j))
-    generator_seed = torch.Generator().manual_seed(seed)
-    results: list[Sample | None] = [None] * len(jobs)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    # One seed per batch, drawn from the stage seed: reproducible for the same batch size, on any process.
+    seed_stream = torch.Generator().manual_seed(seed)
+    seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=seed_stream)) for _ in batches]
     eos_id = tokenizer.eos_token_id
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        batch = order[start : start + batch_size]
+    progress = tqdm(total=len(batches), desc=desc, unit="batch")
+
+    def generate(index: int, batch: list[int]) -> list[list[int]]:
         ids, mask = _left_pad([jobs[j][1] for j in batch], tokenizer.pad_token_id)
-        # One seed per batch, drawn from the stage seed: reproducible for the same batch size.
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator_seed)))
+        torch.manual_seed(seeds[index])
         output = model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True, top_k=0, top_p=1.0,
             temperature=temperature, max_new_tokens=max_new_tokens, min_new_tokens=1,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_id,
         )
-        new_tokens = output[:, ids.shape[1]:].tolist()
-        for j, tokens in zip(batch, new_tokens):
-            tokens = _trim_after_eos(tokens, eos_id)
+        progress.update()
+        return [_trim_after_eos(tokens, eos_id) for tokens in output[:, ids.shape[1]:].tolist()]
+
+    results: list[Sample | None] = [None] * len(jobs)
+    for batch, completions in zip(batches, map_batches(batches, generate)):
+        for j, tokens in zip(batch, completions):
             prompt_index = jobs[j][0]
             results[j] = Sample(prompt_index, prompts[prompt_index],
                                 tokenizer.decode(tokens, skip_special_tokens=True), tokens)
+    progress.close()
     return [r for r in results if r is not None]
 
 
@@ -81,9 +88,10 @@ def completion_logprobs(model, tokenizer, samples: list[Sample], batch_size: int
     sequences = [prompt_ids(tokenizer, s.prompt) + s.completion_ids for s in samples]
     starts = [len(prompt_ids(tokenizer, s.prompt)) for s in samples]
     order = sorted(range(len(samples)), key=lambda i: len(sequences[i]))
-    out = [0.0] * len(samples)
-    for begin in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        batch = order[begin : begin + batch_size]
+    batches = [order[begin : begin + batch_size] for begin in range(0, len(order), batch_size)]
+    progress = tqdm(total=len(batches), desc=desc, unit="batch")
+
+    def score(_: int, batch: list[int]) -> list[float]:
         width = max(len(sequences[i]) for i in batch)
         ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -92,6 +100,13 @@ def completion_logprobs(model, tokenizer, samples: list[Sample], batch_size: int
             mask[row, : len(sequences[i])] = 1
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
         logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
-        for row, i in enumerate(batch):  # token t is predicted at position t-1
-            out[i] = logps[row, starts[i] - 1 : len(sequences[i]) - 1].sum().item()
+        progress.update()
+        # token t is predicted at position t-1
+        return [logps[row, starts[i] - 1 : len(sequences[i]) - 1].sum().item() for row, i in enumerate(batch)]
+
+    out = [0.0] * len(samples)
+    for batch, values in zip(batches, map_batches(batches, score)):
+        for i, value in zip(batch, values):
+            out[i] = value
+    progress.close()
     return out

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import io
 from .config import GenerationConfig, config_to_dict
+from .distributed import is_main_process
 from .errors import PipelineError
 from .generation import sample_completions
 from .models import LoadedModel, load_policy, load_reward, positive_label_index, prompt_ids, resolve_device
@@ -67,6 +68,8 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
     rows = sample_and_score(policy, reward, prompts, config.samples_per_prompt, config.max_new_tokens,
                             config.temperature, config.batch_size, config.seed, config.positive_label)
     rows = rows[: config.num_samples]
+    if not is_main_process():  # every process holds all rows; one writes them
+        return rows
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
                                                         "reward_source": reward.source,
                                                         "libraries": io.library_versions()}}

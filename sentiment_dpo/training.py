@@ -10,6 +10,7 @@ from typing import Any
 
 from . import io
 from .config import TrainingConfig, config_to_dict
+from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
 from .pairs import PAIR_COLUMNS
 
@@ -111,22 +112,40 @@ def run(config: TrainingConfig) -> Path:
     policy = load_policy(generation["policy"], device)
     dataset = pairs_dataset(rows, policy.tokenizer)
     final = run_dir / io.model_dir(config.loss)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = io.make_staging_dir(final)
+    # Every process must agree on the staging folder (all of them call save_model; the main one writes).
+    staging = final.with_name(f".{final.name}.staging")
+    if is_main_process():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    wait_for_everyone()
     try:
+        if process_state().num_processes > 1:
+            # TRL caches precomputed reference log-probs next to the dataset's files; an in-memory dataset
+            # keeps them in a per-process temporary folder, which the other processes cannot see.
+            if is_main_process():
+                dataset.save_to_disk(str(staging / "pairs_dataset"))
+            wait_for_everyone()
+            from datasets import load_from_disk
+
+            dataset = load_from_disk(str(staging / "pairs_dataset"))
         trainer = train_policy(policy.model, policy.tokenizer, dataset, config, staging / "trainer",
                                use_cpu=device.type == "cpu")
-        shutil.rmtree(staging / "trainer", ignore_errors=True)
         trainer.save_model(str(staging))
-        policy.tokenizer.save_pretrained(str(staging))
-        io.write_json(staging / "training_log.json", trainer.state.log_history)
-        io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {
-            "reference_policy": generation["policy"], "reference_source": policy.source,
-            "pairs": str(io.PAIRS), "pairs_sha256": io.sha256_of(run_dir / io.PAIRS), "num_pairs": len(dataset),
-            "reward_model": generation["reward"], "libraries": io.library_versions(),
-        }})
-        io.replace_dir_atomic(staging, final)
+        if is_main_process():
+            for scratch in ("trainer", "pairs_dataset"):
+                shutil.rmtree(staging / scratch, ignore_errors=True)
+            policy.tokenizer.save_pretrained(str(staging))
+            io.write_json(staging / "training_log.json", trainer.state.log_history)
+            io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {
+                "reference_policy": generation["policy"], "reference_source": policy.source,
+                "pairs": str(io.PAIRS), "pairs_sha256": io.sha256_of(run_dir / io.PAIRS), "num_pairs": len(dataset),
+                "reward_model": generation["reward"], "libraries": io.library_versions(),
+                "processes": process_state().num_processes,
+            }})
+            io.replace_dir_atomic(staging, final)
+            logger.info("saved the %s-trained policy to %s", config.loss, final)
+        wait_for_everyone()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("saved the %s-trained policy to %s", config.loss, final)
+        if is_main_process():
+            shutil.rmtree(staging, ignore_errors=True)
     return final

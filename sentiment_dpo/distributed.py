@@ -1,0 +1,46 @@
+"""Running under `torchrun` / `accelerate launch`: which process this is, and sharding batches across processes.
+
+Batches are always formed the same way as in a single process (same order, same per-batch seed); with N
+processes, batch i runs on process i mod N and the results are gathered on every process. A multi-process
+run therefore writes exactly the rows a single process writes for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=1)
+def process_state():
+    """accelerate's process state; on a machine without a GPU it must be created with cpu=True, otherwise
+    every process launched by torchrun believes it is rank 0 of 1."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def is_main_process() -> bool:
+    return process_state().is_main_process
+
+
+def wait_for_everyone() -> None:
+    process_state().wait_for_everyone()
+
+
+def map_batches(batches: list[T], fn: Callable[[int, T], Any]) -> list[Any]:
+    """`[fn(i, batch) for i, batch in enumerate(batches)]`, with the batches shared round-robin across processes."""
+    state = process_state()
+    if state.num_processes == 1:
+        return [fn(i, batch) for i, batch in enumerate(batches)]
+    from accelerate.utils import gather_object
+
+    mine = {i: fn(i, batch) for i, batch in enumerate(batches) if i % state.num_processes == state.process_index}
+    merged: dict[int, Any] = {}
+    for part in gather_object([mine]):
+        merged.update(part)
+    return [merged[i] for i in range(len(batches))]

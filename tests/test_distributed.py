@@ -1,0 +1,48 @@
+"""Two CPU processes (torchrun, gloo) on tiny models: the same rows as one process, one model written."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import prepare_dataset
+import text_generation
+from conftest import ROOT
+from sentiment_dpo import io
+
+GEN_ARGS = ["--num-samples", "24", "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "4"]
+
+
+def torchrun(script: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / script), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                            env=os.environ | {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_policy, tiny_reward):
+    single, multi = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("multi")
+    models = ["--policy", str(tiny_policy), "--reward", str(tiny_reward)]
+    assert text_generation.main(["--run-dir", str(single), *models, *GEN_ARGS]) == 0
+    torchrun("text_generation.py", "--run-dir", str(multi), *models, *GEN_ARGS)
+    return single, multi
+
+
+def test_two_processes_write_the_same_rows_as_one(runs):
+    single, multi = runs
+    assert (multi / io.GENERATIONS).read_text() == (single / io.GENERATIONS).read_text()
+
+
+def test_two_processes_train_and_write_one_model(runs):
+    _, multi = runs
+    assert prepare_dataset.main(["--run-dir", str(multi), "--num-pairs", "16", "--strategy", "random"]) == 0
+    result = torchrun("main.py", "hinge", "--run-dir", str(multi), "--max-steps", "2", "--batch-size", "2")
+    assert result.stderr.count("saved the hinge-trained policy") == 1  # logged once, by the main process
+    models = sorted(p.name for p in (multi / "models").iterdir())
+    assert models == ["hinge"]  # no staging folder left behind
+    config = io.read_yaml(multi / "models" / "hinge" / "training.config.yaml", "")
+    assert config["provenance"]["processes"] == 2
