@@ -100,9 +100,15 @@ class TrainingConfig(CommonConfig):
                                    default=0.0)
     precompute_ref_log_probs: bool = _help(
         "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
+    save_steps: int = _help("Save a resumable checkpoint every N steps under models/.LOSS.checkpoints (0: never).",
+                            default=0)
+    resume: bool = _help("Resume an interrupted training from its last checkpoint (needs --save-steps).",
+                         default=False)
 
     def __post_init__(self) -> None:
         _check_positive(self, "beta", "learning_rate", "epochs", "batch_size")
+        if self.save_steps < 0:
+            raise PipelineError(f"--save-steps must be >= 0, got {self.save_steps}")
 
 
 @dataclass

@@ -37,7 +37,9 @@ def check_loss(loss: str) -> None:
 
 
 def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
-    """TRL's DPOConfig for this run: fp32 and no gradient checkpointing on CPU, no checkpoints or trackers."""
+    """TRL's DPOConfig for this run: fp32 on CPU, bf16 on GPUs that support it, no activation checkpointing,
+    checkpoints only if asked for, no trackers."""
+    import torch
     from trl import DPOConfig
 
     label_smoothing = config.label_smoothing
@@ -60,10 +62,13 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=use_cpu,
-        bf16=False,  # TRL defaults to bf16, which fails on CPU; the GPU path is the scale-out issue's
+        # TRL turns bf16 on by default, which fails without a GPU
+        bf16=not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         activation_checkpointing=False,  # recomputing activations only costs time on models this small
         logging_steps=10,
-        save_strategy="no",
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=2,
         report_to="none",
         disable_tqdm=False,
     )
@@ -90,13 +95,17 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer) -> Any:
     ])
 
 
-def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool) -> Any:
-    """Run `DPOTrainer` on an in-memory model; returns the trainer (model trained in place)."""
+def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
+                 resume: bool = False) -> Any:
+    """Run `DPOTrainer` on an in-memory model; returns the trainer (model trained in place).
+
+    `output_dir` receives checkpoints when `config.save_steps` is set; `resume` continues from the last one.
+    """
     from trl import DPOTrainer
 
     trainer = DPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu),
                          train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
 
@@ -112,11 +121,17 @@ def run(config: TrainingConfig) -> Path:
     policy = load_policy(generation["policy"], device)
     dataset = pairs_dataset(rows, policy.tokenizer)
     final = run_dir / io.model_dir(config.loss)
-    # Every process must agree on the staging folder (all of them call save_model; the main one writes).
+    # Every process must agree on these folders (all of them call save_model; the main one writes).
     staging = final.with_name(f".{final.name}.staging")
+    checkpoints = final.with_name(f".{final.name}.checkpoints")
+    if config.resume and not list(checkpoints.glob("checkpoint-*")):
+        raise PipelineError(f"no checkpoint to resume from in {checkpoints}; train without --resume "
+                            "(with --save-steps N to make checkpoints)")
     if is_main_process():
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        if not config.resume:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # stale checkpoints of an earlier run
     wait_for_everyone()
     try:
         if process_state().num_processes > 1:
@@ -128,12 +143,11 @@ def run(config: TrainingConfig) -> Path:
             from datasets import load_from_disk
 
             dataset = load_from_disk(str(staging / "pairs_dataset"))
-        trainer = train_policy(policy.model, policy.tokenizer, dataset, config, staging / "trainer",
-                               use_cpu=device.type == "cpu")
+        trainer = train_policy(policy.model, policy.tokenizer, dataset, config, checkpoints,
+                               use_cpu=device.type == "cpu", resume=config.resume)
         trainer.save_model(str(staging))
         if is_main_process():
-            for scratch in ("trainer", "pairs_dataset"):
-                shutil.rmtree(staging / scratch, ignore_errors=True)
+            shutil.rmtree(staging / "pairs_dataset", ignore_errors=True)
             policy.tokenizer.save_pretrained(str(staging))
             io.write_json(staging / "training_log.json", trainer.state.log_history)
             io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {
@@ -143,6 +157,7 @@ def run(config: TrainingConfig) -> Path:
                 "processes": process_state().num_processes,
             }})
             io.replace_dir_atomic(staging, final)
+            shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
             logger.info("saved the %s-trained policy to %s", config.loss, final)
         wait_for_everyone()
     finally:

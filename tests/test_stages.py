@@ -143,3 +143,34 @@ def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tin
                                  str(tiny_reward), "--num-samples", "4", "--max-new-tokens", "100"]) == 2
     assert "lower --max-new-tokens" in capsys.readouterr().err
     assert not (tmp_path / io.GENERATIONS).exists()
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(run_dir, monkeypatch, capsys):
+    from sentiment_dpo import training
+
+    assert train_script.main(["ipo", "--run-dir", str(run_dir), "--resume"]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+
+    def crash(*_):
+        raise KeyboardInterrupt  # the run is killed after its checkpoints were written
+
+    monkeypatch.setattr(training.io, "replace_dir_atomic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_script.main(["ipo", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+                           "--save-steps", "1"])
+    checkpoints = run_dir / "models" / ".ipo.checkpoints"
+    assert (checkpoints / "checkpoint-2").exists()
+    monkeypatch.undo()
+
+    from trl import DPOTrainer
+
+    steps_run = []
+    original_step = DPOTrainer.training_step
+    monkeypatch.setattr(DPOTrainer, "training_step", lambda self, *a, **k: steps_run.append(1) or original_step(
+        self, *a, **k))
+    assert train_script.main(["ipo", "--run-dir", str(run_dir), "--max-steps", "3", "--batch-size", "4",
+                              "--save-steps", "1", "--resume"]) == 0
+    assert len(steps_run) == 1  # continued from step 2, not from scratch
+    log = json.loads((run_dir / "models" / "ipo" / "training_log.json").read_text())
+    assert log[-1]["step"] == 3
+    assert not checkpoints.exists()  # a finished run leaves nothing to resume
