@@ -11,6 +11,7 @@ from typing import Any
 
 from . import embedded, io
 from .config import GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, read_yaml_mapping
+from .distributed import is_main_process
 from .errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ def run(config: PipelineConfig) -> Path:
         timed(f"calculate_metrics {loss}", evaluation.run,
               MetricsConfig(**(common | config.metrics | {"loss": loss})))
     timings["total"] = time.time() - start
+    if not is_main_process():
+        return Path(config.run_dir) / SUMMARY
     io.write_json(Path(config.run_dir) / "timings.json", timings)
     return write_summary(Path(config.run_dir), config.losses, timings)
 
