@@ -83,8 +83,7 @@ class PairsConfig(CommonConfig):
     def __post_init__(self) -> None:
         _check_choice("strategy", self.strategy, PAIR_STRATEGIES)
         _check_positive(self, "num_pairs")
-        if self.margin < 0:
-            raise PipelineError(f"--margin must be >= 0, got {self.margin}")
+        _check_non_negative(self, "margin")
 
 
 @dataclass
@@ -107,8 +106,7 @@ class TrainingConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         _check_positive(self, "beta", "learning_rate", "epochs", "batch_size")
-        if self.save_steps < 0:
-            raise PipelineError(f"--save-steps must be >= 0, got {self.save_steps}")
+        _check_non_negative(self, "save_steps")
 
 
 @dataclass
@@ -131,6 +129,12 @@ def _check_positive(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) <= 0:
             raise PipelineError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
+
+
+def _check_non_negative(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < 0:
+            raise PipelineError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}")
 
 
 def _base_type(annotation: Any) -> type:

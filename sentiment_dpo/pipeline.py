@@ -128,14 +128,12 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
         metrics = json.loads((run_dir / io.results_dir(loss) / "metrics.json").read_text())
         for name in ("reference", "policy"):
             m = metrics[name]
-            pair = name == "policy"
+            # KL and win rate describe the policy against the reference, so the reference row has none.
+            pair_cells = f"{metrics['kl']:.2f} | {metrics['win_rate']:.3f}" if name == "policy" else "– | –"
             lines.append(
                 f"| {loss} | {name} | {m['reward_mean']:.2f} ± {m['reward_std']:.2f} | {m['p_positive_mean']:.3f} | "
                 f"{m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / {m['distinct_3']:.3f} | "
-                f"{m['token_entropy']:.2f} | {metrics['kl']:.2f} | {metrics['win_rate']:.3f} |" if pair else
-                f"| {loss} | {name} | {m['reward_mean']:.2f} ± {m['reward_std']:.2f} | {m['p_positive_mean']:.3f} | "
-                f"{m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / {m['distinct_3']:.3f} | "
-                f"{m['token_entropy']:.2f} | – | – |")
+                f"{m['token_entropy']:.2f} | {pair_cells} |")
     lines += ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
     for what, measured, passed in target_checks(run_dir, losses):
         verdict = "–" if passed is None else ("pass" if passed else "**FAIL**")
