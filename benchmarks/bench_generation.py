@@ -17,18 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def random_gpt2_124m(tokenizer_source: str):
-    """A GPT-2-124M-sized model with random weights (the reference policy's cost, without the hub)."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    from sentiment_dpo.models import LoadedModel, prepare_tokenizer
-
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(tokenizer_source), "left")
-    config = GPT2Config(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)  # 124M shape
-    model = GPT2LMHeadModel(config).eval()
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return LoadedModel(model, tokenizer, "gpt2-124m-random", "random init")
+from bench_models import RANDOM_124M, load_bench_policy  # noqa: E402
 
 
 def baseline(policy, reward, prompts: list[str], max_new_tokens: int) -> list[float]:
@@ -51,7 +40,7 @@ def baseline(policy, reward, prompts: list[str], max_new_tokens: int) -> list[fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", default="embedded", help="'embedded', 'gpt2-124m-random', or a folder / hub id")
+    parser.add_argument("--policy", default="embedded", help=f"'embedded', '{RANDOM_124M}', or a folder / hub id")
     parser.add_argument("--reward", default="embedded")
     parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -60,15 +49,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sentiment_dpo.embedded import policy_path
-    from sentiment_dpo.models import load_policy, load_reward
+    from sentiment_dpo.models import load_reward
     from sentiment_dpo.prompts import choose_prompts
     from sentiment_dpo.sample_and_score import sample_and_score
 
     torch.manual_seed(0)
     device = torch.device("cpu")
-    policy = (random_gpt2_124m(str(policy_path())) if args.policy == "gpt2-124m-random"
-              else load_policy(args.policy, device))
+    policy = load_bench_policy(args.policy, device)
     reward = load_reward(args.reward, device)
     prompts = choose_prompts("review", "heldout", args.num_samples, 5, seed=0)
 

@@ -99,14 +99,17 @@ class TrainingConfig(CommonConfig):
                                    default=0.0)
     precompute_ref_log_probs: bool = _help(
         "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
+    lora_rank: int = _help("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
+                           "fine-tuning). The adapters are merged into the saved model.", default=0)
+    lora_alpha: float = _help("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
     save_steps: int = _help("Save a resumable checkpoint every N steps under models/.LOSS.checkpoints (0: never).",
                             default=0)
     resume: bool = _help("Resume an interrupted training from its last checkpoint (needs --save-steps).",
                          default=False)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "beta", "learning_rate", "epochs", "batch_size")
-        _check_non_negative(self, "save_steps")
+        _check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
+        _check_non_negative(self, "save_steps", "lora_rank")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -95,16 +96,42 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer) -> Any:
     ])
 
 
+def lora_config(config: TrainingConfig) -> Any:
+    """peft's LoraConfig for `--lora-rank` > 0 (adapters on every linear layer but the LM head), else None."""
+    if not config.lora_rank:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def save_trained(trainer, folder: Path) -> None:
+    """The trained policy as a plain model folder; LoRA adapters are merged in so later stages load it as is."""
+    from peft import PeftModel
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if isinstance(model, PeftModel):
+        if is_main_process():
+            model.merge_and_unload().save_pretrained(str(folder))
+    else:
+        trainer.save_model(str(folder))
+
+
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
                  resume: bool = False) -> Any:
-    """Run `DPOTrainer` on an in-memory model; returns the trainer (model trained in place).
+    """Run `DPOTrainer` (with the fast path of `fast_dpo`) on an in-memory model; returns the trainer
+    (model trained in place).
 
     `output_dir` receives checkpoints when `config.save_steps` is set; `resume` continues from the last one.
     """
-    from trl import DPOTrainer
+    from .fast_dpo import FastDPOTrainer
 
-    trainer = DPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu),
-                         train_dataset=dataset, processing_class=tokenizer)
+    with warnings.catch_warnings():
+        # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
+        warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
+        trainer = FastDPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu), train_dataset=dataset,
+                                 processing_class=tokenizer, peft_config=lora_config(config))
     trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
@@ -134,20 +161,10 @@ def run(config: TrainingConfig) -> Path:
             shutil.rmtree(checkpoints, ignore_errors=True)  # stale checkpoints of an earlier run
     wait_for_everyone()
     try:
-        if process_state().num_processes > 1:
-            # TRL caches precomputed reference log-probs next to the dataset's files; an in-memory dataset
-            # keeps them in a per-process temporary folder, which the other processes cannot see.
-            if is_main_process():
-                dataset.save_to_disk(str(staging / "pairs_dataset"))
-            wait_for_everyone()
-            from datasets import load_from_disk
-
-            dataset = load_from_disk(str(staging / "pairs_dataset"))
         trainer = train_policy(policy.model, policy.tokenizer, dataset, config, checkpoints,
                                use_cpu=device.type == "cpu", resume=config.resume)
-        trainer.save_model(str(staging))
+        save_trained(trainer, staging)
         if is_main_process():
-            shutil.rmtree(staging / "pairs_dataset", ignore_errors=True)
             policy.tokenizer.save_pretrained(str(staging))
             io.write_json(staging / "training_log.json", trainer.state.log_history)
             io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {

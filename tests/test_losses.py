@@ -9,13 +9,8 @@ from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.models import load_policy
 from sentiment_dpo.training import check_loss, pairs_dataset, train_policy, valid_loss_types
+from tiny import PAIRS
 
-PAIRS = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in [
-    ("the movie was", " great and moving .", " dull and bad ."),
-    ("the plot", " is charming .", " is tedious and clumsy ."),
-    ("a cast", " with brilliant scenes .", " with awful scenes ."),
-    ("the ending", " was funny .", " was boring ."),
-]]
 
 
 def test_valid_loss_types_come_from_trl():

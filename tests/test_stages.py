@@ -174,3 +174,20 @@ def test_interrupted_training_resumes_from_its_checkpoint(run_dir, monkeypatch, 
     log = json.loads((run_dir / "models" / "ipo" / "training_log.json").read_text())
     assert log[-1]["step"] == 3
     assert not checkpoints.exists()  # a finished run leaves nothing to resume
+
+
+def test_lora_training_saves_a_merged_plain_model(run_dir, tiny_policy):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+                              "--lora-rank", "4", "--learning-rate", "0.05"]) == 0
+    model_dir = run_dir / "models" / "hinge"
+    assert not (model_dir / "adapter_config.json").exists()
+    trained = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    start = AutoModelForCausalLM.from_pretrained(tiny_policy).state_dict()
+    assert set(trained) == set(start)  # no adapter weights left over
+    changed = {name for name in start if not torch.equal(start[name], trained[name])}
+    # LoRA touches the attention and MLP projections only: embeddings and layer norms stay as they were
+    assert changed and all(name.endswith(("attn.weight", "proj.weight", "fc.weight")) for name in changed), changed
+    assert io.read_yaml(model_dir / "training.config.yaml", "")["lora_rank"] == 4

@@ -76,3 +76,12 @@ def build_tiny_reward(out: Path, seed: int = 0, labels: tuple[str, str] = ("NEGA
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+# Hand-written preference pairs for training tests.
+PAIRS = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in [
+    ("the movie was", " great and moving .", " dull and bad ."),
+    ("the plot", " is charming .", " is tedious and clumsy ."),
+    ("a cast", " with brilliant scenes .", " with awful scenes ."),
+    ("the ending", " was funny .", " was boring ."),
+]]

@@ -1,0 +1,68 @@
+"""The fast path gives what TRL's own path gives: the same per-token log-probs, metrics and gradients from the
+dense head, and the same reference log-probs and training loss from FastDPOTrainer."""
+
+import copy
+
+import pytest
+import torch
+from trl import DPOTrainer
+from trl.trainer.utils import add_fused_lm_head
+
+from sentiment_dpo.config import TrainingConfig
+from sentiment_dpo.fast_dpo import FastDPOTrainer, _distribution_stats, add_dense_lm_head
+from sentiment_dpo.models import load_policy
+from sentiment_dpo.training import dpo_config, pairs_dataset
+from tiny import PAIRS
+
+FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+
+
+def test_distribution_stats_by_hand():
+    # uniform over 4 tokens: entropy ln 4, sum p^2 = 1/4; a point mass: entropy 0, sum p^2 = 1
+    log_probs = torch.log(torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 1e-30, 1e-30, 1e-30]]))
+    entropy, log_sum_sq = _distribution_stats(log_probs, rows=1)
+    assert torch.allclose(entropy, torch.tensor([1.3862944, 0.0]), atol=1e-6)
+    assert torch.allclose(log_sum_sq, torch.log(torch.tensor([0.25, 1.0])), atol=1e-6)
+
+
+def test_dense_head_matches_trl_tiled_head(tiny_policy):
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    trl_model, dense_model = policy.model, copy.deepcopy(policy.model)
+    add_fused_lm_head(trl_model, outputs=FIELDS)
+    add_dense_lm_head(dense_model)
+    ids = torch.tensor([[1, 5, 9, 12, 7, 3, 0], [1, 8, 4, 6, 2, 0, 0]])
+    labels = ids.masked_fill(torch.tensor([[0, 0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 0, 0]]) == 0, -100)
+    mask = torch.tensor([[1] * 6 + [0], [1] * 5 + [0, 0]])
+    outputs = [model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+               for model in (trl_model, dense_model)]
+    labelled = labels[:, 1:] != -100
+    for name in FIELDS:
+        expected, got = getattr(outputs[0], name), getattr(outputs[1], name)
+        assert got.shape == expected.shape, name
+        if name == "is_top1":
+            assert torch.equal(got[labelled], expected[labelled])
+        else:
+            assert torch.allclose(got[labelled], expected[labelled], atol=1e-5), name
+    assert torch.all(outputs[1].log_probs[~labelled] == 0)
+    for output in outputs:
+        output.log_probs.sum().backward()
+    for (name, a), b in zip(trl_model.named_parameters(), dense_model.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+    # calls without fused_lm_head (generation) still get the model's own logits
+    assert dense_model(input_ids=ids).logits.shape == (2, 7, dense_model.config.vocab_size)
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "ipo"])
+def test_fast_trainer_matches_trl(loss, tiny_policy, tmp_path):
+    config = TrainingConfig(loss=loss, epochs=2, batch_size=2, learning_rate=1e-2, run_dir=str(tmp_path))
+    results = []
+    for trainer_class in (DPOTrainer, FastDPOTrainer):
+        policy = load_policy(str(tiny_policy), torch.device("cpu"))
+        trainer = trainer_class(model=policy.model, args=dpo_config(config, tmp_path / trainer_class.__name__, True),
+                                train_dataset=pairs_dataset(PAIRS, policy.tokenizer),
+                                processing_class=policy.tokenizer)
+        reference = [trainer.train_dataset[i]["ref_chosen_logps"] for i in range(len(PAIRS))]
+        results.append((reference, trainer.train().training_loss))
+    (trl_reference, trl_loss), (fast_reference, fast_loss) = results
+    assert fast_reference == pytest.approx(trl_reference, abs=1e-4)
+    assert fast_loss == pytest.approx(trl_loss, rel=1e-4)
