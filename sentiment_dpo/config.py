@@ -88,8 +88,12 @@ class PairsConfig(CommonConfig):
 
 @dataclass
 class TrainingConfig(CommonConfig):
-    loss: str = _help("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = SLiC-style, ipo, ...).", default="sigmoid")
-    beta: float = _help("Strength of the pull toward the reference model (IPO's tau).", default=0.1)
+    loss: str = _help("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, ...) or "
+                      "'slic' (SLiC-HF: reference-free hinge + NLL, TRL's CPOTrainer).", default="sigmoid")
+    beta: float = _help("Strength of the pull toward the reference model (IPO's tau); for slic the hinge margin "
+                        "in log-likelihood is 1/beta.", default=0.1)
+    slic_lambda: float = _help("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
+                               default=1.0)
     learning_rate: float = _help("Peak learning rate (linear decay after warm-up).", default=2e-4)
     epochs: float = _help("Passes over the pairs.", default=3.0)
     max_steps: int = _help("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
@@ -109,7 +113,7 @@ class TrainingConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         _check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
-        _check_non_negative(self, "save_steps", "lora_rank")
+        _check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
 
 
 @dataclass
@@ -160,12 +164,16 @@ def make_parser(config_cls: type, description: str, positional: str | None = Non
             parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text)
             continue
         flag = "--" + f.name.replace("_", "-")
-        if kind is bool:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if typing.get_origin(kind) is list:
+            parser.add_argument(flag, type=typing.get_args(kind)[0], nargs="+", default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=f"{help_text} (default: {' '.join(map(str, default))})")
+        elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=f"{help_text} (default: {f.default})")
+                                help=f"{help_text} (default: {default})")
         else:
             parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=f"{help_text} (default: {f.default})")
+                                help=f"{help_text} (default: {default})")
     return parser
 
 

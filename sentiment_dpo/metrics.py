@@ -1,4 +1,5 @@
-"""Pure metric functions: reward statistics, diversity, KL estimate and win rate.
+"""Pure metric functions: reward statistics, diversity (distinct-n, entropy, self-BLEU), KL estimate, perplexity
+and win rate.
 
 Diversity is measured on whitespace-separated words, so policies with different tokenizers compare.
 """
@@ -37,6 +38,56 @@ def token_entropy(texts: Sequence[str]) -> float:
     if not total:
         return 0.0
     return -sum(c / total * math.log2(c / total) for c in counts.values())
+
+
+def self_bleu(texts: Sequence[str], max_n: int = 4, epsilon: float = 0.1) -> float:
+    """Self-BLEU (Zhu et al. 2018, Texygen): BLEU-`max_n` of each text against all the others as references,
+    averaged; higher = the texts repeat each other more.
+
+    Per text: clipped n-gram precisions for n = 1..max_n (a count is clipped at its largest count in any
+    other text), a zero count smoothed to `epsilon` (NLTK's method1), uniform geometric mean, and the
+    brevity penalty against the closest other length (the shorter one on ties). Texts with fewer than
+    `max_n` words cannot be scored and are left out.
+    """
+    docs = [text.split() for text in texts]
+    if len(docs) < 2:
+        raise ValueError("self-BLEU needs at least two texts")
+    grams = [[Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1)) for n in range(1, max_n + 1)]
+             for words in docs]
+    # The two largest counts of each n-gram and who holds the largest: "largest in any *other* text" in O(1).
+    top: list[dict[tuple[str, ...], tuple[int, int, int]]] = [{} for _ in range(max_n)]
+    for owner, per_n in enumerate(grams):
+        for n_index, counter in enumerate(per_n):
+            for gram, count in counter.items():
+                best, best_owner, second = top[n_index].get(gram, (0, -1, 0))
+                if count > best:
+                    top[n_index][gram] = (count, owner, best)
+                else:
+                    top[n_index][gram] = (best, best_owner, max(second, count))
+    lengths = [len(words) for words in docs]
+    scores = []
+    for i, words in enumerate(docs):
+        if len(words) < max_n:
+            continue
+        log_precision = 0.0
+        for n_index, counter in enumerate(grams[i]):
+            clipped = 0
+            for gram, count in counter.items():
+                best, best_owner, second = top[n_index][gram]
+                clipped += min(count, second if best_owner == i else best)
+            log_precision += math.log((clipped or epsilon) / (len(words) - n_index)) / max_n
+        closest = min((length for j, length in enumerate(lengths) if j != i), key=lambda L: (abs(L - len(words)), L))
+        brevity = 1.0 if len(words) > closest else math.exp(1 - closest / len(words))
+        scores.append(brevity * math.exp(log_precision))
+    return mean(scores) if scores else 0.0
+
+
+def perplexity(logps: Sequence[float], token_counts: Sequence[int]) -> float:
+    """Per-token perplexity of texts under a model: exp(-(sum of their log-probs) / (their tokens))."""
+    total = sum(token_counts)
+    if len(logps) != len(token_counts) or not total:
+        raise ValueError("need one token count per log-prob and at least one token")
+    return math.exp(-sum(logps) / total)
 
 
 def kl_estimate(policy_logps: Sequence[float], reference_logps: Sequence[float]) -> float:

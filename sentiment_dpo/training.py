@@ -19,9 +19,12 @@ logger = logging.getLogger(__name__)
 
 # EXO needs label smoothing > 0; its paper recommends 1e-3.
 EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
+# SLiC-HF (Zhao et al. 2023): hinge on the policy's own chosen-vs-rejected log-likelihood gap plus lambda times the
+# chosen text's NLL, no reference model. TRL has it as CPOTrainer's hinge loss (cpo_alpha = lambda).
+SLIC = "slic"
 
 
-def valid_loss_types() -> list[str]:
+def dpo_loss_types() -> list[str]:
     """The loss types the installed TRL's `DPOTrainer` accepts, read from its `DPOConfig.loss_type` help."""
     import dataclasses
 
@@ -31,35 +34,30 @@ def valid_loss_types() -> list[str]:
     return re.findall(r"`'([a-z_]+)'`", help_text)
 
 
+def valid_loss_types() -> list[str]:
+    return [*dpo_loss_types(), SLIC]
+
+
 def check_loss(loss: str) -> None:
     valid = valid_loss_types()
     if loss not in valid:
         raise PipelineError(f"unknown loss {loss!r}; choose one of: {', '.join(valid)}")
 
 
-def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
-    """TRL's DPOConfig for this run: fp32 on CPU, bf16 on GPUs that support it, no activation checkpointing,
-    checkpoints only if asked for, no trackers."""
+def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> dict[str, Any]:
+    """Arguments shared by DPOConfig and CPOConfig: fp32 on CPU, bf16 on GPUs that support it, no activation
+    checkpointing, checkpoints only if asked for, no trackers."""
     import torch
-    from trl import DPOConfig
 
-    label_smoothing = config.label_smoothing
-    if config.loss == "exo_pair" and label_smoothing == 0.0:
-        label_smoothing = EXO_DEFAULT_LABEL_SMOOTHING
-    return DPOConfig(
+    return dict(
         output_dir=str(output_dir),
-        loss_type=[config.loss],
         beta=config.beta,
-        label_smoothing=label_smoothing,
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         warmup_steps=config.warmup_ratio,  # transformers 5 reads a float < 1 as a share of the steps
         lr_scheduler_type="linear",
-        max_length=None,  # generated texts are short: truncating them would only lose signal
-        precompute_ref_log_probs=config.precompute_ref_log_probs,
-        precompute_ref_batch_size=max(64, config.batch_size),
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=use_cpu,
@@ -73,6 +71,32 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
         report_to="none",
         disable_tqdm=False,
     )
+
+
+def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
+    """TRL's DPOConfig for this run."""
+    from trl import DPOConfig
+
+    label_smoothing = config.label_smoothing
+    if config.loss == "exo_pair" and label_smoothing == 0.0:
+        label_smoothing = EXO_DEFAULT_LABEL_SMOOTHING
+    return DPOConfig(
+        **_trainer_args(config, output_dir, use_cpu),
+        loss_type=[config.loss],
+        label_smoothing=label_smoothing,
+        max_length=None,  # generated texts are short: truncating them would only lose signal
+        precompute_ref_log_probs=config.precompute_ref_log_probs,
+        precompute_ref_batch_size=max(64, config.batch_size),
+    )
+
+
+def slic_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
+    """CPOConfig for SLiC-HF: hinge loss relu(1 - beta * (log p(chosen) - log p(rejected))), i.e. margin 1/beta in
+    log-likelihood, plus `slic_lambda` times the chosen text's NLL."""
+    from trl.experimental.cpo import CPOConfig
+
+    return CPOConfig(**_trainer_args(config, output_dir, use_cpu), loss_type="hinge", cpo_alpha=config.slic_lambda,
+                     remove_unused_columns=False)  # its collator needs the text columns
 
 
 def read_pairs(path: Path) -> list[dict[str, Any]]:
@@ -119,19 +143,28 @@ def save_trained(trainer, folder: Path) -> None:
 
 
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
-                 resume: bool = False) -> Any:
+                 resume: bool = False, callbacks: list | None = None) -> Any:
     """Run `DPOTrainer` (with the fast path of `fast_dpo`) on an in-memory model; returns the trainer
     (model trained in place).
 
     `output_dir` receives checkpoints when `config.save_steps` is set; `resume` continues from the last one.
     """
-    from .fast_dpo import FastDPOTrainer
-
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
-        trainer = FastDPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu), train_dataset=dataset,
-                                 processing_class=tokenizer, peft_config=lora_config(config))
+        # SLiC-HF lives in trl.experimental on purpose (see SLIC): its import warning is expected
+        warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+        if config.loss == SLIC:
+            from trl.experimental.cpo import CPOTrainer
+
+            trainer = CPOTrainer(model=model, args=slic_config(config, output_dir, use_cpu), train_dataset=dataset,
+                                 processing_class=tokenizer, peft_config=lora_config(config), callbacks=callbacks)
+        else:
+            from .fast_dpo import FastDPOTrainer
+
+            trainer = FastDPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu),
+                                     train_dataset=dataset, processing_class=tokenizer,
+                                     peft_config=lora_config(config), callbacks=callbacks)
     trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 

@@ -1,0 +1,268 @@
+"""A grid of trainings (losses x beta x learning rate x seeds x rounds), each traced by checkpoint evaluations.
+
+Layout under the sweep's run dir:
+  data/             stage 1 and 2 outputs (samples of the starting policy, pairs), shared by every cell
+  reference/        the starting policy evaluated on the held-out prompts (the curves' first point)
+  cells/NAME/       cell.json (settings, curve, final metrics; written last, so its presence = finished)
+                    and samples.jsonl (the final checkpoint's samples)
+  report.md + PNGs  written by `sweep_report` from every finished cell
+
+A finished cell is never recomputed (unless its settings changed); an interrupted one is rerun from its start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import io
+from .config import PAIR_STRATEGIES, PRESETS, GenerationConfig, PairsConfig, TrainingConfig, _check_choice, \
+    _check_positive, _help, config_to_dict
+from .errors import PipelineError
+
+logger = logging.getLogger(__name__)
+
+CELLS = "cells"
+REFERENCE = "reference"
+SWEEP_CONFIG = "sweep.config.yaml"
+CELL_FILE = "cell.json"
+
+
+@dataclass
+class SweepConfig:
+    run_dir: str = _help("Sweep directory: data/, reference/, cells/ and the report.", default="runs/sweep")
+    seed: int = _help("Seed of the shared data (samples, pairs) and of the evaluation draws.", default=0)
+    device: str = _help("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
+    preset: str = _help(f"Model pair: {', '.join(PRESETS)}.", default="embedded")
+    policy: str | None = _help("Starting policy (default: the preset's).", default=None)
+    reward: str | None = _help("Sentiment classifier (default: the preset's).", default=None)
+    losses: list[str] = _help("Losses to compare: DPOTrainer loss types and 'slic'.",
+                              default_factory=lambda: ["sigmoid", "hinge", "ipo", "slic"])
+    betas: list[float] = _help("Values of beta (IPO's tau; slic's margin is 1/beta).",
+                               default_factory=lambda: [0.03, 0.1, 0.3])
+    learning_rates: list[float] = _help("Peak learning rates.", default_factory=lambda: [2e-4])
+    seeds: list[int] = _help("Training seeds: one independent training per seed (data order, init of nothing "
+                             "else: the pairs are shared).", default_factory=lambda: [0, 1, 2])
+    rounds: list[int] = _help("Rounds of generate -> score -> pair -> train per cell (1 = offline; K > 1 samples "
+                              "new pairs from the current policy before each later round).",
+                              default_factory=lambda: [1])
+    num_samples: int = _help("Texts sampled per round to build pairs from.", default=1000)
+    samples_per_prompt: int = _help("Samples per training prompt.", default=8)
+    max_new_tokens: int = _help("Tokens sampled after each prompt.", default=32)
+    num_pairs: int = _help("Preference pairs per round.", default=1000)
+    pair_strategy: str = _help(f"Pairing strategy: {', '.join(PAIR_STRATEGIES)}.", default="margin")
+    margin: float = _help("Minimum reward gap for --pair-strategy margin.", default=0.5)
+    epochs: float = _help("Passes over each round's pairs.", default=2.0)
+    batch_size: int = _help("Pairs per optimizer step.", default=16)
+    warmup_ratio: float = _help("Share of each round's steps spent warming up.", default=0.1)
+    slic_lambda: float = _help("slic's weight of the chosen text's NLL.", default=1.0)
+    eval_every: int = _help("Evaluate every N optimizer steps (and after the last).", default=25)
+    eval_prompts: int = _help("Held-out prompts per evaluation (one pure sample each).", default=256)
+    eval_batch_size: int = _help("Sequences per sampling / scoring batch.", default=64)
+    kl_budget: float = _help("KL budget (nats) at which the report compares the losses.", default=10.0)
+
+    def __post_init__(self) -> None:
+        from .training import check_loss
+
+        _check_choice("preset", self.preset, PRESETS)
+        _check_choice("pair_strategy", self.pair_strategy, PAIR_STRATEGIES)
+        for name in ("losses", "betas", "learning_rates", "seeds", "rounds"):
+            if not getattr(self, name):
+                raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
+        for loss in self.losses:
+            check_loss(loss)
+        if min(self.betas) <= 0 or min(self.learning_rates) <= 0 or min(self.rounds) < 1:
+            raise PipelineError("--betas and --learning-rates must be > 0 and --rounds >= 1")
+        _check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "num_pairs", "epochs",
+                        "batch_size", "eval_every", "eval_prompts", "eval_batch_size", "kl_budget")
+        self.policy = self.policy or PRESETS[self.preset]["policy"]
+        self.reward = self.reward or PRESETS[self.preset]["reward"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    loss: str
+    beta: float
+    learning_rate: float
+    seed: int
+    rounds: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.loss}_beta{self.beta:g}_lr{self.learning_rate:g}_seed{self.seed}_rounds{self.rounds}"
+
+
+def grid(config: SweepConfig) -> list[Cell]:
+    """Every cell, in an order that finishes whole (loss, beta) groups early: all seeds of one setting first."""
+    return [Cell(loss, beta, lr, seed, rounds) for rounds in config.rounds for loss in config.losses
+            for beta in config.betas for lr in config.learning_rates for seed in config.seeds]
+
+
+def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
+    """Everything that determines a cell's result; a finished cell with other settings is recomputed."""
+    shared = {k: v for k, v in config_to_dict(config).items()
+              if k not in ("run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budget")}
+    return shared | dataclasses.asdict(cell)
+
+
+def generation_config(config: SweepConfig) -> GenerationConfig:
+    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, device=config.device, preset=config.preset,
+                            policy=config.policy, reward=config.reward, num_samples=config.num_samples,
+                            samples_per_prompt=config.samples_per_prompt, max_new_tokens=config.max_new_tokens,
+                            batch_size=config.eval_batch_size)
+
+
+def pairs_config(config: SweepConfig) -> PairsConfig:
+    return PairsConfig(run_dir=config.run_dir, seed=config.seed, num_pairs=config.num_pairs,
+                       strategy=config.pair_strategy, margin=config.margin)
+
+
+def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
+    return TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
+                          beta=cell.beta, learning_rate=cell.learning_rate, epochs=config.epochs,
+                          batch_size=config.batch_size, warmup_ratio=config.warmup_ratio,
+                          slic_lambda=config.slic_lambda)
+
+
+def finished_cell(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored result of a cell if it finished with exactly these settings."""
+    file = path / CELL_FILE
+    if not file.exists():
+        return None
+    try:
+        stored = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # unreadable: recompute it
+    return stored if stored.get("settings") == json.loads(json.dumps(settings)) else None
+
+
+class SweepRunner:
+    """Holds what every cell shares (models, prompts, pairs, the evaluator) and runs cells."""
+
+    def __init__(self, config: SweepConfig):
+        from .checkpoint_eval import CheckpointEvaluator, EvalSettings
+        from .models import load_policy, load_reward, positive_label_index, resolve_device
+        from .prompts import choose_prompts, prompts_needed
+        from .training import read_pairs
+
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.device = resolve_device(config.device)
+        self.reference = load_policy(config.policy, self.device)
+        self.reward = load_reward(config.reward, self.device)
+        self.positive = positive_label_index(self.reward.model.config.id2label, None)
+        self.pairs = read_pairs(self.run_dir / io.PAIRS)
+        generation = generation_config(config)
+        # the prompts stage 1 drew the shared pairs from, and held-out ones for every evaluation
+        self.train_prompts = choose_prompts(generation.prompt_mode, "train",
+                                            prompts_needed(config.num_samples, config.samples_per_prompt),
+                                            generation.prompt_words, config.seed)
+        heldout = choose_prompts(generation.prompt_mode, "heldout", config.eval_prompts, generation.prompt_words,
+                                 config.seed)
+        self.evaluator = CheckpointEvaluator(self.reference, self.reward, self.positive, EvalSettings(
+            heldout, config.max_new_tokens, 1.0, config.eval_batch_size, config.seed))
+        self.reference_metrics = self._reference_point()
+
+    def _reference_point(self) -> dict[str, float]:
+        folder = self.run_dir / REFERENCE
+        if (folder / "metrics.json").exists():
+            return json.loads((folder / "metrics.json").read_text())
+        metrics, rows = self.evaluator.evaluate_reference()
+        io.write_jsonl(folder / "samples.jsonl", rows)
+        io.write_json(folder / "metrics.json", metrics)
+        return metrics
+
+    def run_cell(self, cell: Cell) -> dict[str, Any]:
+        from .models import load_policy
+        from .pairs import build_pairs
+        from .sample_and_score import sample_and_score
+        from .training import pairs_dataset, train_policy
+
+        config = self.config
+        policy = load_policy(config.policy, self.device)  # a fresh copy of the starting policy
+        curve = [{"round": 0, "step": 0, **self.reference_metrics}]
+        final_rows: list[dict[str, Any]] = []
+        steps_before = 0
+        start = time.time()
+        for round_index in range(1, cell.rounds + 1):
+            if round_index == 1:
+                pairs = self.pairs
+            else:  # online: new pairs from the current policy's own samples on the training prompts
+                policy.model.eval()
+                rows = sample_and_score(policy, self.reward, self.train_prompts, config.samples_per_prompt,
+                                        config.max_new_tokens, 1.0, config.eval_batch_size,
+                                        seed=cell.seed * 1000 + round_index, desc=f"round {round_index} samples")
+                pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.pair_strategy,
+                                    config.margin, seed=cell.seed * 1000 + round_index)
+
+            def on_checkpoint(model, step: int, round_index: int = round_index, offset: int = steps_before) -> None:
+                nonlocal final_rows
+                metrics, final_rows = self.evaluator.evaluate(model, policy.tokenizer)
+                curve.append({"round": round_index, "step": offset + step, **metrics})
+                logger.info("%s round %d step %d: reward %.2f, p_positive %.3f, KL %.2f", cell.name, round_index,
+                            offset + step, metrics["reward_mean"], metrics["p_positive_mean"], metrics["kl"])
+
+            from .checkpoint_eval import CurveCallback
+
+            with tempfile.TemporaryDirectory() as scratch:
+                trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(pairs, policy.tokenizer),
+                                       training_config(config, cell), Path(scratch),
+                                       use_cpu=self.device.type == "cpu",
+                                       callbacks=[CurveCallback(on_checkpoint, config.eval_every)])
+            steps_before += trainer.state.global_step
+        folder = self.run_dir / CELLS / cell.name
+        io.write_jsonl(folder / "samples.jsonl", final_rows)
+        result = {"settings": cell_settings(config, cell), "curve": curve, "final": curve[-1],
+                  "seconds": time.time() - start,
+                  "provenance": {"policy": config.policy, "reward_model": config.reward,
+                                 "pairs_sha256": io.sha256_of(self.run_dir / io.PAIRS),
+                                 "libraries": io.library_versions()}}
+        io.write_json(folder / CELL_FILE, result)  # last: its presence marks the cell finished
+        return result
+
+
+def prepare_data(config: SweepConfig) -> None:
+    """Stages 1 and 2 into the sweep dir, once; a sweep dir holding data from other settings is refused.
+    Records the data settings and this invocation's resolved config in sweep.config.yaml."""
+    from . import pairs, sample_and_score
+
+    run_dir = Path(config.run_dir)
+    wanted = {"generation": config_to_dict(generation_config(config)), "pairs": config_to_dict(pairs_config(config))}
+    stored_file = run_dir / SWEEP_CONFIG
+    if (run_dir / io.PAIRS).exists() and stored_file.exists():
+        stored = io.read_yaml(stored_file, "python3 sweep.py")
+        if stored.get("data") != wanted:
+            raise PipelineError(f"{run_dir} holds data made with other generation / pair settings; use a new "
+                                "--run-dir, or the settings it was made with (see its sweep.config.yaml)")
+    else:
+        sample_and_score.run(generation_config(config))
+        pairs.run(pairs_config(config))
+    io.write_yaml(stored_file, {"data": wanted, "sweep": config_to_dict(config),
+                                "provenance": {"libraries": io.library_versions()}})
+
+
+def run(config: SweepConfig) -> Path:
+    """Run every unfinished cell of the grid, then write the report; return the report's path."""
+    from .sweep_report import write_report
+
+    prepare_data(config)
+    runner = SweepRunner(config)
+    cells = grid(config)
+    start = time.time()
+    for number, cell in enumerate(cells, start=1):
+        folder = Path(config.run_dir) / CELLS / cell.name
+        if finished_cell(folder, cell_settings(config, cell)) is not None:
+            logger.info("[%d/%d] %s: finished earlier, kept", number, len(cells), cell.name)
+            continue
+        logger.info("[%d/%d] %s: training", number, len(cells), cell.name)
+        result = runner.run_cell(cell)
+        logger.info("[%d/%d] %s: done in %.0f s (reward %.2f, KL %.2f)", number, len(cells), cell.name,
+                    result["seconds"], result["final"]["reward_mean"], result["final"]["kl"])
+    logger.info("sweep of %d cells took %.0f s in this invocation", len(cells), time.time() - start)
+    return write_report(Path(config.run_dir), config)
