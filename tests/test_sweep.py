@@ -1,0 +1,112 @@
+"""The sweep on tiny models: cells, curves, report, resume, changed settings, rounds, and evaluation that leaves
+training untouched."""
+
+import json
+
+import pytest
+import torch
+
+import sweep as sweep_script
+from sentiment_dpo import sweep
+from sentiment_dpo.checkpoint_eval import CheckpointEvaluator, CurveCallback, EvalSettings
+from sentiment_dpo.config import TrainingConfig
+from sentiment_dpo.models import load_policy, load_reward, positive_label_index
+from sentiment_dpo.prompts import choose_prompts
+from sentiment_dpo.training import pairs_dataset, train_policy
+from tiny import PAIRS
+
+
+def sweep_args(run_dir, policy, reward, *extra):
+    return ["--run-dir", str(run_dir), "--policy", str(policy), "--reward", str(reward), "--losses", "sigmoid",
+            "slic", "--betas", "0.1", "--seeds", "0", "1", "--num-samples", "24", "--samples-per-prompt", "4",
+            "--max-new-tokens", "6", "--num-pairs", "8", "--pair-strategy", "random", "--epochs", "1",
+            "--batch-size", "4", "--eval-every", "1", "--eval-prompts", "6", "--eval-batch-size", "8", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, tiny_policy, tiny_reward):
+    run_dir = tmp_path_factory.mktemp("sweep")
+    assert sweep_script.main(sweep_args(run_dir, tiny_policy, tiny_reward)) == 0
+    return run_dir
+
+
+def test_cells_curves_and_report(finished_sweep):
+    cells = sorted(p.name for p in (finished_sweep / "cells").iterdir())
+    assert cells == ["sigmoid_beta0.1_lr0.0002_seed0_rounds1", "sigmoid_beta0.1_lr0.0002_seed1_rounds1",
+                     "slic_beta0.1_lr0.0002_seed0_rounds1", "slic_beta0.1_lr0.0002_seed1_rounds1"]
+    cell = json.loads((finished_sweep / "cells" / cells[0] / "cell.json").read_text())
+    # 8 pairs at batch 4: 2 steps; the curve starts at the reference (KL exactly 0, win rate 0.5)
+    assert [p["step"] for p in cell["curve"]] == [0, 1, 2]
+    assert cell["curve"][0]["kl"] == 0.0 and cell["curve"][0]["win_rate"] == 0.5
+    assert cell["final"] == cell["curve"][-1]
+    assert set(cell["final"]) >= {"reward_mean", "kl", "self_bleu", "reference_perplexity", "distinct_2"}
+    report = (finished_sweep / "report.md").read_text()
+    assert "## Finding" in report and "| sigmoid | 0.1 | 2 |" in report and "| slic | 0.1 | 2 |" in report
+    for png in ("frontier.png", "diversity_vs_reward.png", "reward_hists.png"):
+        assert (finished_sweep / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_keeps_finished_cells_and_redoes_interrupted_or_changed_ones(finished_sweep, tiny_policy, tiny_reward,
+                                                                            monkeypatch):
+    trained = []
+    original = sweep.SweepRunner.run_cell
+    monkeypatch.setattr(sweep.SweepRunner, "run_cell", lambda self, cell: trained.append(cell.name)
+                        or original(self, cell))
+    # an interrupted cell has no cell.json (it is written last)
+    (finished_sweep / "cells" / "slic_beta0.1_lr0.0002_seed1_rounds1" / "cell.json").unlink()
+    assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward)) == 0
+    assert trained == ["slic_beta0.1_lr0.0002_seed1_rounds1"]
+    # other training settings make a finished cell stale
+    trained.clear()
+    assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--losses", "sigmoid",
+                                        "--seeds", "0", "--warmup-ratio", "0.2")) == 0
+    assert trained == ["sigmoid_beta0.1_lr0.0002_seed0_rounds1"]
+
+
+def test_other_data_settings_are_refused(finished_sweep, tiny_policy, tiny_reward, capsys):
+    assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--num-pairs", "6")) == 2
+    assert "holds data made with other generation / pair settings" in capsys.readouterr().err
+
+
+def test_bad_grid_values_fail_at_once(tmp_path, capsys):
+    assert sweep_script.main(["--run-dir", str(tmp_path), "--losses", "sigmod"]) == 2
+    assert "unknown loss 'sigmod'" in capsys.readouterr().err
+    assert sweep_script.main(["--run-dir", str(tmp_path), "--rounds", "0"]) == 2
+    assert "--rounds >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_rounds_continue_the_curve(tmp_path, tiny_policy, tiny_reward):
+    assert sweep_script.main(sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sigmoid", "--seeds", "0",
+                                        "--rounds", "2")) == 0
+    cell = json.loads((tmp_path / "cells" / "sigmoid_beta0.1_lr0.0002_seed0_rounds2" / "cell.json").read_text())
+    assert [(p["round"], p["step"]) for p in cell["curve"]] == [(0, 0), (1, 1), (1, 2), (2, 3), (2, 4)]
+    assert "sigmoid, 2 rounds" in (tmp_path / "report.md").read_text()
+
+
+def test_checkpoint_evaluation_leaves_training_unchanged(tiny_policy, tiny_reward, tmp_path):
+    """Evaluating samples with the global RNG and switches the model to eval mode; training must not notice."""
+    reference = load_policy(str(tiny_policy), torch.device("cpu"))
+    reward = load_reward(str(tiny_reward), torch.device("cpu"))
+    evaluator = CheckpointEvaluator(reference, reward, positive_label_index(reward.model.config.id2label, None),
+                                    EvalSettings(choose_prompts("review", "heldout", 4, 5, seed=0), 4, 1.0, 8, 0))
+    # the global RNG and the train mode are as they were
+    model = load_policy(str(tiny_policy), torch.device("cpu")).model.train()
+    torch.manual_seed(123)
+    rng = torch.random.get_rng_state()
+    evaluator.evaluate(model, reference.tokenizer)
+    assert torch.equal(rng, torch.random.get_rng_state()) and model.training
+    weights = []
+    for with_callback in (False, True):
+        policy = load_policy(str(tiny_policy), torch.device("cpu"))
+        config = TrainingConfig(max_steps=3, batch_size=2, learning_rate=1e-2, run_dir=str(tmp_path))
+        points = []
+        callback = CurveCallback(lambda model, step, tok=policy.tokenizer: points.append(
+            (step, evaluator.evaluate(model, tok)[0])), every=2)
+        train_policy(policy.model, policy.tokenizer, pairs_dataset(PAIRS, policy.tokenizer), config,
+                     tmp_path / str(with_callback), use_cpu=True, callbacks=[callback] if with_callback else None)
+        weights.append({k: v.clone() for k, v in policy.model.state_dict().items()})
+        if with_callback:
+            assert [step for step, _ in points] == [2, 3]
+            assert points[-1][1]["kl"] != 0.0  # the trained policy differs from the reference
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
