@@ -30,42 +30,42 @@ PAIR_STRATEGIES = ("margin", "random", "best_worst")
 PROMPT_MODES = ("review", "bos")
 
 
-def _help(text: str, **kwargs: Any) -> Any:
+def option(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
 @dataclass
 class CommonConfig:
-    run_dir: str = _help("Run directory holding data/, models/ and results/.", default=".")
-    seed: int = _help("Random seed for everything this stage samples.", default=0)
-    device: str = _help("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
+    run_dir: str = option("Run directory holding data/, models/ and results/.", default=".")
+    seed: int = option("Random seed for everything this stage samples.", default=0)
+    device: str = option("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
 
 
 @dataclass
 class GenerationConfig(CommonConfig):
-    preset: str = _help(f"Model pair to use unless --policy/--reward say otherwise: {', '.join(PRESETS)}.",
+    preset: str = option(f"Model pair to use unless --policy/--reward say otherwise: {', '.join(PRESETS)}.",
                         default="embedded")
-    policy: str | None = _help("Starting policy: a local folder, a hub id, 'embedded' or 'smollm2'. "
+    policy: str | None = option("Starting policy: a local folder, a hub id, 'embedded' or 'smollm2'. "
                                "Default: the preset's.",
                                default=None)
-    reward: str | None = _help("Sentiment classifier: a local folder, a hub id, or 'embedded'. Default: the preset's.",
+    reward: str | None = option("Sentiment classifier: a local folder, a hub id, or 'embedded'. Default: the preset's.",
                                default=None)
-    positive_label: str | None = _help(
+    positive_label: str | None = option(
         "Name of the positive class in the classifier's id2label (found automatically if unset).", default=None)
-    num_samples: int = _help("Number of texts to sample.", default=1000)
-    samples_per_prompt: int = _help("Samples drawn for each prompt (same-prompt pairs need at least 2).", default=8)
-    prompt_mode: str = _help("'review': prompts are the first words of real review sentences (training split); "
+    num_samples: int = option("Number of texts to sample.", default=1000)
+    samples_per_prompt: int = option("Samples drawn for each prompt (same-prompt pairs need at least 2).", default=8)
+    prompt_mode: str = option("'review': prompts are the first words of real review sentences (training split); "
                              "'bos': unconditional generation from the BOS token alone.", default="review")
-    prompt_words: int = _help("Words in each review prompt.", default=5)
-    max_new_tokens: int = _help("Tokens sampled after each prompt.", default=32)
-    temperature: float = _help("Sampling temperature (1.0 = pure sampling, needed for unbiased KL estimates).",
+    prompt_words: int = option("Words in each review prompt.", default=5)
+    max_new_tokens: int = option("Tokens sampled after each prompt.", default=32)
+    temperature: float = option("Sampling temperature (1.0 = pure sampling, needed for unbiased KL estimates).",
                                default=1.0)
-    batch_size: int = _help("Sequences per generation / scoring batch.", default=64)
+    batch_size: int = option("Sequences per generation / scoring batch.", default=64)
 
     def __post_init__(self) -> None:
-        _check_choice("preset", self.preset, PRESETS)
-        _check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
-        _check_positive(self, "num_samples", "samples_per_prompt", "prompt_words", "max_new_tokens", "batch_size")
+        check_choice("preset", self.preset, PRESETS)
+        check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
+        check_positive(self, "num_samples", "samples_per_prompt", "prompt_words", "max_new_tokens", "batch_size")
         if self.temperature <= 0:
             raise PipelineError(f"--temperature must be > 0, got {self.temperature}")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
@@ -74,71 +74,71 @@ class GenerationConfig(CommonConfig):
 
 @dataclass
 class PairsConfig(CommonConfig):
-    num_pairs: int = _help("Preference pairs to build.", default=2000)
-    strategy: str = _help("'margin': random same-prompt pairs whose rewards differ by at least --margin; "
+    num_pairs: int = option("Preference pairs to build.", default=2000)
+    strategy: str = option("'margin': random same-prompt pairs whose rewards differ by at least --margin; "
                           "'random': random same-prompt pairs; 'best_worst': the best and worst sample of each "
                           "prompt.", default="margin")
-    margin: float = _help("Minimum reward (logit) gap for --strategy margin.", default=0.5)
+    margin: float = option("Minimum reward (logit) gap for --strategy margin.", default=0.5)
 
     def __post_init__(self) -> None:
-        _check_choice("strategy", self.strategy, PAIR_STRATEGIES)
-        _check_positive(self, "num_pairs")
-        _check_non_negative(self, "margin")
+        check_choice("strategy", self.strategy, PAIR_STRATEGIES)
+        check_positive(self, "num_pairs")
+        check_non_negative(self, "margin")
 
 
 @dataclass
 class TrainingConfig(CommonConfig):
-    loss: str = _help("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, ...) or "
+    loss: str = option("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, ...) or "
                       "'slic' (SLiC-HF: reference-free hinge + NLL, TRL's CPOTrainer).", default="sigmoid")
-    beta: float = _help("Strength of the pull toward the reference model (IPO's tau); for slic the hinge margin "
+    beta: float = option("Strength of the pull toward the reference model (IPO's tau); for slic the hinge margin "
                         "in log-likelihood is 1/beta.", default=0.1)
-    slic_lambda: float = _help("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
+    slic_lambda: float = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
                                default=1.0)
-    learning_rate: float = _help("Peak learning rate (linear decay after warm-up).", default=2e-4)
-    epochs: float = _help("Passes over the pairs.", default=3.0)
-    max_steps: int = _help("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
-    batch_size: int = _help("Pairs per optimizer step.", default=16)
-    warmup_ratio: float = _help("Share of steps spent warming up the learning rate.", default=0.1)
-    label_smoothing: float = _help("Label smoothing for 'robust' / 'exo_pair' (exo_pair needs > 0: 1e-3 if 0).",
+    learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
+    epochs: float = option("Passes over the pairs.", default=3.0)
+    max_steps: int = option("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
+    batch_size: int = option("Pairs per optimizer step.", default=16)
+    warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
+    label_smoothing: float = option("Label smoothing for 'robust' / 'exo_pair' (exo_pair needs > 0: 1e-3 if 0).",
                                    default=0.0)
-    precompute_ref_log_probs: bool = _help(
+    precompute_ref_log_probs: bool = option(
         "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
-    lora_rank: int = _help("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
+    lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
                            "fine-tuning). The adapters are merged into the saved model.", default=0)
-    lora_alpha: float = _help("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
-    save_steps: int = _help("Save a resumable checkpoint every N steps under models/.LOSS.checkpoints (0: never).",
+    lora_alpha: float = option("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
+    save_steps: int = option("Save a resumable checkpoint every N steps under models/.LOSS.checkpoints (0: never).",
                             default=0)
-    resume: bool = _help("Resume an interrupted training from its last checkpoint (needs --save-steps).",
+    resume: bool = option("Resume an interrupted training from its last checkpoint (needs --save-steps).",
                          default=False)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
-        _check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
+        check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
+        check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
 
 
 @dataclass
 class MetricsConfig(CommonConfig):
-    loss: str = _help("Which trained model to evaluate: models/LOSS.", default="sigmoid")
-    num_prompts: int = _help("Held-out prompts (never used for training) to sample from.", default=256)
-    samples_per_prompt: int = _help("Samples per held-out prompt from each model.", default=1)
-    batch_size: int = _help("Sequences per generation / scoring batch.", default=64)
+    loss: str = option("Which trained model to evaluate: models/LOSS.", default="sigmoid")
+    num_prompts: int = option("Held-out prompts (never used for training) to sample from.", default=256)
+    samples_per_prompt: int = option("Samples per held-out prompt from each model.", default=1)
+    batch_size: int = option("Sequences per generation / scoring batch.", default=64)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "num_prompts", "samples_per_prompt", "batch_size")
+        check_positive(self, "num_prompts", "samples_per_prompt", "batch_size")
 
 
-def _check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:
+def check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:
     if value not in choices:
         raise PipelineError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}")
 
 
-def _check_positive(config: Any, *names: str) -> None:
+def check_positive(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) <= 0:
             raise PipelineError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
 
 
-def _check_non_negative(config: Any, *names: str) -> None:
+def check_non_negative(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 0:
             raise PipelineError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}")

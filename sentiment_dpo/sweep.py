@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from . import io
-from .config import PAIR_STRATEGIES, PRESETS, GenerationConfig, PairsConfig, TrainingConfig, _check_choice, \
-    _check_positive, _help, config_to_dict
+from .config import (PAIR_STRATEGIES, PRESETS, GenerationConfig, PairsConfig, TrainingConfig, check_choice,
+                     check_positive, config_to_dict, option)
 from .errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -36,42 +36,42 @@ CELL_FILE = "cell.json"
 
 @dataclass
 class SweepConfig:
-    run_dir: str = _help("Sweep directory: data/, reference/, cells/ and the report.", default="runs/sweep")
-    seed: int = _help("Seed of the shared data (samples, pairs) and of the evaluation draws.", default=0)
-    device: str = _help("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
-    preset: str = _help(f"Model pair: {', '.join(PRESETS)}.", default="embedded")
-    policy: str | None = _help("Starting policy (default: the preset's).", default=None)
-    reward: str | None = _help("Sentiment classifier (default: the preset's).", default=None)
-    losses: list[str] = _help("Losses to compare: DPOTrainer loss types and 'slic'.",
+    run_dir: str = option("Sweep directory: data/, reference/, cells/ and the report.", default="runs/sweep")
+    seed: int = option("Seed of the shared data (samples, pairs) and of the evaluation draws.", default=0)
+    device: str = option("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
+    preset: str = option(f"Model pair: {', '.join(PRESETS)}.", default="embedded")
+    policy: str | None = option("Starting policy (default: the preset's).", default=None)
+    reward: str | None = option("Sentiment classifier (default: the preset's).", default=None)
+    losses: list[str] = option("Losses to compare: DPOTrainer loss types and 'slic'.",
                               default_factory=lambda: ["sigmoid", "hinge", "ipo", "slic"])
-    betas: list[float] = _help("Values of beta (IPO's tau; slic's margin is 1/beta).",
+    betas: list[float] = option("Values of beta (IPO's tau; slic's margin is 1/beta).",
                                default_factory=lambda: [0.03, 0.1, 0.3])
-    learning_rates: list[float] = _help("Peak learning rates.", default_factory=lambda: [2e-4])
-    seeds: list[int] = _help("Training seeds: one independent training per seed (data order, init of nothing "
+    learning_rates: list[float] = option("Peak learning rates.", default_factory=lambda: [2e-4])
+    seeds: list[int] = option("Training seeds: one independent training per seed (data order, init of nothing "
                              "else: the pairs are shared).", default_factory=lambda: [0, 1, 2])
-    rounds: list[int] = _help("Rounds of generate -> score -> pair -> train per cell (1 = offline; K > 1 samples "
+    rounds: list[int] = option("Rounds of generate -> score -> pair -> train per cell (1 = offline; K > 1 samples "
                               "new pairs from the current policy before each later round).",
                               default_factory=lambda: [1])
-    num_samples: int = _help("Texts sampled per round to build pairs from.", default=1000)
-    samples_per_prompt: int = _help("Samples per training prompt.", default=8)
-    max_new_tokens: int = _help("Tokens sampled after each prompt.", default=32)
-    num_pairs: int = _help("Preference pairs per round.", default=1000)
-    pair_strategy: str = _help(f"Pairing strategy: {', '.join(PAIR_STRATEGIES)}.", default="margin")
-    margin: float = _help("Minimum reward gap for --pair-strategy margin.", default=0.5)
-    epochs: float = _help("Passes over each round's pairs.", default=2.0)
-    batch_size: int = _help("Pairs per optimizer step.", default=16)
-    warmup_ratio: float = _help("Share of each round's steps spent warming up.", default=0.1)
-    slic_lambda: float = _help("slic's weight of the chosen text's NLL.", default=1.0)
-    eval_every: int = _help("Evaluate every N optimizer steps (and after the last).", default=25)
-    eval_prompts: int = _help("Held-out prompts per evaluation (one pure sample each).", default=256)
-    eval_batch_size: int = _help("Sequences per sampling / scoring batch.", default=64)
-    kl_budget: float = _help("KL budget (nats) at which the report compares the losses.", default=10.0)
+    num_samples: int = option("Texts sampled per round to build pairs from.", default=1000)
+    samples_per_prompt: int = option("Samples per training prompt.", default=8)
+    max_new_tokens: int = option("Tokens sampled after each prompt.", default=32)
+    num_pairs: int = option("Preference pairs per round.", default=1000)
+    pair_strategy: str = option(f"Pairing strategy: {', '.join(PAIR_STRATEGIES)}.", default="margin")
+    margin: float = option("Minimum reward gap for --pair-strategy margin.", default=0.5)
+    epochs: float = option("Passes over each round's pairs.", default=2.0)
+    batch_size: int = option("Pairs per optimizer step.", default=16)
+    warmup_ratio: float = option("Share of each round's steps spent warming up.", default=0.1)
+    slic_lambda: float = option("slic's weight of the chosen text's NLL.", default=1.0)
+    eval_every: int = option("Evaluate every N optimizer steps (and after the last).", default=25)
+    eval_prompts: int = option("Held-out prompts per evaluation (one pure sample each).", default=256)
+    eval_batch_size: int = option("Sequences per sampling / scoring batch.", default=64)
+    kl_budget: float = option("KL budget (nats) at which the report compares the losses.", default=20.0)
 
     def __post_init__(self) -> None:
         from .training import check_loss
 
-        _check_choice("preset", self.preset, PRESETS)
-        _check_choice("pair_strategy", self.pair_strategy, PAIR_STRATEGIES)
+        check_choice("preset", self.preset, PRESETS)
+        check_choice("pair_strategy", self.pair_strategy, PAIR_STRATEGIES)
         for name in ("losses", "betas", "learning_rates", "seeds", "rounds"):
             if not getattr(self, name):
                 raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
@@ -79,7 +79,7 @@ class SweepConfig:
             check_loss(loss)
         if min(self.betas) <= 0 or min(self.learning_rates) <= 0 or min(self.rounds) < 1:
             raise PipelineError("--betas and --learning-rates must be > 0 and --rounds >= 1")
-        _check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "num_pairs", "epochs",
+        check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "num_pairs", "epochs",
                         "batch_size", "eval_every", "eval_prompts", "eval_batch_size", "kl_budget")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
         self.reward = self.reward or PRESETS[self.preset]["reward"]

@@ -76,9 +76,15 @@ def _fmt(value: tuple[float, float], digits: int) -> str:
     return f"{m:.{digits}f}" if math.isnan(half) else f"{m:.{digits}f} ± {half:.{digits}f}"
 
 
+def _separated(higher: dict[str, Any], lower: dict[str, Any]) -> bool:
+    """Whether the two rewards' 95% intervals do not overlap (False when either has no interval)."""
+    low, high = higher["reward"][0] - higher["reward"][1], lower["reward"][0] + lower["reward"][1]
+    return not (math.isnan(low) or math.isnan(high)) and low > high
+
+
 def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool) -> str:
-    """One paragraph naming the loss with the highest reward within the KL budget and whether its lead over the
-    runner-up exceeds the seed spread (95% CIs that do not overlap)."""
+    """One paragraph naming the loss with the highest reward within the KL budget, whether its lead over the
+    runner-up exceeds the seed spread (95% CIs that do not overlap), and which losses fall below it by more."""
     if not best:
         return f"No checkpoint stayed within the KL budget of {budget:g} nats."
     ranked = sorted(best.items(), key=lambda item: -item[1]["reward"][0])
@@ -88,16 +94,17 @@ def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: boo
             f"{top['seeds']} seeds).")
     if len(ranked) > 1:
         key2, second = ranked[1]
-        low, high = top["reward"][0] - top["reward"][1], second["reward"][0] + second["reward"][1]
-        separated = not (math.isnan(low) or math.isnan(high)) and low > high
         text += (f" Runner-up: {label(*key2, several_rates)} with {_fmt(second['reward'], 2)} "
                  f"(β = {second['beta']:g}, step {second['step']}, KL {second['kl'][0]:.1f}). The difference, "
                  f"{top['reward'][0] - second['reward'][0]:.2f}, is "
-                 + ("larger than the seed spread (the 95% intervals do not overlap)." if separated else
+                 + ("larger than the seed spread (the 95% intervals do not overlap)." if _separated(top, second) else
                     "within the seed spread (the 95% intervals overlap), so this sweep does not separate them."))
     others = ", ".join(f"{label(*k, several_rates)} {_fmt(v['reward'], 2)}" for k, v in ranked[2:])
     if others:
         text += f" The others: {others}."
+    below = [label(*k, several_rates) for k, v in ranked[1:] if _separated(top, v)]
+    if below:
+        text += f" Below the best by more than the seed spread: {', '.join(below)}."
     return text + (" (The best point is picked among many checkpoints, which favours noisy curves a little; "
                    "the intervals are over seeds at that one point.)")
 

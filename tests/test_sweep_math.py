@@ -76,3 +76,15 @@ def test_aggregate_and_budget():
     # intervals: sigmoid 1.1 ± 1.27 and hinge 0.65 ± 0.64 overlap
     assert "within the seed spread" in text
     assert "No checkpoint" in finding(best_under_budget(groups, budget=0.0 - 1), -1.0, False)
+
+
+def test_finding_names_what_the_seed_spread_separates():
+    def point(reward, half):
+        return {"beta": 0.1, "step": 50, "reward": (reward, half), "kl": (15.0, 1.0), "seeds": 3}
+
+    best = {("ipo", 1, 2e-4): point(0.70, 0.10), ("sigmoid", 1, 2e-4): point(0.65, 0.10),
+            ("slic", 1, 2e-4): point(0.20, 0.30)}
+    text = finding(best, 20.0, several_rates=False)
+    # 0.70 - 0.10 = 0.60 < 0.65 + 0.10: overlap; 0.60 > 0.20 + 0.30 = 0.50: separated
+    assert "**ipo**" in text and "Runner-up: sigmoid with 0.65 ± 0.10" in text and "within the seed spread" in text
+    assert text.count("Below the best by more than the seed spread: slic.") == 1
