@@ -88,9 +88,10 @@ LOSS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 
 
 def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], several_rates: bool, x_metric: str,
-             xlabel: str, path: Path, x_is_kl: bool = True) -> None:
+             xlabel: str, path: Path, x_is_kl: bool = True, budgets: Sequence[float] = ()) -> None:
     """Mean reward (y) against `x_metric` (x): per loss, the final checkpoint of each beta with 95% error bars
-    over seeds, joined in order of x, plus each training's checkpoint curve as a thin line."""
+    over seeds, joined in order of x, plus each training's checkpoint curve as a thin line (dashed: several
+    rounds); `budgets` are drawn as dotted vertical lines."""
     from .sweep_report import label
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -116,6 +117,8 @@ def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], s
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], color=color, linestyle=style, linewidth=2,
                 label=label(*key, several_rates))
+    for budget in budgets:
+        ax.axvline(budget, color="black", linestyle=":", linewidth=0.8, alpha=0.6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("mean reward (positive-class logit)")
     ax.set_title("reward vs " + ("KL to the reference" if x_is_kl else x_metric.replace("_", "-")))

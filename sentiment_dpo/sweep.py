@@ -65,7 +65,8 @@ class SweepConfig:
     eval_every: int = option("Evaluate every N optimizer steps (and after the last).", default=25)
     eval_prompts: int = option("Held-out prompts per evaluation (one pure sample each).", default=256)
     eval_batch_size: int = option("Sequences per sampling / scoring batch.", default=64)
-    kl_budget: float = option("KL budget (nats) at which the report compares the losses.", default=20.0)
+    kl_budgets: list[float] = option("KL budgets (nats) at which the report compares the losses.",
+                                     default_factory=lambda: [10.0, 20.0, 30.0])
 
     def __post_init__(self) -> None:
         from .training import check_loss
@@ -80,7 +81,9 @@ class SweepConfig:
         if min(self.betas) <= 0 or min(self.learning_rates) <= 0 or min(self.rounds) < 1:
             raise PipelineError("--betas and --learning-rates must be > 0 and --rounds >= 1")
         check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "num_pairs", "epochs",
-                        "batch_size", "eval_every", "eval_prompts", "eval_batch_size", "kl_budget")
+                        "batch_size", "eval_every", "eval_prompts", "eval_batch_size")
+        if not self.kl_budgets or min(self.kl_budgets) <= 0:
+            raise PipelineError("--kl-budgets needs values > 0")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
         self.reward = self.reward or PRESETS[self.preset]["reward"]
 
@@ -107,7 +110,7 @@ def grid(config: SweepConfig) -> list[Cell]:
 def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
     """Everything that determines a cell's result; a finished cell with other settings is recomputed."""
     shared = {k: v for k, v in config_to_dict(config).items()
-              if k not in ("run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budget")}
+              if k not in ("run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets")}
     return shared | dataclasses.asdict(cell)
 
 

@@ -130,8 +130,9 @@ def write_report(run_dir: Path, config) -> Path:
     reference = json.loads((run_dir / REFERENCE / "metrics.json").read_text())
     groups = aggregate(cells)
     several_rates = len({key[2] for key in groups}) > 1
-    best = best_under_budget(groups, config.kl_budget)
-    plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats", run_dir / "frontier.png")
+    best = {budget: best_under_budget(groups, budget) for budget in config.kl_budgets}
+    plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (dotted: the KL budgets)",
+                   run_dir / "frontier.png", budgets=config.kl_budgets)
     plots.frontier(groups, reference, several_rates, "distinct_2", "distinct-2 (higher = more diverse)",
                    run_dir / "diversity_vs_reward.png", x_is_kl=False)
     samples = defaultdict(dict)
@@ -150,19 +151,21 @@ def write_report(run_dir: Path, config) -> Path:
              f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "
              f"{sum(c['seconds'] for c in cells) / 60:.0f} min of training and evaluation in total. "
              "Values are means over training seeds ± the half-width of the 95% t-interval.", "",
-             "## Finding", "", finding(best, config.kl_budget, several_rates), "",
+             "## Findings", "", *[f"- {finding(best[budget], budget, several_rates)}" for budget in best], "",
              "## Reward–KL frontier", "",
              "Large markers: final checkpoints (one per β, error bars over seeds); thin lines: the checkpoints of "
              "each training (mean over seeds), starting at the reference (KL 0).", "",
              "![frontier](frontier.png)", "", "![diversity vs reward](diversity_vs_reward.png)", "",
-             "![reward histograms](reward_hists.png)", "",
-             f"## Best checkpoint within KL ≤ {config.kl_budget:g} nats", "",
-             "| loss | β | step | reward | KL | p_positive | seeds |", "|---|---|---|---|---|---|---|"]
-    for key, b in sorted(best.items(), key=lambda item: -item[1]["reward"][0]):
-        lines.append(f"| {label(*key, several_rates)} | {b['beta']:g} | {b['step']} | {_fmt(b['reward'], 2)} | "
-                     f"{_fmt(b['kl'], 1)} | {_fmt(b['p_positive'], 3)} | {b['seeds']} |")
+             "![reward histograms](reward_hists.png)", ""]
+    for budget, per_loss in best.items():
+        lines += [f"## Best checkpoint within KL ≤ {budget:g} nats", "",
+                  "| loss | β | step | reward | KL | p_positive | seeds |", "|---|---|---|---|---|---|---|"]
+        for key, b in sorted(per_loss.items(), key=lambda item: -item[1]["reward"][0]):
+            lines.append(f"| {label(*key, several_rates)} | {b['beta']:g} | {b['step']} | {_fmt(b['reward'], 2)} | "
+                         f"{_fmt(b['kl'], 1)} | {_fmt(b['p_positive'], 3)} | {b['seeds']} |")
+        lines.append("")
     header = " | ".join(title for _, title, _ in TABLE_METRICS)
-    lines += ["", "## Final checkpoints", "", f"| loss | β | seeds | {header} |",
+    lines += ["## Final checkpoints", "", f"| loss | β | seeds | {header} |",
               "|---|---|---|" + "---|" * len(TABLE_METRICS),
               "| reference | – | – | " + " | ".join(f"{reference[name]:.{digits}f}" for name, _, digits in
                                                    TABLE_METRICS) + " |"]

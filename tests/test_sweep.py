@@ -41,7 +41,8 @@ def test_cells_curves_and_report(finished_sweep):
     assert cell["final"] == cell["curve"][-1]
     assert set(cell["final"]) >= {"reward_mean", "kl", "self_bleu", "reference_perplexity", "distinct_2"}
     report = (finished_sweep / "report.md").read_text()
-    assert "## Finding" in report and "| sigmoid | 0.1 | 2 |" in report and "| slic | 0.1 | 2 |" in report
+    assert "## Findings" in report and "within KL ≤ 20 nats" in report
+    assert "| sigmoid | 0.1 | 2 |" in report and "| slic | 0.1 | 2 |" in report
     for png in ("frontier.png", "diversity_vs_reward.png", "reward_hists.png"):
         assert (finished_sweep / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -73,6 +74,8 @@ def test_bad_grid_values_fail_at_once(tmp_path, capsys):
     assert "unknown loss 'sigmod'" in capsys.readouterr().err
     assert sweep_script.main(["--run-dir", str(tmp_path), "--rounds", "0"]) == 2
     assert "--rounds >= 1" in capsys.readouterr().err
+    assert sweep_script.main(["--run-dir", str(tmp_path), "--kl-budgets", "-1"]) == 2
+    assert "--kl-budgets needs values > 0" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
 
 
