@@ -34,13 +34,17 @@ class EvalSettings:
 class CheckpointEvaluator:
     def __init__(self, reference: LoadedModel, reward: LoadedModel, positive_index: int, settings: EvalSettings):
         self.reference, self.reward, self.positive, self.settings = reference, reward, positive_index, settings
-        self._reference_rewards: list[float] | None = None
+        # The reference's mean reward per held-out prompt, which win rates compare against: set by
+        # `evaluate_reference`, or from its saved samples (`reference_rewards_from`) when a sweep resumes.
+        self.reference_rewards: list[float] | None = None
 
-    def evaluate(self, model, tokenizer) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    def evaluate(self, model, tokenizer, is_reference: bool = False) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Metrics of `model` on the held-out prompts, and its samples (prompt, completion, reward, p_positive).
 
         Leaves the model's train/eval mode and the global torch RNG as they were, so training is unaffected.
         """
+        if not is_reference and self.reference_rewards is None:
+            raise RuntimeError("evaluate the reference (or load its rewards) before any policy")
         s = self.settings
         was_training = model.training
         model.eval()
@@ -54,22 +58,25 @@ class CheckpointEvaluator:
                                           desc="checkpoint scores")
         reference_logps = completion_logprobs(self.reference.model, self.reference.tokenizer, samples, s.batch_size)
         rewards_by_prompt = per_prompt_means([x.prompt_index for x in samples], rewards)
-        if self._reference_rewards is None:  # the first call evaluates the reference itself
-            self._reference_rewards = rewards_by_prompt
+        if is_reference:
+            self.reference_rewards = rewards_by_prompt
         completions = [x.completion for x in samples]
         metrics = summarize(completions, rewards, p_positive) | {
             "kl": kl_estimate(policy_logps, reference_logps),
-            "win_rate": win_rate(rewards_by_prompt, self._reference_rewards),
+            "win_rate": win_rate(rewards_by_prompt, self.reference_rewards),
             "self_bleu": self_bleu(completions),
             "reference_perplexity": perplexity(reference_logps, [len(x.completion_ids) for x in samples]),
         }
-        rows = [{"prompt": x.prompt, "completion": x.completion, "reward": r, "p_positive": p}
-                for x, r, p in zip(samples, rewards, p_positive)]
+        rows = [{"prompt_index": x.prompt_index, "prompt": x.prompt, "completion": x.completion, "reward": r,
+                 "p_positive": p} for x, r, p in zip(samples, rewards, p_positive)]
         return metrics, rows
 
     def evaluate_reference(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        self._reference_rewards = None
-        return self.evaluate(self.reference.model, self.reference.tokenizer)
+        return self.evaluate(self.reference.model, self.reference.tokenizer, is_reference=True)
+
+    def reference_rewards_from(self, rows: list[dict[str, Any]]) -> None:
+        """Take the reference's per-prompt rewards from the sample rows `evaluate_reference` returned earlier."""
+        self.reference_rewards = per_prompt_means([r["prompt_index"] for r in rows], [r["reward"] for r in rows])
 
 
 class CurveCallback(TrainerCallback):

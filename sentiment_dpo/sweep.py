@@ -174,7 +174,9 @@ class SweepRunner:
 
     def _reference_point(self) -> dict[str, float]:
         folder = self.run_dir / REFERENCE
-        if (folder / "metrics.json").exists():
+        if (folder / "metrics.json").exists():  # a resumed sweep: the same prompts and seed give the same point
+            self.evaluator.reference_rewards_from(
+                io.read_jsonl(folder / "samples.jsonl", ("prompt_index", "reward"), "python3 sweep.py"))
             return json.loads((folder / "metrics.json").read_text())
         metrics, rows = self.evaluator.evaluate_reference()
         io.write_jsonl(folder / "samples.jsonl", rows)
@@ -182,6 +184,7 @@ class SweepRunner:
         return metrics
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
+        from .checkpoint_eval import CurveCallback
         from .models import load_policy
         from .pairs import build_pairs
         from .sample_and_score import sample_and_score
@@ -210,8 +213,6 @@ class SweepRunner:
                 curve.append({"round": round_index, "step": offset + step, **metrics})
                 logger.info("%s round %d step %d: reward %.2f, p_positive %.3f, KL %.2f", cell.name, round_index,
                             offset + step, metrics["reward_mean"], metrics["p_positive_mean"], metrics["kl"])
-
-            from .checkpoint_eval import CurveCallback
 
             with tempfile.TemporaryDirectory() as scratch:
                 trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(pairs, policy.tokenizer),

@@ -20,7 +20,8 @@ def sweep_args(run_dir, policy, reward, *extra):
     return ["--run-dir", str(run_dir), "--policy", str(policy), "--reward", str(reward), "--losses", "sigmoid",
             "slic", "--betas", "0.1", "--seeds", "0", "1", "--num-samples", "24", "--samples-per-prompt", "4",
             "--max-new-tokens", "6", "--num-pairs", "8", "--pair-strategy", "random", "--epochs", "1",
-            "--batch-size", "4", "--eval-every", "1", "--eval-prompts", "6", "--eval-batch-size", "8", *extra]
+            "--batch-size", "4", "--learning-rates", "0.05", "--warmup-ratio", "0", "--eval-every", "1",
+            "--eval-prompts", "6", "--eval-batch-size", "8", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def finished_sweep(tmp_path_factory, tiny_policy, tiny_reward):
 
 def test_cells_curves_and_report(finished_sweep):
     cells = sorted(p.name for p in (finished_sweep / "cells").iterdir())
-    assert cells == ["sigmoid_beta0.1_lr0.0002_seed0_rounds1", "sigmoid_beta0.1_lr0.0002_seed1_rounds1",
-                     "slic_beta0.1_lr0.0002_seed0_rounds1", "slic_beta0.1_lr0.0002_seed1_rounds1"]
+    assert cells == ["sigmoid_beta0.1_lr0.05_seed0_rounds1", "sigmoid_beta0.1_lr0.05_seed1_rounds1",
+                     "slic_beta0.1_lr0.05_seed0_rounds1", "slic_beta0.1_lr0.05_seed1_rounds1"]
     cell = json.loads((finished_sweep / "cells" / cells[0] / "cell.json").read_text())
     # 8 pairs at batch 4: 2 steps; the curve starts at the reference (KL exactly 0, win rate 0.5)
     assert [p["step"] for p in cell["curve"]] == [0, 1, 2]
@@ -53,15 +54,18 @@ def test_rerun_keeps_finished_cells_and_redoes_interrupted_or_changed_ones(finis
     original = sweep.SweepRunner.run_cell
     monkeypatch.setattr(sweep.SweepRunner, "run_cell", lambda self, cell: trained.append(cell.name)
                         or original(self, cell))
-    # an interrupted cell has no cell.json (it is written last)
-    (finished_sweep / "cells" / "slic_beta0.1_lr0.0002_seed1_rounds1" / "cell.json").unlink()
+    # an interrupted cell has no cell.json (it is written last); retrained, it comes out the same
+    cell_file = finished_sweep / "cells" / "slic_beta0.1_lr0.05_seed1_rounds1" / "cell.json"
+    before = json.loads(cell_file.read_text())
+    cell_file.unlink()
     assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward)) == 0
-    assert trained == ["slic_beta0.1_lr0.0002_seed1_rounds1"]
+    assert trained == ["slic_beta0.1_lr0.05_seed1_rounds1"]
+    assert json.loads(cell_file.read_text())["curve"] == before["curve"]  # win rates against the same reference
     # other training settings make a finished cell stale
     trained.clear()
     assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--losses", "sigmoid",
                                         "--seeds", "0", "--warmup-ratio", "0.2")) == 0
-    assert trained == ["sigmoid_beta0.1_lr0.0002_seed0_rounds1"]
+    assert trained == ["sigmoid_beta0.1_lr0.05_seed0_rounds1"]
 
 
 def test_other_data_settings_are_refused(finished_sweep, tiny_policy, tiny_reward, capsys):
@@ -82,7 +86,7 @@ def test_bad_grid_values_fail_at_once(tmp_path, capsys):
 def test_rounds_continue_the_curve(tmp_path, tiny_policy, tiny_reward):
     assert sweep_script.main(sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sigmoid", "--seeds", "0",
                                         "--rounds", "2")) == 0
-    cell = json.loads((tmp_path / "cells" / "sigmoid_beta0.1_lr0.0002_seed0_rounds2" / "cell.json").read_text())
+    cell = json.loads((tmp_path / "cells" / "sigmoid_beta0.1_lr0.05_seed0_rounds2" / "cell.json").read_text())
     assert [(p["round"], p["step"]) for p in cell["curve"]] == [(0, 0), (1, 1), (1, 2), (2, 3), (2, 4)]
     assert "sigmoid, 2 rounds" in (tmp_path / "report.md").read_text()
 
@@ -93,6 +97,9 @@ def test_checkpoint_evaluation_leaves_training_unchanged(tiny_policy, tiny_rewar
     reward = load_reward(str(tiny_reward), torch.device("cpu"))
     evaluator = CheckpointEvaluator(reference, reward, positive_label_index(reward.model.config.id2label, None),
                                     EvalSettings(choose_prompts("review", "heldout", 4, 5, seed=0), 4, 1.0, 8, 0))
+    with pytest.raises(RuntimeError, match="evaluate the reference"):
+        evaluator.evaluate(reference.model, reference.tokenizer)
+    evaluator.evaluate_reference()
     # the global RNG and the train mode are as they were
     model = load_policy(str(tiny_policy), torch.device("cpu")).model.train()
     torch.manual_seed(123)
