@@ -73,7 +73,9 @@ class SweepConfig:
 
         check_choice("preset", self.preset, PRESETS)
         check_choice("pair_strategy", self.pair_strategy, PAIR_STRATEGIES)
-        for name in ("losses", "betas", "learning_rates", "seeds", "rounds"):
+        for name in ("losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets"):
+            if not isinstance(getattr(self, name), list):  # `betas: 0.1` in a YAML file means one value
+                setattr(self, name, [getattr(self, name)])
             if not getattr(self, name):
                 raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
         for loss in self.losses:
@@ -82,7 +84,7 @@ class SweepConfig:
             raise PipelineError("--betas and --learning-rates must be > 0 and --rounds >= 1")
         check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "num_pairs", "epochs",
                         "batch_size", "eval_every", "eval_prompts", "eval_batch_size")
-        if not self.kl_budgets or min(self.kl_budgets) <= 0:
+        if min(self.kl_budgets) <= 0:
             raise PipelineError("--kl-budgets needs values > 0")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
         self.reward = self.reward or PRESETS[self.preset]["reward"]

@@ -120,3 +120,14 @@ def test_checkpoint_evaluation_leaves_training_unchanged(tiny_policy, tiny_rewar
             assert [step for step, _ in points] == [2, 3]
             assert points[-1][1]["kl"] != 0.0  # the trained policy differs from the reference
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_yaml_grid_values_may_be_scalars(tmp_path):
+    from sentiment_dpo.config import make_parser, parse_config
+
+    config_file = tmp_path / "sweep.yaml"
+    config_file.write_text("betas: 0.1\nlosses: hinge\nseeds: [3, 4]\n")
+    config = parse_config(sweep.SweepConfig, make_parser(sweep.SweepConfig, ""), ["--config", str(config_file)])
+    assert (config.betas, config.losses, config.seeds) == ([0.1], ["hinge"], [3, 4])
+    assert [cell.name for cell in sweep.grid(config)] == ["hinge_beta0.1_lr0.0002_seed3_rounds1",
+                                                          "hinge_beta0.1_lr0.0002_seed4_rounds1"]
