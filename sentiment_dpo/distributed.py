@@ -44,3 +44,15 @@ def map_batches(batches: list[T], fn: Callable[[int, T], Any]) -> list[Any]:
     for part in gather_object([mine]):
         merged.update(part)
     return [merged[i] for i in range(len(batches))]
+
+
+def map_length_sorted(lengths: list[int], batch_size: int, fn: Callable[[int, list[int]], list[Any]]) -> list[Any]:
+    """One result per item: items are batched in order of length (less padding), `fn(i, batch_of_item_indices)`
+    returns the batch's results in batch order, and they come back in the items' original order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    out: list[Any] = [None] * len(lengths)
+    for batch, values in zip(batches, map_batches(batches, fn)):
+        for i, value in zip(batch, values):
+            out[i] = value
+    return out

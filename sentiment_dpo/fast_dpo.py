@@ -20,7 +20,7 @@ import torch
 from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
-from .distributed import map_batches
+from .distributed import map_length_sorted
 
 
 def add_dense_lm_head(model) -> None:
@@ -95,8 +95,6 @@ class FastDPOTrainer(DPOTrainer):
         device = self.accelerator.device
         rows = [dataset[i] for i in range(len(dataset))]
         lengths = [len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows]
-        order = sorted(range(len(rows)), key=lambda i: lengths[i])  # similar lengths share a batch: less padding
-        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         was_training = model.training
         model.eval()
 
@@ -106,9 +104,7 @@ class FastDPOTrainer(DPOTrainer):
                 chosen, rejected = self.compute_ref_log_probs(model, inputs)
             return list(zip(chosen.tolist(), rejected.tolist()))
 
-        chosen_logps, rejected_logps = [0.0] * len(rows), [0.0] * len(rows)
-        for batch, values in zip(batches, map_batches(batches, score)):
-            for i, (chosen, rejected) in zip(batch, values):
-                chosen_logps[i], rejected_logps[i] = chosen, rejected
+        chosen_logps, rejected_logps = zip(*map_length_sorted(lengths, batch_size, score))
         model.train(was_training)
-        return dataset.add_column("ref_chosen_logps", chosen_logps).add_column("ref_rejected_logps", rejected_logps)
+        return (dataset.add_column("ref_chosen_logps", list(chosen_logps))
+                .add_column("ref_rejected_logps", list(rejected_logps)))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .distributed import map_batches
+from .distributed import map_batches, map_length_sorted
 from .models import prompt_ids
 
 logger = logging.getLogger(__name__)
@@ -88,9 +88,8 @@ def completion_logprobs(model, tokenizer, samples: list[Sample], batch_size: int
     contexts = [prompt_ids(tokenizer, s.prompt) for s in samples]
     sequences = [context + s.completion_ids for context, s in zip(contexts, samples)]
     starts = [len(context) for context in contexts]
-    order = sorted(range(len(samples)), key=lambda i: len(sequences[i]))
-    batches = [order[begin : begin + batch_size] for begin in range(0, len(order), batch_size)]
-    progress = tqdm(total=len(batches), desc=desc, unit="batch")
+    lengths = [len(sequence) for sequence in sequences]
+    progress = tqdm(total=-(-len(samples) // batch_size), desc=desc, unit="batch")
 
     def score(_: int, batch: list[int]) -> list[float]:
         width = max(len(sequences[i]) for i in batch)
@@ -105,9 +104,6 @@ def completion_logprobs(model, tokenizer, samples: list[Sample], batch_size: int
         # token t is predicted at position t-1
         return [logps[row, starts[i] - 1 : len(sequences[i]) - 1].sum().item() for row, i in enumerate(batch)]
 
-    out = [0.0] * len(samples)
-    for batch, values in zip(batches, map_batches(batches, score)):
-        for i, value in zip(batch, values):
-            out[i] = value
+    out = map_length_sorted(lengths, batch_size, score)
     progress.close()
     return out

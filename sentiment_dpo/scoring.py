@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .distributed import map_batches
+from .distributed import map_length_sorted
 
 
 @torch.inference_mode()
@@ -17,23 +17,16 @@ def score_texts(model, tokenizer, texts: list[str], positive_index: int, batch_s
     """
     device = next(model.parameters()).device
     limit = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    progress = tqdm(total=len(batches), desc=desc, unit="batch")
+    progress = tqdm(total=-(-len(texts) // batch_size), desc=desc, unit="batch")
 
-    def score(_: int, batch: list[int]) -> tuple[list[float], list[float]]:
+    def score(_: int, batch: list[int]) -> list[tuple[float, float]]:
         enc = tokenizer([texts[i] for i in batch], truncation=True, max_length=limit, padding=True,
                         return_tensors="pt").to(device)
         logits = model(**enc).logits.float()  # (B, num_labels)
         probs = torch.softmax(logits, dim=-1)
         progress.update()
-        return logits[:, positive_index].tolist(), probs[:, positive_index].tolist()
+        return list(zip(logits[:, positive_index].tolist(), probs[:, positive_index].tolist()))
 
-    logits_out = [0.0] * len(texts)
-    probs_out = [0.0] * len(texts)
-    for batch, (batch_logits, batch_probs) in zip(batches, map_batches(batches, score)):
-        for i, logit, prob in zip(batch, batch_logits, batch_probs):
-            logits_out[i] = logit
-            probs_out[i] = prob
+    results = map_length_sorted([len(text) for text in texts], batch_size, score)
     progress.close()
-    return logits_out, probs_out
+    return [logit for logit, _ in results], [prob for _, prob in results]

@@ -135,16 +135,16 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
                           slic_lambda=config.slic_lambda)
 
 
-def finished_cell(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The stored result of a cell if it finished with exactly these settings."""
+def is_finished(path: Path, settings: dict[str, Any]) -> bool:
+    """Whether the cell in `path` finished with exactly these settings (an unreadable cell.json: no)."""
     file = path / CELL_FILE
     if not file.exists():
-        return None
+        return False
     try:
         stored = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
-        return None  # unreadable: recompute it
-    return stored if stored.get("settings") == json.loads(json.dumps(settings)) else None
+        return False
+    return stored.get("settings") == json.loads(json.dumps(settings))
 
 
 class SweepRunner:
@@ -263,7 +263,7 @@ def run(config: SweepConfig) -> Path:
     start = time.time()
     for number, cell in enumerate(cells, start=1):
         folder = Path(config.run_dir) / CELLS / cell.name
-        if finished_cell(folder, cell_settings(config, cell)) is not None:
+        if is_finished(folder, cell_settings(config, cell)):
             logger.info("[%d/%d] %s: finished earlier, kept", number, len(cells), cell.name)
             continue
         logger.info("[%d/%d] %s: training", number, len(cells), cell.name)
