@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from sentiment_dpo.cli import setup_logging
+from sentiment_dpo.distributed import shutdown
 from sentiment_dpo.config import PRESETS
 from sentiment_dpo.errors import PipelineError
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    shutdown()
     print(f"summary: {summary}")
     return 0
 

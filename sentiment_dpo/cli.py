@@ -27,6 +27,8 @@ def setup_logging() -> None:
 def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
              argv: list[str] | None = None) -> int:
     """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem)."""
+    from .distributed import shutdown
+
     parser = make_parser(config_cls, description, positional)
     try:
         config = parse_config(config_cls, parser, argv)
@@ -35,4 +37,5 @@ def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], po
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    shutdown()
     return 0

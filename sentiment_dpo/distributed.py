@@ -19,6 +19,11 @@ def process_state():
     """accelerate's process state; on a machine without a GPU it must be created with cpu=True, otherwise
     every process launched by torchrun believes it is rank 0 of 1."""
     import torch
+
+    # torch.distributed.nn binds the default process group into its functions' default arguments when first
+    # imported; transformers imports it while loading a model, and if that happens after the group exists the
+    # group can never be freed and `shutdown` cannot stop its threads. Imported first, the defaults are None.
+    import torch.distributed.nn  # noqa: F401
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
@@ -30,6 +35,18 @@ def is_main_process() -> bool:
 
 def wait_for_everyone() -> None:
     process_state().wait_for_everyone()
+
+
+def shutdown() -> None:
+    """End a multi-process run cleanly: every process waits for the others, then the process group is destroyed.
+    Exiting with the gloo group still alive lets its threads be torn down mid-use at interpreter exit, which
+    aborts a process ("terminate called without an active exception") now and then, failing a finished run."""
+    if process_state.cache_info().currsize == 0:
+        return  # never asked for: nothing distributed was set up
+    state = process_state()
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
 
 def map_batches(batches: list[T], fn: Callable[[int, T], Any]) -> list[Any]:

@@ -64,6 +64,9 @@ def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> di
         # TRL turns bf16 on by default, which fails without a GPU
         bf16=not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         activation_checkpointing=False,  # recomputing activations only costs time on models this small
+        # every trainable parameter takes part in each forward pass, so DDP need not search the graph for unused
+        # ones after every step (transformers' default does, and warns that it found none)
+        ddp_find_unused_parameters=False,
         logging_steps=10,
         save_strategy="steps" if config.save_steps else "no",
         save_steps=config.save_steps or 500,

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,7 @@ from sentiment_dpo import io
 GEN_ARGS = ["--num-samples", "24", "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "4"]
 
 
-def torchrun(script: str, *args: str) -> subprocess.CompletedProcess:
+def torchrun(script: str | Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / script), *args]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
@@ -46,3 +48,23 @@ def test_two_processes_train_and_write_one_model(runs):
     assert models == ["hinge"]  # no staging folder left behind
     config = io.read_yaml(multi / "models" / "hinge" / "training.config.yaml", "")
     assert config["provenance"]["processes"] == 2
+
+
+def test_shutdown_stops_the_process_group_threads_after_a_model_was_loaded(tmp_path, tiny_policy):
+    # Gloo threads still running at interpreter exit abort a process now and then, failing a finished run.
+    # Loading a model used to pin the process group (see distributed.process_state), so this checks the threads.
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from sentiment_dpo import distributed
+        from transformers import AutoModelForCausalLM
+        assert distributed.process_state().num_processes == 2
+        AutoModelForCausalLM.from_pretrained({str(tiny_policy)!r})
+        distributed.map_batches([0, 1], lambda i, batch: batch)
+        distributed.shutdown()
+        names = [open(f"/proc/self/task/{{t}}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+        print("gloo threads:", sum("gloo" in name for name in names))
+    """))
+    result = torchrun(script)
+    assert result.stdout.count("gloo threads: 0") == 2, result.stdout
