@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(PipelineConfig(**values))
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
+        shutdown(wait=False)
         return 2
     shutdown()
     print(f"summary: {summary}")

@@ -36,6 +36,7 @@ def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], po
         stage(config)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
+        shutdown(wait=False)
         return 2
     shutdown()
     return 0

@@ -37,15 +37,17 @@ def wait_for_everyone() -> None:
     process_state().wait_for_everyone()
 
 
-def shutdown() -> None:
-    """End a multi-process run cleanly: every process waits for the others, then the process group is destroyed.
-    Exiting with the gloo group still alive lets its threads be torn down mid-use at interpreter exit, which
-    aborts a process ("terminate called without an active exception") now and then, failing a finished run."""
+def shutdown(wait: bool = True) -> None:
+    """End a multi-process run cleanly: each process waits for the others (unless it is leaving on an error,
+    which the others may not share), then destroys its process group. Exiting with the gloo group still alive
+    lets its threads be torn down mid-use at interpreter exit, which now and then aborts a process ("terminate
+    called without an active exception") and fails a finished run."""
     if process_state.cache_info().currsize == 0:
         return  # never asked for: nothing distributed was set up
     state = process_state()
     if state.num_processes > 1:
-        state.wait_for_everyone()
+        if wait:
+            state.wait_for_everyone()
         state.destroy_process_group()
 
 
