@@ -12,8 +12,8 @@ import argparse
 import sys
 
 from sentiment_dpo.cli import setup_logging
-from sentiment_dpo.distributed import shutdown
 from sentiment_dpo.config import PRESETS
+from sentiment_dpo.distributed import shutdown
 from sentiment_dpo.errors import PipelineError
 
 

@@ -9,14 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import make_parser, parse_config
+from .distributed import is_main_process, shutdown
 from .errors import PipelineError
 
 
 def setup_logging() -> None:
     """INFO on the main process; under torchrun / accelerate launch the other processes only warn, and show no
     progress bars, so a run logs once rather than once per process."""
-    from .distributed import is_main_process
-
     main = is_main_process()
     if not main:
         os.environ["TQDM_DISABLE"] = "1"
@@ -27,8 +26,6 @@ def setup_logging() -> None:
 def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
              argv: list[str] | None = None) -> int:
     """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem)."""
-    from .distributed import shutdown
-
     parser = make_parser(config_cls, description, positional)
     try:
         config = parse_config(config_cls, parser, argv)
