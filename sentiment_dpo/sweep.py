@@ -111,8 +111,10 @@ def grid(config: SweepConfig) -> list[Cell]:
 
 def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
     """Everything that determines a cell's result; a finished cell with other settings is recomputed."""
-    shared = {k: v for k, v in config_to_dict(config).items()
-              if k not in ("run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets")}
+    ignored = {"run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets"}
+    if cell.loss != "slic":
+        ignored.add("slic_lambda")  # only slic reads it: another λ must not retrain the other losses
+    shared = {k: v for k, v in config_to_dict(config).items() if k not in ignored}
     return shared | dataclasses.asdict(cell)
 
 

@@ -131,3 +131,11 @@ def test_yaml_grid_values_may_be_scalars(tmp_path):
     assert (config.betas, config.losses, config.seeds) == ([0.1], ["hinge"], [3, 4])
     assert [cell.name for cell in sweep.grid(config)] == ["hinge_beta0.1_lr0.0002_seed3_rounds1",
                                                           "hinge_beta0.1_lr0.0002_seed4_rounds1"]
+
+
+def test_slic_lambda_only_changes_the_slic_cells():
+    sigmoid, slic = sweep.Cell("sigmoid", 0.1, 2e-4, 0, 1), sweep.Cell("slic", 0.1, 2e-4, 0, 1)
+    one, tenth = sweep.SweepConfig(slic_lambda=1.0), sweep.SweepConfig(slic_lambda=0.1)
+    assert sweep.cell_settings(one, sigmoid) == sweep.cell_settings(tenth, sigmoid)
+    assert sweep.cell_settings(one, slic) != sweep.cell_settings(tenth, slic)
+    assert sweep.cell_settings(tenth, slic)["slic_lambda"] == 0.1
