@@ -2,6 +2,7 @@
 training untouched."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -66,6 +67,16 @@ def test_rerun_keeps_finished_cells_and_redoes_interrupted_or_changed_ones(finis
     assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--losses", "sigmoid",
                                         "--seeds", "0", "--warmup-ratio", "0.2")) == 0
     assert trained == ["sigmoid_beta0.1_lr0.05_seed0_rounds1"]
+
+
+def test_a_moved_sweep_keeps_its_cells(finished_sweep, tiny_policy, tiny_reward, tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(sweep.SweepRunner, "run_cell", lambda self, cell: trained.append(cell.name))
+    moved = tmp_path / "moved"
+    shutil.copytree(finished_sweep, moved)
+    assert sweep_script.main(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 0
+    assert trained == []
+    assert (moved / "report.md").exists()
 
 
 def test_other_data_settings_are_refused(finished_sweep, tiny_policy, tiny_reward, capsys):
