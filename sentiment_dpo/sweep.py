@@ -235,8 +235,11 @@ class SweepRunner:
         return result
 
 
-def _data_settings(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The recorded stage configs without their run_dir: a sweep directory that was moved keeps its data."""
+def _data_settings(data: Any) -> Any:
+    """The recorded stage configs without their run_dir: a sweep directory that was moved keeps its data.
+    Anything else (a hand-edited file) is returned as it is, to be refused as other settings."""
+    if not isinstance(data, dict) or not all(isinstance(settings, dict) for settings in data.values()):
+        return data
     return {stage: {k: v for k, v in settings.items() if k != "run_dir"} for stage, settings in data.items()}
 
 
@@ -250,7 +253,7 @@ def prepare_data(config: SweepConfig) -> None:
     stored_file = run_dir / SWEEP_CONFIG
     if (run_dir / io.PAIRS).exists() and stored_file.exists():
         stored = io.read_yaml(stored_file, "python3 sweep.py")
-        if _data_settings(stored.get("data") or {}) != _data_settings(wanted):
+        if _data_settings(stored.get("data")) != _data_settings(wanted):
             raise PipelineError(f"{run_dir} holds data made with other generation / pair settings; use a new "
                                 "--run-dir, or the settings it was made with (see its sweep.config.yaml)")
     else:

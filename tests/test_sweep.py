@@ -77,6 +77,9 @@ def test_a_moved_sweep_keeps_its_cells(finished_sweep, tiny_policy, tiny_reward,
     assert sweep_script.main(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 0
     assert trained == []
     assert (moved / "report.md").exists()
+    # a hand-broken record of the data settings is refused like other settings, in one line
+    (moved / sweep.SWEEP_CONFIG).write_text("data: [broken]\n")
+    assert sweep_script.main(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 2
 
 
 def test_other_data_settings_are_refused(finished_sweep, tiny_policy, tiny_reward, capsys):
