@@ -56,12 +56,13 @@ def aggregate(cells: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
 
 
 def best_under_budget(groups: dict[tuple, dict[str, Any]], budget: float) -> dict[tuple, dict[str, Any]]:
-    """Per (loss, rounds, lr): the checkpoint (any beta, any step) with the highest seed-mean reward among those
-    whose seed-mean KL is within `budget`, with its reward and KL (mean, CI half-width)."""
+    """Per (loss, rounds, lr): the trained checkpoint (any beta, any step after 0) with the highest seed-mean
+    reward among those whose seed-mean KL is within `budget`, with its reward and KL (mean, CI half-width).
+    A setting none of whose checkpoints is within the budget is left out (step 0 is the reference itself)."""
     best: dict[tuple, dict[str, Any]] = {}
     for (loss, rounds, lr, beta), group in groups.items():
         for point in group["curve"]:
-            if point["kl"][0] > budget:
+            if point["step"] == 0 or point["kl"][0] > budget:
                 continue
             current = best.get((loss, rounds, lr))
             if current is None or point["reward_mean"][0] > current["reward"][0]:
@@ -82,11 +83,15 @@ def _separated(higher: dict[str, Any], lower: dict[str, Any]) -> bool:
     return not (math.isnan(low) or math.isnan(high)) and low > high
 
 
-def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool) -> str:
+def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool,
+            beyond: list[tuple] | tuple = ()) -> str:
     """One paragraph naming the loss with the highest reward within the KL budget, whether its lead over the
-    runner-up exceeds the seed spread (95% CIs that do not overlap), and which losses fall below it by more."""
+    runner-up exceeds the seed spread (95% CIs that do not overlap), which losses fall below it by more, and
+    which settings (`beyond`) have no trained checkpoint within the budget at all."""
+    past = (f" Every checkpoint of {', '.join(label(*k, several_rates) for k in beyond)} is past this budget."
+            if beyond else "")
     if not best:
-        return f"No checkpoint stayed within the KL budget of {budget:g} nats."
+        return f"No trained checkpoint stayed within the KL budget of {budget:g} nats." + past
     ranked = sorted(best.items(), key=lambda item: -item[1]["reward"][0])
     (key, top) = ranked[0]
     text = (f"Within a KL budget of {budget:g} nats, **{label(*key, several_rates)}** reaches the highest mean reward: "
@@ -105,7 +110,7 @@ def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: boo
     below = [label(*k, several_rates) for k, v in ranked[1:] if _separated(top, v)]
     if below:
         text += f" Below the best by more than the seed spread: {', '.join(below)}."
-    return text + (" (The best point is picked among many checkpoints, which favours noisy curves a little; "
+    return text + past + (" (The best point is picked among many checkpoints, which favours noisy curves a little; "
                    "the intervals are over seeds at that one point.)")
 
 
@@ -131,6 +136,8 @@ def write_report(run_dir: Path, config) -> Path:
     groups = aggregate(cells)
     several_rates = len({key[2] for key in groups}) > 1
     best = {budget: best_under_budget(groups, budget) for budget in config.kl_budgets}
+    settings = list(dict.fromkeys(key[:3] for key in groups))  # (loss, rounds, lr), in the groups' order
+    beyond = {budget: [key for key in settings if key not in per_setting] for budget, per_setting in best.items()}
     plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (dotted: the KL budgets)",
                    run_dir / "frontier.png", budgets=config.kl_budgets)
     plots.frontier(groups, reference, several_rates, "distinct_2", "distinct-2 (higher = more diverse)",
@@ -151,7 +158,7 @@ def write_report(run_dir: Path, config) -> Path:
              f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "
              f"{sum(c['seconds'] for c in cells) / 60:.0f} min of training and evaluation in total. "
              "Values are means over training seeds ± the half-width of the 95% t-interval.", "",
-             "## Findings", "", *[f"- {finding(best[budget], budget, several_rates)}" for budget in best], "",
+             "## Findings", "", *[f"- {finding(best[budget], budget, several_rates, beyond[budget])}" for budget in best], "",
              "## Reward–KL frontier", "",
              "Large markers: final checkpoints (one per β, error bars over seeds); thin lines: the checkpoints of "
              "each training (mean over seeds), starting at the reference (KL 0).", "",
@@ -163,6 +170,8 @@ def write_report(run_dir: Path, config) -> Path:
         for key, b in sorted(per_loss.items(), key=lambda item: -item[1]["reward"][0]):
             lines.append(f"| {label(*key, several_rates)} | {b['beta']:g} | {b['step']} | {_fmt(b['reward'], 2)} | "
                          f"{_fmt(b['kl'], 1)} | {_fmt(b['p_positive'], 3)} | {b['seeds']} |")
+        lines += [f"| {label(*key, several_rates)} | – | – | every checkpoint past the budget | | | |"
+                  for key in beyond[budget]]
         lines.append("")
     header = " | ".join(title for _, title, _ in TABLE_METRICS)
     lines += ["## Final checkpoints", "", f"| loss | β | seeds | {header} |",

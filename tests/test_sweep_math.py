@@ -75,7 +75,17 @@ def test_aggregate_and_budget():
     assert text.startswith("Within a KL budget of 10 nats, **sigmoid** reaches the highest mean reward: 1.10")
     # intervals: sigmoid 1.1 ± 1.27 and hinge 0.65 ± 0.64 overlap
     assert "within the seed spread" in text
-    assert "No checkpoint" in finding(best_under_budget(groups, budget=0.0 - 1), -1.0, False)
+    # within 4 nats only hinge's step 10 (KL 3.5) is left: sigmoid's first checkpoint is at 6, and step 0 (the
+    # reference itself, KL 0) does not count as a checkpoint of any loss
+    tight = best_under_budget(groups, budget=4.0)
+    assert list(tight) == [("hinge", 1, 2e-4)] and tight[("hinge", 1, 2e-4)]["step"] == 10
+    text = finding(tight, 4.0, False, beyond=[("sigmoid", 1, 2e-4)])
+    assert "**hinge**" in text and "Runner-up" not in text
+    assert "Every checkpoint of sigmoid is past this budget." in text
+    assert best_under_budget(groups, budget=1.0) == {}
+    assert finding({}, 1.0, False, beyond=[("sigmoid", 1, 2e-4), ("hinge", 1, 2e-4)]) == (
+        "No trained checkpoint stayed within the KL budget of 1 nats. "
+        "Every checkpoint of sigmoid, hinge is past this budget.")
 
 
 def test_finding_names_what_the_seed_spread_separates():
