@@ -11,6 +11,7 @@ import json
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def _separated(higher: dict[str, Any], lower: dict[str, Any]) -> bool:
 
 
 def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool,
-            beyond: list[tuple] | tuple = ()) -> str:
+            beyond: Sequence[tuple] = ()) -> str:
     """One paragraph naming the loss with the highest reward within the KL budget, whether its lead over the
     runner-up exceeds the seed spread (95% CIs that do not overlap), which losses fall below it by more, and
     which settings (`beyond`) have no trained checkpoint within the budget at all."""
@@ -158,7 +159,8 @@ def write_report(run_dir: Path, config) -> Path:
              f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "
              f"{sum(c['seconds'] for c in cells) / 60:.0f} min of training and evaluation in total. "
              "Values are means over training seeds ± the half-width of the 95% t-interval.", "",
-             "## Findings", "", *[f"- {finding(best[budget], budget, several_rates, beyond[budget])}" for budget in best], "",
+             "## Findings", "",
+             *[f"- {finding(best[budget], budget, several_rates, beyond[budget])}" for budget in best], "",
              "## Reward–KL frontier", "",
              "Large markers: final checkpoints (one per β, error bars over seeds); thin lines: the checkpoints of "
              "each training (mean over seeds), starting at the reference (KL 0).", "",
