@@ -1,0 +1,182 @@
+"""The ceiling: what the best policy within a KL budget could reach, estimated from samples of the reference.
+
+Two curves, both from N pure samples of the reference per held-out prompt, each scored once:
+
+- **The KL-regularised optimum** π*_β(y|x) ∝ π_ref(y|x)·exp(r(x,y)/β), the policy that maximises
+  E[r] − β·KL(π‖π_ref) (the objective DPO and RLHF optimise; Rafailov et al. 2023, eq. 4). Within one prompt,
+  self-normalised importance weights w_i = exp(r_i/β) / Σ_j exp(r_j/β) turn the reference's samples into
+  samples of π*: E*[r] ≈ Σ_i w_i·r_i and KL(π*‖π_ref) = E*[r]/β − log E_ref[exp(r/β)]
+  ≈ Σ_i w_i·r_i/β − log mean_i exp(r_i/β). That estimate equals KL(w ‖ uniform), so it can never exceed log N:
+  as β shrinks the weights pile onto the best sample and the estimate saturates. Only points with KL at most
+  `TRUSTED_SHARE_OF_LOG_N`·log N are called trusted.
+- **Best-of-n** of the reference: sample n, keep the highest reward. Its expected value is computed exactly
+  over all n-subsets of the N samples (the order-statistic, U-statistic estimator: the k-th smallest of N is
+  the maximum of C(k−1, n−1) of the C(N, n) subsets), and its KL to the reference is at most
+  log n − (n−1)/n (Stiennon et al. 2020; an upper bound, Beirami et al. 2024).
+
+Every function here is pure: lists of per-prompt rewards in, numbers out.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Beyond half of log N nats the importance-weighted estimate is dominated by a handful of samples per prompt.
+TRUSTED_SHARE_OF_LOG_N = 0.5
+# β of the KL-regularised optimum, from nearly the reference (large β) to nearly best-of-N (small β).
+DEFAULT_BETAS = tuple(round(10 ** (0.7 - 0.1 * k), 4) for k in range(21))  # 5.01 ... 0.0501
+BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass
+class CeilingPoint:
+    """One point of a ceiling curve: means over prompts, with a 95% bootstrap interval over prompts."""
+
+    label: str  # "β=0.35" or "n=16"
+    kl: float
+    reward: float
+    reward_interval: tuple[float, float]
+    p_positive: float
+    judge_p_positive: float | None
+    trusted: bool
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def optimum_weights(rewards: Sequence[float], beta: float) -> list[float]:
+    """Self-normalised importance weights of the KL-regularised optimum within one prompt: softmax(r / β)."""
+    scaled = [r / beta for r in rewards]
+    norm = _logsumexp(scaled)
+    return [math.exp(s - norm) for s in scaled]
+
+
+def optimum_prompt(rewards: Sequence[float], beta: float) -> tuple[float, float]:
+    """(E*[r], KL(π*‖π_ref)) for one prompt from N reference samples' rewards."""
+    weights = optimum_weights(rewards, beta)
+    expected = sum(w * r for w, r in zip(weights, rewards))
+    kl = expected / beta - (_logsumexp([r / beta for r in rewards]) - math.log(len(rewards)))
+    return expected, max(kl, 0.0)  # ≥ 0 exactly; rounding can give -1e-16
+
+
+def best_of_n_weights(n: int, size: int) -> list[float]:
+    """P(the k-th smallest of `size` samples is the maximum of a uniformly random n-subset), k = 1..size."""
+    if not 1 <= n <= size:
+        raise ValueError(f"best-of-n needs 1 <= n <= {size}, got {n}")
+    total = math.comb(size, n)
+    return [math.comb(k - 1, n - 1) / total for k in range(1, size + 1)]
+
+
+def best_of_n_prompt(rewards: Sequence[float], values: Sequence[float], n: int) -> float:
+    """Expected `values` of the highest-reward sample of a random n-subset, exactly over all n-subsets.
+
+    Ties in reward are broken by sample position (the later sample wins), as `max` over (reward, index) would.
+    """
+    order = sorted(range(len(rewards)), key=lambda i: (rewards[i], i))
+    return sum(w * values[i] for w, i in zip(best_of_n_weights(n, len(rewards)), order))
+
+
+def best_of_n_kl_bound(n: int) -> float:
+    """log n − (n−1)/n: an upper bound on KL(best-of-n ‖ reference) (Beirami et al. 2024)."""
+    return math.log(n) - (n - 1) / n
+
+
+def _bootstrap(per_prompt: Sequence[float], seed: int) -> tuple[float, float]:
+    """95% percentile interval of the mean over prompts, resampling prompts with replacement."""
+    rng = random.Random(seed)
+    count = len(per_prompt)
+    means = sorted(sum(per_prompt[rng.randrange(count)] for _ in range(count)) / count
+                   for _ in range(BOOTSTRAP_RESAMPLES))
+    return means[int(0.025 * BOOTSTRAP_RESAMPLES)], means[int(0.975 * BOOTSTRAP_RESAMPLES) - 1]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _check(rewards: Sequence[Sequence[float]]) -> int:
+    sizes = {len(r) for r in rewards}
+    if not rewards or len(sizes) != 1 or min(sizes) < 2:
+        raise ValueError("need the same number (>= 2) of samples for every prompt")
+    return sizes.pop()
+
+
+def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Sequence[float]],
+                  judge: Sequence[Sequence[float]] | None = None, betas: Sequence[float] = DEFAULT_BETAS,
+                  seed: int = 0) -> list[CeilingPoint]:
+    """The reference (β = ∞), then the KL-regularised optimum for each β (largest first: KL grows along the list).
+
+    `rewards[p][i]` is the reward of prompt p's i-th reference sample; `p_positive` and `judge` (the held-out
+    judge's positive probability) are averaged with the same weights.
+    """
+    size = _check(rewards)
+    trusted_kl = TRUSTED_SHARE_OF_LOG_N * math.log(size)
+    # β = ∞ is the reference itself: uniform weights, KL 0
+    points = [CeilingPoint("β=∞", 0.0, _mean([_mean(r) for r in rewards]),
+                           _bootstrap([_mean(r) for r in rewards], seed), _mean([_mean(p) for p in p_positive]),
+                           _mean([_mean(j) for j in judge]) if judge is not None else None, True)]
+    for beta in sorted(betas, reverse=True):
+        weights = [optimum_weights(r, beta) for r in rewards]
+        per_prompt = [optimum_prompt(r, beta) for r in rewards]
+        reward_per_prompt = [e for e, _ in per_prompt]
+        kl = _mean([k for _, k in per_prompt])
+
+        def weighted(values: Sequence[Sequence[float]]) -> float:
+            return _mean([sum(w * v for w, v in zip(ws, vs)) for ws, vs in zip(weights, values)])
+
+        points.append(CeilingPoint(f"β={beta:g}", kl, _mean(reward_per_prompt), _bootstrap(reward_per_prompt, seed),
+                                   weighted(p_positive), weighted(judge) if judge is not None else None,
+                                   kl <= trusted_kl))
+    return points
+
+
+def best_of_n_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Sequence[float]],
+                    judge: Sequence[Sequence[float]] | None = None, seed: int = 0) -> list[CeilingPoint]:
+    """Best-of-n for n = 1..N (N samples per prompt), at the KL upper bound log n − (n−1)/n."""
+    size = _check(rewards)
+    points = []
+    for n in range(1, size + 1):
+        reward_per_prompt = [best_of_n_prompt(r, r, n) for r in rewards]
+        p = _mean([best_of_n_prompt(r, v, n) for r, v in zip(rewards, p_positive)])
+        j = _mean([best_of_n_prompt(r, v, n) for r, v in zip(rewards, judge)]) if judge is not None else None
+        points.append(CeilingPoint(f"n={n}", best_of_n_kl_bound(n), _mean(reward_per_prompt),
+                                   _bootstrap(reward_per_prompt, seed), p, j, True))
+    return points
+
+
+def ceiling_kl_at(curve: Sequence[CeilingPoint], reward: float) -> float | None:
+    """The KL at which the optimum curve (starting at the reference, KL 0) reaches `reward`, linear between its
+    points; None when the reward lies beyond its trusted points or below its start."""
+    trusted = sorted((p for p in curve if p.trusted), key=lambda p: p.kl)
+    if not trusted or reward < trusted[0].reward:
+        return None
+    for low, high in zip(trusted, trusted[1:]):
+        if low.reward <= reward <= high.reward:
+            share = (reward - low.reward) / (high.reward - low.reward) if high.reward > low.reward else 0.0
+            return low.kl + share * (high.kl - low.kl)
+    return None
+
+
+def kl_overhead(curve: Sequence[CeilingPoint], kl: float, reward: float) -> float | None:
+    """A method's KL divided by the KL at which the optimum reaches the same mean reward: 1 is optimal.
+
+    NaN when the reward is not above the reference's (the ceiling's first point: nothing gained to price);
+    None when it lies beyond the ceiling's trusted range.
+    """
+    if reward <= curve[0].reward:
+        return math.nan
+    needed = ceiling_kl_at(curve, reward)
+    return None if needed is None else kl / needed
+
+
+def overhead_text(overhead: float | None) -> str:
+    if overhead is None:
+        return "outside the trusted range"
+    if math.isnan(overhead):
+        return "no reward gain"
+    return f"{overhead:.1f}×"

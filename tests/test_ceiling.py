@@ -1,0 +1,81 @@
+"""The ceiling's estimators against hand-computed values and brute-force enumeration."""
+
+import itertools
+import math
+import random
+
+import pytest
+
+from sentiment_dpo import ceiling
+
+# Two prompts, four reference samples each. Prompt A at β = 1: exp(r) = 1, 1, 1, 3, so the weights are
+# 1/6, 1/6, 1/6, 1/2, E*[r] = ln 3 / 2 and KL = E*[r] − log((1 + 1 + 1 + 3) / 4) = ln 3 / 2 − ln 1.5.
+# Prompt B has equal rewards: uniform weights, E*[r] = 1, KL = 0.
+REWARDS = [[0.0, 0.0, 0.0, math.log(3.0)], [1.0, 1.0, 1.0, 1.0]]
+P_POSITIVE = [[0.1, 0.2, 0.3, 0.9], [0.5, 0.5, 0.5, 0.5]]
+
+
+def test_optimum_matches_hand_computed_values():
+    curve = ceiling.optimum_curve(REWARDS, P_POSITIVE, betas=[1.0])
+    reference, point = curve
+    assert reference.kl == 0.0 and reference.reward == pytest.approx((math.log(3) / 4 + 1) / 2)
+    assert point.reward == pytest.approx((math.log(3) / 2 + 1) / 2)
+    assert point.kl == pytest.approx((math.log(3) / 2 - math.log(1.5)) / 2)
+    # p_positive under the same weights: A: (0.1 + 0.2 + 0.3) / 6 + 0.9 / 2 = 0.55; B: 0.5
+    assert point.p_positive == pytest.approx((0.55 + 0.5) / 2)
+    assert point.judge_p_positive is None
+
+
+def test_optimum_kl_is_the_weights_kl_to_uniform_and_saturates_at_log_n():
+    rng = random.Random(0)
+    rewards = [rng.gauss(0, 1) for _ in range(8)]
+    for beta in (2.0, 0.5, 0.05):
+        weights = ceiling.optimum_weights(rewards, beta)
+        _, kl = ceiling.optimum_prompt(rewards, beta)
+        assert kl == pytest.approx(sum(w * math.log(8 * w) for w in weights if w > 0))
+        assert kl <= math.log(8) + 1e-12
+    curve = ceiling.optimum_curve([rewards], [[0.5] * 8], betas=[2.0, 0.01])
+    assert [p.trusted for p in curve] == [True, True, False]  # β = 0.01 is near log 8: not trusted
+    assert curve[1].kl < curve[2].kl and curve[1].reward < curve[2].reward
+
+
+def test_best_of_n_equals_enumeration_of_all_subsets():
+    rng = random.Random(1)
+    rewards = [[round(rng.gauss(0, 1), 1) for _ in range(7)] for _ in range(3)]  # rounding makes ties
+    rewards[0][2] = rewards[0][5]
+    values = [[rng.random() for _ in range(7)] for _ in range(3)]
+    for n in range(1, 8):
+        for r, v in zip(rewards, values):
+            subsets = list(itertools.combinations(range(7), n))
+            brute = sum(v[max(s, key=lambda i: (r[i], i))] for s in subsets) / len(subsets)
+            assert ceiling.best_of_n_prompt(r, v, n) == pytest.approx(brute)
+    curve = ceiling.best_of_n_curve(rewards, values)
+    assert curve[0].reward == pytest.approx(sum(sum(r) / 7 for r in rewards) / 3)  # n = 1: the reference
+    assert curve[-1].reward == pytest.approx(sum(max(r) for r in rewards) / 3)  # n = N: the best sample
+    assert curve[3].kl == pytest.approx(math.log(4) - 3 / 4)
+
+
+def test_bootstrap_interval_contains_the_mean_and_is_degenerate_without_spread():
+    point = ceiling.best_of_n_curve([[0.0, 1.0], [2.0, 3.0], [4.0, 9.0]], [[0.5, 0.5]] * 3)[0]
+    low, high = point.reward_interval
+    assert low < point.reward < high
+    flat = ceiling.best_of_n_curve([[1.0, 1.0]] * 4, [[0.5, 0.5]] * 4)[1]
+    assert flat.reward_interval == (1.0, 1.0)
+
+
+def test_kl_overhead_interpolates_on_the_trusted_curve():
+    point = ceiling.CeilingPoint
+    curve = [point("β=∞", 0.0, 0.0, (0, 0), 0.4, None, True), point("a", 1.0, 1.0, (0, 0), 0.6, None, True),
+             point("b", 3.0, 2.0, (0, 0), 0.8, None, True), point("c", 4.0, 3.0, (0, 0), 0.9, None, False)]
+    assert ceiling.ceiling_kl_at(curve, 0.5) == pytest.approx(0.5)
+    assert ceiling.ceiling_kl_at(curve, 1.5) == pytest.approx(2.0)
+    assert ceiling.kl_overhead(curve, 20.0, 1.5) == pytest.approx(10.0)
+    assert ceiling.kl_overhead(curve, 20.0, 2.5) is None  # beyond the trusted points
+    assert math.isnan(ceiling.kl_overhead(curve, 5.0, -0.1))  # no gain over the reference
+    assert ceiling.overhead_text(None) == "outside the trusted range"
+    assert ceiling.overhead_text(10.0) == "10.0×"
+
+
+def test_unequal_sample_counts_are_refused():
+    with pytest.raises(ValueError):
+        ceiling.optimum_curve([[0.0, 1.0], [1.0]], [[0.5, 0.5], [0.5]])
