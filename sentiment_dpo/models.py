@@ -40,7 +40,8 @@ def resolve_source(spec: str, kind: str) -> str:
     from . import embedded
 
     if spec == "embedded":
-        return str(embedded.policy_path() if kind == "policy" else embedded.ensure_reward())
+        return str({"policy": embedded.policy_path, "reward": embedded.ensure_reward,
+                    "judge": embedded.ensure_judge}[kind]())
     if spec == "smollm2" and kind == "policy":
         return str(embedded.ensure_smollm2())
     return spec
@@ -84,11 +85,20 @@ def load_policy(spec: str, device: torch.device) -> LoadedModel:
     return LoadedModel(model.to(device).eval(), tokenizer, spec, source)
 
 
-def load_reward(spec: str, device: torch.device) -> LoadedModel:
-    source, model, tokenizer = _from_pretrained(spec, "reward", "AutoModelForSequenceClassification", "right")
+def load_reward(spec: str, device: torch.device, kind: str = "reward") -> LoadedModel:
+    """A sentiment classifier: the reward (`kind` "reward") or the held-out judge ("judge")."""
+    source, model, tokenizer = _from_pretrained(spec, kind, "AutoModelForSequenceClassification", "right")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model.to(device).eval(), tokenizer, spec, source)
+
+
+def load_classifier(spec: str, device: torch.device, kind: str = "reward", positive_label: str | None = None):
+    """A sentiment classifier with its positive class found by name (`positive_label` overrides the lookup)."""
+    from .scoring import Classifier
+
+    loaded = load_reward(spec, device, kind)
+    return Classifier(loaded, positive_label_index(loaded.model.config.id2label, positive_label))
 
 
 def positive_label_index(id2label: dict, override: str | None = None) -> int:

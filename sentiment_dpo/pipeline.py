@@ -113,34 +113,49 @@ def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool
 
 
 def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | None = None) -> Path:
-    """SUMMARY.md: the metrics table per loss, the target checks, the plots, and the stage timings."""
+    """SUMMARY.md: the metrics table per loss, the ceiling and each loss's KL overhead, the target checks, the
+    plots, and the stage timings."""
+    from . import plots
+    from .ceiling_samples import markdown_lines, points_from_summary
+
     generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
+    results = {loss: json.loads((run_dir / io.results_dir(loss) / "metrics.json").read_text()) for loss in losses}
     lines = [
         "# Run summary", "",
         f"Policy `{generation['policy']}`, reward `{generation['reward']}`, {generation['num_samples']} samples "
         f"({generation['prompt_mode']} prompts, pure sampling, {generation['max_new_tokens']} new tokens), "
-        f"seed {generation['seed']}.", "",
-        "| loss | model | reward mean ± std | p_positive | positive rate | distinct-1/2/3 | word entropy (bits) "
-        "| KL (nats) | win rate |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"seed {generation['seed']}; held-out judge `{results[losses[0]]['provenance'].get('judge')}`.", "",
+        "| loss | model | reward mean ± std | p_positive | judge p_positive | positive rate | distinct-1/2/3 "
+        "| word entropy (bits) | KL (nats) | KL overhead | win rate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for loss in losses:
-        metrics = json.loads((run_dir / io.results_dir(loss) / "metrics.json").read_text())
+    for loss, metrics in results.items():
         for name in ("reference", "policy"):
             m = metrics[name]
-            # KL and win rate describe the policy against the reference, so the reference row has none.
-            pair_cells = f"{metrics['kl']:.2f} | {metrics['win_rate']:.3f}" if name == "policy" else "– | –"
+            # KL, its overhead and the win rate describe the policy against the reference: none for the reference
+            pair_cells = (f"{metrics['kl']:.2f} | {metrics.get('kl_overhead_text', '–')} | {metrics['win_rate']:.3f}"
+                          if name == "policy" else "– | – | –")
+            judge = f"{m['judge_p_positive_mean']:.3f}" if "judge_p_positive_mean" in m else "–"
             lines.append(
                 f"| {loss} | {name} | {m['reward_mean']:.2f} ± {m['reward_std']:.2f} | {m['p_positive_mean']:.3f} | "
-                f"{m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / {m['distinct_3']:.3f} | "
-                f"{m['token_entropy']:.2f} | {pair_cells} |")
+                f"{judge} | {m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / "
+                f"{m['distinct_3']:.3f} | {m['token_entropy']:.2f} | {pair_cells} |")
+    ceiling = results[losses[0]].get("ceiling")
+    if ceiling:
+        optimum, best_of_n = points_from_summary(ceiling)
+        plots.ceiling_frontier({loss: (m["kl"], m["policy"]["reward_mean"]) for loss, m in results.items()},
+                               results[losses[0]]["reference"]["reward_mean"], optimum, best_of_n,
+                               run_dir / "frontier.png")
+        lines += ["", "KL overhead: the policy's KL divided by the KL at which the ceiling (the KL-regularised "
+                  "optimum, below) reaches the same mean reward; 1× is the best possible.", "",
+                  "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
     lines += ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
     for what, measured, passed in target_checks(run_dir, losses):
         verdict = "–" if passed is None else ("pass" if passed else "**FAIL**")
         lines.append(f"| {what} | {measured} | {verdict} |")
     lines += ["", "## Plots", ""]
     for loss in losses:
-        for name in ("reward_hist", "diversity", "training"):
+        for name in ("reward_hist", "p_positive_hist", "diversity", "training"):
             if (run_dir / io.results_dir(loss) / f"{name}.png").exists():
                 lines.append(f"![{loss} {name}]({io.results_dir(loss).as_posix()}/{name}.png)")
         lines.append("")

@@ -38,7 +38,7 @@ def reward_histogram(reference: Sequence[float], policy: Sequence[float], loss: 
         ax.axvline(m, color=color, linestyle="--", linewidth=1.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("samples")
-    ax.set_title(f"Reward on held-out prompts: reference vs {loss}")
+    ax.set_title(f"{xlabel.split(' (')[0].capitalize()} on held-out prompts: reference vs {loss}")
     ax.legend()
     _save(fig, path)
 
@@ -85,20 +85,67 @@ def training_curves(log_history: list[dict[str, Any]], loss: str, path: Path) ->
 
 
 LOSS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+CEILING_COLOR = "black"
+BEST_OF_N_COLOR = "#bcbd22"
+
+
+def draw_ceiling(ax, optimum: Sequence[Any], best_of_n: Sequence[Any], value: str = "reward") -> None:
+    """The KL-regularised optimum (solid where trusted, dotted beyond) and best-of-n (markers at n = 2, 4, ...,
+    at its KL upper bound) against KL; points are `ceiling.CeilingPoint`s, `value` the field drawn on y."""
+    trusted = [p for p in optimum if p.trusted]
+    beyond = [p for p in optimum if not p.trusted]
+    ax.plot([p.kl for p in trusted], [getattr(p, value) for p in trusted], color=CEILING_COLOR, linewidth=2.2,
+            label="ceiling: KL-regularised optimum")
+    if value == "reward":
+        ax.fill_between([p.kl for p in trusted], [p.reward_interval[0] for p in trusted],
+                        [p.reward_interval[1] for p in trusted], color=CEILING_COLOR, alpha=0.08, linewidth=0)
+    if beyond:
+        tail = trusted[-1:] + beyond
+        ax.plot([p.kl for p in tail], [getattr(p, value) for p in tail], color=CEILING_COLOR, linewidth=1.2,
+                linestyle=":", label="optimum, past the trusted range (KL > ½·log N)")
+    ax.plot([p.kl for p in best_of_n], [getattr(p, value) for p in best_of_n], color=BEST_OF_N_COLOR, marker="s",
+            markersize=4, linewidth=1.2, label="best-of-n of the reference (KL: upper bound)")
+    for p in best_of_n:
+        n = int(p.label.split("=")[1])
+        if n > 1 and n & (n - 1) == 0:
+            ax.annotate(f"n={n}", (p.kl, getattr(p, value)), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7, color=BEST_OF_N_COLOR)
+
+
+def ceiling_frontier(methods: dict[str, tuple[float, float]], reference_reward: float, optimum: Sequence[Any],
+                     best_of_n: Sequence[Any], path: Path) -> None:
+    """Mean reward vs KL of each trained policy (name -> (KL, reward)) against the ceiling and best-of-n."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    draw_ceiling(ax, optimum, best_of_n)
+    ax.scatter([0.0], [reference_reward], color=REFERENCE_COLOR, marker="*", s=180, zorder=5, label="reference")
+    for index, (name, (kl, reward)) in enumerate(methods.items()):
+        ax.scatter([kl], [reward], color=LOSS_COLORS[index % len(LOSS_COLORS)], s=70, zorder=5, label=name)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("KL(policy ‖ reference), nats (symlog scale)")
+    ax.set_ylabel("mean reward (positive-class logit)")
+    ax.set_title("Trained policies against the ceiling (held-out prompts)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
 
 
 def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], several_rates: bool, x_metric: str,
-             xlabel: str, path: Path, x_is_kl: bool = True, budgets: Sequence[float] = ()) -> None:
-    """Mean reward (y) against `x_metric` (x): per loss, the final checkpoint of each beta with 95% error bars
-    over seeds, joined in order of x, plus each training's checkpoint curve as a thin line (dashed: several
-    rounds); `budgets` are drawn as dotted vertical lines."""
+             xlabel: str, path: Path, x_is_kl: bool = True, budgets: Sequence[float] = (),
+             ceiling: tuple[Sequence[Any], Sequence[Any]] | None = None, y_metric: str = "reward_mean",
+             ylabel: str = "mean reward (positive-class logit)") -> None:
+    """`y_metric` against `x_metric`: per loss, the final checkpoint of each beta with 95% error bars over seeds,
+    joined in order of x, plus each training's checkpoint curve as a thin line (dashed: several rounds);
+    `budgets` are drawn as dotted vertical lines, `ceiling` (optimum, best-of-n points) under everything."""
     from .sweep_report import label
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(9, 6))
+    if ceiling is not None:
+        draw_ceiling(ax, *ceiling, value={"reward_mean": "reward", "judge_p_positive_mean": "judge_p_positive",
+                                          "p_positive_mean": "p_positive"}[y_metric])
     by_curve: dict[tuple, list[tuple[float, dict[str, Any]]]] = {}
     for (loss, rounds, lr, beta), group in groups.items():
         by_curve.setdefault((loss, rounds, lr), []).append((beta, group))
-    ax.scatter([0.0 if x_is_kl else reference[x_metric]], [reference["reward_mean"]], color=REFERENCE_COLOR,
+    ax.scatter([0.0 if x_is_kl else reference[x_metric]], [reference[y_metric]], color=REFERENCE_COLOR,
                marker="*", s=180, zorder=5, label="reference (start)")
     for index, (key, members) in enumerate(sorted(by_curve.items())):
         color = LOSS_COLORS[index % len(LOSS_COLORS)]
@@ -106,10 +153,10 @@ def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], s
         points = []
         for beta, group in members:
             xs = [p[x_metric][0] for p in group["curve"]]
-            ax.plot(xs, [p["reward_mean"][0] for p in group["curve"]], color=color, linestyle=style, linewidth=0.8,
+            ax.plot(xs, [p[y_metric][0] for p in group["curve"]], color=color, linestyle=style, linewidth=0.8,
                     alpha=0.45)
             x, x_err = group["final"][x_metric]
-            y, y_err = group["final"]["reward_mean"]
+            y, y_err = group["final"][y_metric]
             points.append((x, y))
             ax.errorbar(x, y, xerr=None if x_err != x_err else x_err, yerr=None if y_err != y_err else y_err,
                         color=color, marker="o", markersize=7, capsize=3, linestyle="none")
@@ -119,9 +166,11 @@ def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], s
                 label=label(*key, several_rates))
     for budget in budgets:
         ax.axvline(budget, color="black", linestyle=":", linewidth=0.8, alpha=0.6)
+    if x_is_kl:
+        ax.set_xscale("symlog", linthresh=1.0)  # the ceiling lives within a few nats, trainings reach tens
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("mean reward (positive-class logit)")
-    ax.set_title("reward vs " + ("KL to the reference" if x_is_kl else x_metric.replace("_", "-")))
+    ax.set_ylabel(ylabel)
+    ax.set_title(ylabel.split(" (")[0] + " vs " + ("KL to the reference" if x_is_kl else x_metric.replace("_", "-")))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)

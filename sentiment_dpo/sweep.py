@@ -2,7 +2,8 @@
 
 Layout under the sweep's run dir:
   data/             stage 1 and 2 outputs (samples of the starting policy, pairs), shared by every cell
-  reference/        the starting policy evaluated on the held-out prompts (the curves' first point)
+  reference/        the starting policy evaluated on the held-out prompts (the curves' first point), and its many
+                    samples per prompt that the ceiling (KL-regularised optimum, best-of-n) is estimated from
   cells/NAME/       cell.json (settings, curve, final metrics; written last, so its presence = finished)
                     and samples.jsonl (the final checkpoint's samples)
   report.md + PNGs  written by `sweep_report` from every finished cell
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,7 +44,11 @@ class SweepConfig:
     preset: str = option(f"Model pair: {', '.join(PRESETS)}.", default="embedded")
     policy: str | None = option("Starting policy (default: the preset's).", default=None)
     reward: str | None = option("Sentiment classifier (default: the preset's).", default=None)
-    losses: list[str] = option("Losses to compare: DPOTrainer loss types and 'slic'.",
+    judge: str | None = option("Held-out judge scoring every checkpoint, never used for training: folder, hub id, "
+                              "'embedded' or 'none' (default: the preset's).", default=None)
+    losses: list[str] = option("Methods to compare: DPOTrainer loss types (sft = Preferred-FT, trained once per lr "
+                              "and seed: it has no β), 'slic', and the online 'rloo', 'grpo', 'online_dpo' (one "
+                              "round each: they sample from the policy at every step).",
                               default_factory=lambda: ["sigmoid", "hinge", "ipo", "slic"])
     betas: list[float] = option("Values of beta (IPO's tau; slic's margin is 1/beta).",
                                default_factory=lambda: [0.03, 0.1, 0.3])
@@ -58,13 +64,16 @@ class SweepConfig:
     num_pairs: int = option("Preference pairs per round.", default=1000)
     pair_strategy: str = option(f"Pairing strategy: {', '.join(PAIR_STRATEGIES)}.", default="margin")
     margin: float = option("Minimum reward gap for --pair-strategy margin.", default=0.5)
-    epochs: float = option("Passes over each round's pairs.", default=2.0)
-    batch_size: int = option("Pairs per optimizer step.", default=16)
+    epochs: float = option("Passes over each round's pairs. The online methods take as many optimizer steps as one "
+                          "round of the offline ones, with --batch-size completions per step.", default=2.0)
+    batch_size: int = option("Pairs (online methods: completions) per optimizer step.", default=16)
+    num_generations: int = option("rloo, grpo: completions per prompt in each step.", default=4)
     warmup_ratio: float = option("Share of each round's steps spent warming up.", default=0.1)
     slic_lambda: float = option("slic's weight of the chosen text's NLL.", default=1.0)
     eval_every: int = option("Evaluate every N optimizer steps (and after the last).", default=25)
     eval_prompts: int = option("Held-out prompts per evaluation (one pure sample each).", default=256)
     eval_batch_size: int = option("Sequences per sampling / scoring batch.", default=64)
+    ceiling_samples: int = option("Reference samples per held-out prompt for the ceiling (0: none).", default=64)
     kl_budgets: list[float] = option("KL budgets (nats) at which the report compares the losses.",
                                      default_factory=lambda: [10.0, 20.0, 30.0])
 
@@ -86,8 +95,13 @@ class SweepConfig:
                         "batch_size", "eval_every", "eval_prompts", "eval_batch_size")
         if min(self.kl_budgets) <= 0:
             raise PipelineError("--kl-budgets needs values > 0")
+        if self.ceiling_samples == 1:
+            raise PipelineError("--ceiling-samples needs at least 2 (or 0 for no ceiling); use the default 64")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
         self.reward = self.reward or PRESETS[self.preset]["reward"]
+        self.judge = self.judge or PRESETS[self.preset]["judge"]
+        for loss in self.losses:  # fail now, not after hours of other cells
+            training_config(self, Cell(loss, self.betas[0], self.learning_rates[0], self.seeds[0], 1))
 
 
 @dataclass(frozen=True)
@@ -103,17 +117,33 @@ class Cell:
         return f"{self.loss}_beta{self.beta:g}_lr{self.learning_rate:g}_seed{self.seed}_rounds{self.rounds}"
 
 
+# Preferred-FT: the chosen texts' NLL alone, which no β enters; one cell per lr and seed (with the first β).
+BETA_FREE = ("sft",)
+
+
 def grid(config: SweepConfig) -> list[Cell]:
-    """Every cell, in an order that finishes whole (loss, beta) groups early: all seeds of one setting first."""
+    """Every cell, in an order that finishes whole (loss, beta) groups early: all seeds of one setting first.
+    Online methods run one round (they sample from the policy throughout), Preferred-FT one β."""
+    from .training import is_online
+
     return [Cell(loss, beta, lr, seed, rounds) for rounds in config.rounds for loss in config.losses
-            for beta in config.betas for lr in config.learning_rates for seed in config.seeds]
+            for beta in (config.betas[:1] if loss in BETA_FREE else config.betas)
+            for lr in config.learning_rates for seed in config.seeds
+            if rounds == 1 or not is_online(loss)]
 
 
 def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
     """Everything that determines a cell's result; a finished cell with other settings is recomputed."""
-    ignored = {"run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets"}
+    from .training import is_online
+
+    ignored = {"run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets",
+               "ceiling_samples"}
     if cell.loss != "slic":
         ignored.add("slic_lambda")  # only slic reads it: another λ must not retrain the other losses
+    if cell.loss not in ("rloo", "grpo"):
+        ignored.add("num_generations")
+    if is_online(cell.loss):  # they sample their own pairs (num_pairs still sets their step count)
+        ignored |= {"pair_strategy", "margin"}
     shared = {k: v for k, v in config_to_dict(config).items() if k not in ignored}
     return shared | dataclasses.asdict(cell)
 
@@ -130,11 +160,23 @@ def pairs_config(config: SweepConfig) -> PairsConfig:
                        strategy=config.pair_strategy, margin=config.margin)
 
 
+def offline_steps(config: SweepConfig) -> int:
+    """Optimizer steps of one offline round: the online methods train for as many."""
+    return math.ceil(config.num_pairs / config.batch_size) * math.ceil(config.epochs)
+
+
 def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
-    return TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
-                          beta=cell.beta, learning_rate=cell.learning_rate, epochs=config.epochs,
-                          batch_size=config.batch_size, warmup_ratio=config.warmup_ratio,
-                          slic_lambda=config.slic_lambda)
+    from .online_rl import check_batch
+    from .training import check_loss, is_online
+
+    check_loss(cell.loss)
+    training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
+                              beta=cell.beta, learning_rate=cell.learning_rate, epochs=config.epochs,
+                              max_steps=offline_steps(config) if is_online(cell.loss) else -1,
+                              batch_size=config.batch_size, num_generations=config.num_generations,
+                              warmup_ratio=config.warmup_ratio, slic_lambda=config.slic_lambda)
+    check_batch(training)
+    return training
 
 
 def is_finished(path: Path, settings: dict[str, Any]) -> bool:
@@ -153,8 +195,8 @@ class SweepRunner:
     """Holds what every cell shares (models, prompts, pairs, the evaluator) and runs cells."""
 
     def __init__(self, config: SweepConfig):
-        from .checkpoint_eval import CheckpointEvaluator, EvalSettings
-        from .models import load_policy, load_reward, positive_label_index, resolve_device
+        from .evaluator import EvalSettings, Evaluator
+        from .models import load_classifier, load_policy, resolve_device
         from .prompts import choose_prompts, prompts_needed
         from .training import read_pairs
 
@@ -162,8 +204,8 @@ class SweepRunner:
         self.run_dir = Path(config.run_dir)
         self.device = resolve_device(config.device)
         self.reference = load_policy(config.policy, self.device)
-        self.reward = load_reward(config.reward, self.device)
-        self.positive = positive_label_index(self.reward.model.config.id2label, None)
+        self.reward = load_classifier(config.reward, self.device)
+        judge = None if config.judge == "none" else load_classifier(config.judge, self.device, kind="judge")
         self.pairs = read_pairs(self.run_dir / io.PAIRS)
         generation = generation_config(config)
         # the prompts stage 1 drew the shared pairs from, and held-out ones for every evaluation
@@ -172,9 +214,13 @@ class SweepRunner:
                                             generation.prompt_words, config.seed)
         heldout = choose_prompts(generation.prompt_mode, "heldout", config.eval_prompts, generation.prompt_words,
                                  config.seed)
-        self.evaluator = CheckpointEvaluator(self.reference, self.reward, self.positive, EvalSettings(
-            heldout, config.max_new_tokens, 1.0, config.eval_batch_size, config.seed))
+        self.evaluator = Evaluator(self.reference, self.reward, judge, EvalSettings(
+            heldout, 1, config.max_new_tokens, 1.0, config.eval_batch_size, config.seed))
         self.reference_metrics = self._reference_point()
+        if config.ceiling_samples:
+            from .ceiling_samples import load_or_sample
+
+            load_or_sample(self.run_dir / REFERENCE, self.evaluator, config.ceiling_samples)
 
     def _reference_point(self) -> dict[str, float]:
         folder = self.run_dir / REFERENCE
@@ -190,9 +236,10 @@ class SweepRunner:
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         from .checkpoint_eval import CurveCallback
         from .models import load_policy
+        from .online_rl import ClassifierReward, prompts_dataset
         from .pairs import build_pairs
         from .sample_and_score import sample_and_score
-        from .training import pairs_dataset, train_policy
+        from .training import is_online, pairs_dataset, train_policy
 
         config = self.config
         policy = load_policy(config.policy, self.device)  # a fresh copy of the starting policy
@@ -201,11 +248,12 @@ class SweepRunner:
         steps_before = 0
         start = time.time()
         for round_index in range(1, cell.rounds + 1):
-            if round_index == 1:
+            online = is_online(cell.loss)
+            if online or round_index == 1:
                 pairs = self.pairs
             else:  # online: new pairs from the current policy's own samples on the training prompts
                 policy.model.eval()
-                rows = sample_and_score(policy, self.reward, self.train_prompts, config.samples_per_prompt,
+                rows = sample_and_score(policy, self.reward.model, self.train_prompts, config.samples_per_prompt,
                                         config.max_new_tokens, 1.0, config.eval_batch_size,
                                         seed=cell.seed * 1000 + round_index, desc=f"round {round_index} samples")
                 pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.pair_strategy,
@@ -218,11 +266,16 @@ class SweepRunner:
                 logger.info("%s round %d step %d: reward %.2f, p_positive %.3f, KL %.2f", cell.name, round_index,
                             offset + step, metrics["reward_mean"], metrics["p_positive_mean"], metrics["kl"])
 
+            if online:
+                dataset = prompts_dataset(self.train_prompts, policy.tokenizer)
+                reward = ClassifierReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or "")
+            else:
+                dataset, reward = pairs_dataset(pairs, policy.tokenizer), None
             with tempfile.TemporaryDirectory() as scratch:
-                trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(pairs, policy.tokenizer),
-                                       training_config(config, cell), Path(scratch),
-                                       use_cpu=self.device.type == "cpu",
-                                       callbacks=[CurveCallback(on_checkpoint, config.eval_every)])
+                trainer = train_policy(policy.model, policy.tokenizer, dataset, training_config(config, cell),
+                                       Path(scratch), use_cpu=self.device.type == "cpu",
+                                       callbacks=[CurveCallback(on_checkpoint, config.eval_every)], reward=reward,
+                                       max_new_tokens=config.max_new_tokens)
             steps_before += trainer.state.global_step
         folder = self.run_dir / CELLS / cell.name
         io.write_jsonl(folder / "samples.jsonl", final_rows)

@@ -22,7 +22,8 @@ from .stats import mean_ci95
 logger = logging.getLogger(__name__)
 
 REPORT = "report.md"
-TABLE_METRICS = (("reward_mean", "reward", 2), ("p_positive_mean", "p_positive", 3), ("kl", "KL (nats)", 1),
+TABLE_METRICS = (("reward_mean", "reward", 2), ("p_positive_mean", "p_positive", 3),
+                 ("judge_p_positive_mean", "judge p_positive", 3), ("kl", "KL (nats)", 1),
                  ("win_rate", "win rate", 2), ("distinct_1", "distinct-1", 3), ("distinct_2", "distinct-2", 3),
                  ("token_entropy", "entropy (bits)", 2), ("self_bleu", "self-BLEU", 3),
                  ("reference_perplexity", "ppl under ref", 1))
@@ -45,12 +46,14 @@ def aggregate(cells: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
         groups[setting_key(cell["settings"])].append(cell)
     out = {}
     for key, members in sorted(groups.items()):
-        final = {name: mean_ci95([m["final"][name] for m in members]) for name, _, _ in TABLE_METRICS}
+        # a sweep without a judge (or older cells) has no judge column
+        names = [name for name, _, _ in TABLE_METRICS if all(name in p for m in members for p in m["curve"])]
+        final = {name: mean_ci95([m["final"][name] for m in members]) for name in names}
         steps: dict[int, list[dict[str, float]]] = defaultdict(list)
         for member in members:
             for point in member["curve"]:
                 steps[point["step"]].append(point)
-        curve = [{"step": step, **{name: mean_ci95([p[name] for p in points]) for name, _, _ in TABLE_METRICS},
+        curve = [{"step": step, **{name: mean_ci95([p[name] for p in points]) for name in names},
                   "seeds": len(points)} for step, points in sorted(steps.items())]
         out[key] = {"seeds": sorted(m["settings"]["seed"] for m in members), "final": final, "curve": curve}
     return out
@@ -69,7 +72,7 @@ def best_under_budget(groups: dict[tuple, dict[str, Any]], budget: float) -> dic
             if current is None or point["reward_mean"][0] > current["reward"][0]:
                 best[(loss, rounds, lr)] = {"beta": beta, "step": point["step"], "reward": point["reward_mean"],
                                             "kl": point["kl"], "p_positive": point["p_positive_mean"],
-                                            "seeds": point["seeds"]}
+                                            "judge": point.get("judge_p_positive_mean"), "seeds": point["seeds"]}
     return best
 
 
@@ -126,8 +129,36 @@ def _load_cells(run_dir: Path) -> list[dict[str, Any]]:
     return cells
 
 
+def _ceiling(run_dir: Path) -> tuple[list, list] | None:
+    """(optimum, best-of-n) from the reference's ceiling samples, if the sweep drew them."""
+    from .ceiling_samples import SAMPLES_FILE, curves
+    from .sweep import REFERENCE
+
+    file = run_dir / REFERENCE / SAMPLES_FILE
+    if not file.exists():
+        return None
+    return curves(io.read_jsonl(file, ("prompt_index", "reward", "p_positive"), "python3 sweep.py"))
+
+
+def _overhead(optimum: list | None, kl: float, reward: float) -> str:
+    from .ceiling import kl_overhead, overhead_text
+
+    return overhead_text(kl_overhead(optimum, kl, reward)) if optimum else "–"
+
+
+def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool, beyond: Sequence[tuple],
+                    optimum: list | None) -> str:
+    """`finding`, plus the best method's KL overhead against the ceiling when the sweep has one."""
+    text = finding(best, budget, several_rates, beyond)
+    if optimum and best:
+        top = max(best.values(), key=lambda b: b["reward"][0])
+        text += f" Its KL overhead against the ceiling: {_overhead(optimum, top['kl'][0], top['reward'][0])}."
+    return text
+
+
 def write_report(run_dir: Path, config) -> Path:
     from . import plots
+    from .ceiling_samples import markdown_lines
     from .sweep import REFERENCE
 
     cells = _load_cells(run_dir)
@@ -136,11 +167,18 @@ def write_report(run_dir: Path, config) -> Path:
     reference = json.loads((run_dir / REFERENCE / "metrics.json").read_text())
     groups = aggregate(cells)
     several_rates = len({key[2] for key in groups}) > 1
+    ceiling = _ceiling(run_dir)
+    optimum = ceiling[0] if ceiling else None
+    has_judge = all("judge_p_positive_mean" in group["final"] for group in groups.values())
     best = {budget: best_under_budget(groups, budget) for budget in config.kl_budgets}
     settings = list(dict.fromkeys(key[:3] for key in groups))  # (loss, rounds, lr), in the groups' order
     beyond = {budget: [key for key in settings if key not in per_setting] for budget, per_setting in best.items()}
-    plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (dotted: the KL budgets)",
-                   run_dir / "frontier.png", budgets=config.kl_budgets)
+    plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog; dotted: the KL "
+                   "budgets)", run_dir / "frontier.png", budgets=config.kl_budgets, ceiling=ceiling)
+    if has_judge:
+        plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog)",
+                       run_dir / "judge_frontier.png", ceiling=ceiling, y_metric="judge_p_positive_mean",
+                       ylabel="held-out judge's mean p(positive)")
     plots.frontier(groups, reference, several_rates, "distinct_2", "distinct-2 (higher = more diverse)",
                    run_dir / "diversity_vs_reward.png", x_is_kl=False)
     samples = defaultdict(dict)
@@ -153,37 +191,54 @@ def write_report(run_dir: Path, config) -> Path:
     plots.reward_histograms_per_loss(samples, reference_rewards, run_dir / "reward_hists.png")
 
     lines = ["# Sweep report", "",
-             f"Policy `{config.policy}`, reward `{config.reward}`; {config.num_pairs} pairs per round from "
-             f"{config.num_samples} samples, {config.epochs:g} epochs at batch {config.batch_size}; every "
+             f"Policy `{config.policy}`, reward `{config.reward}`, held-out judge `{config.judge}`; "
+             f"{config.num_pairs} pairs per round from {config.num_samples} samples, {config.epochs:g} epochs at "
+             f"batch {config.batch_size} (online methods: as many steps, {config.batch_size} completions each); every "
              f"{config.eval_every} steps each policy is evaluated on {config.eval_prompts} held-out prompts "
              f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "
              f"{sum(c['seconds'] for c in cells) / 60:.0f} min of training and evaluation in total. "
              "Values are means over training seeds ± the half-width of the 95% t-interval.", "",
              "## Findings", "",
-             *[f"- {finding(best[budget], budget, several_rates, beyond[budget])}" for budget in best], "",
+             *[f"- {_budget_finding(best[budget], budget, several_rates, beyond[budget], optimum)}"
+               for budget in best], "",
              "## Reward–KL frontier", "",
              "Large markers: final checkpoints (one per β, error bars over seeds); thin lines: the checkpoints of "
-             "each training (mean over seeds), starting at the reference (KL 0).", "",
-             "![frontier](frontier.png)", "", "![diversity vs reward](diversity_vs_reward.png)", "",
-             "![reward histograms](reward_hists.png)", ""]
+             "each training (mean over seeds), starting at the reference (KL 0)"
+             + ("; black: the ceiling (KL-regularised optimum), olive squares: best-of-n of the reference" if ceiling
+                else "") + ".", "",
+             "![frontier](frontier.png)", ""]
+    if has_judge:
+        lines += ["The held-out judge (never used for training) on the same checkpoints: where the reward rises and "
+                  "the judge does not, the policy exploits the reward model rather than writing more positive text.",
+                  "", "![judge frontier](judge_frontier.png)", ""]
+    lines += ["![diversity vs reward](diversity_vs_reward.png)", "", "![reward histograms](reward_hists.png)", ""]
+    if ceiling:
+        lines += markdown_lines(*ceiling)
+    judge_header = " judge p_positive |" if has_judge else ""
     for budget, per_loss in best.items():
         lines += [f"## Best checkpoint within KL ≤ {budget:g} nats", "",
-                  "| loss | β | step | reward | KL | p_positive | seeds |", "|---|---|---|---|---|---|---|"]
+                  f"| method | β | step | reward | KL | KL overhead | p_positive |{judge_header} seeds |",
+                  "|---|---|---|---|---|---|---|" + ("---|" if has_judge else "") + "---|"]
         for key, b in sorted(per_loss.items(), key=lambda item: -item[1]["reward"][0]):
+            judge = f" {_fmt(b['judge'], 3)} |" if has_judge else ""
             lines.append(f"| {label(*key, several_rates)} | {b['beta']:g} | {b['step']} | {_fmt(b['reward'], 2)} | "
-                         f"{_fmt(b['kl'], 1)} | {_fmt(b['p_positive'], 3)} | {b['seeds']} |")
+                         f"{_fmt(b['kl'], 1)} | {_overhead(optimum, b['kl'][0], b['reward'][0])} | "
+                         f"{_fmt(b['p_positive'], 3)} |{judge} {b['seeds']} |")
         lines += [f"| {label(*key, several_rates)} | – | – | every checkpoint past the budget | | | |"
-                  for key in beyond[budget]]
+                  + (" |" if has_judge else "") + " |" for key in beyond[budget]]
         lines.append("")
-    header = " | ".join(title for _, title, _ in TABLE_METRICS)
-    lines += ["## Final checkpoints", "", f"| loss | β | seeds | {header} |",
-              "|---|---|---|" + "---|" * len(TABLE_METRICS),
-              "| reference | – | – | " + " | ".join(f"{reference[name]:.{digits}f}" for name, _, digits in
-                                                   TABLE_METRICS) + " |"]
+    metrics = [m for m in TABLE_METRICS if has_judge or m[0] != "judge_p_positive_mean"]
+    header = " | ".join(title for _, title, _ in metrics)
+    lines += ["## Final checkpoints", "", f"| method | β | seeds | {header} | KL overhead |",
+              "|---|---|---|" + "---|" * (len(metrics) + 1),
+              "| reference | – | – | " + " | ".join(f"{reference[name]:.{digits}f}" for name, _, digits in metrics)
+              + " | – |"]
     for (loss, rounds, lr, beta), group in groups.items():
-        values = " | ".join(_fmt(group["final"][name], digits) for name, _, digits in TABLE_METRICS)
-        lines.append(f"| {label(loss, rounds, lr, several_rates)} | {beta:g} | {len(group['seeds'])} | {values} |")
-    lines += ["", "## The losses", "",
+        values = " | ".join(_fmt(group["final"][name], digits) for name, _, digits in metrics)
+        overhead = _overhead(optimum, group["final"]["kl"][0], group["final"]["reward_mean"][0])
+        lines.append(f"| {label(loss, rounds, lr, several_rates)} | {beta:g} | {len(group['seeds'])} | {values} | "
+                     f"{overhead} |")
+    lines += ["", "## The methods", "",
               "- `sigmoid` (DPO): −log σ(β·Δ), Δ = (log π/π_ref)(chosen) − (log π/π_ref)(rejected).",
               "- `hinge` (TRL's DPOTrainer): max(0, 1 − β·Δ), anchored to the reference through Δ, margin 1/β, "
               "no likelihood term.",
@@ -191,8 +246,18 @@ def write_report(run_dir: Path, config) -> Path:
               "- `slic` (SLiC-HF, TRL's CPOTrainer hinge): max(0, 1 − β·(log π(chosen) − log π(rejected))) + "
               f"λ·NLL(chosen), λ = {config.slic_lambda:g}: no reference model in the loss; the NLL term on the "
               "chosen text is what keeps the policy near the data instead.",
-              "", "Metrics: KL is the mean of log π(y) − log π_ref(y) over the policy's own samples (sequence level); "
+              "- `sft` (Preferred-FT): the NLL of the chosen texts only; β plays no part.",
+              f"- `rloo` (TRL's RLOOTrainer): REINFORCE on {config.num_generations} samples per training prompt, "
+              "each baselined by the mean reward of the others, reward minus β·KL(sequence) to the reference.",
+              f"- `grpo` (TRL's GRPOTrainer): {config.num_generations} samples per prompt, advantages standardised "
+              "within the prompt's group, clipped objective plus β·KL(π‖π_ref) in the loss.",
+              "- `online_dpo` (TRL's experimental OnlineDPOTrainer): two samples per prompt, the higher-reward one "
+              "chosen, the sigmoid DPO loss with β.",
+              "", "The online methods sample from the policy being trained on the training prompts, score with the "
+              "same reward (the positive class's logit, found by name), pure sampling, the same max new tokens.", "",
+              "Metrics: KL is the mean of log π(y) − log π_ref(y) over the policy's own samples (sequence level); "
               "win rate is the share of held-out prompts where the policy's sample out-scores the reference's; "
+              "judge p_positive is the held-out judge's mean positive probability; "
               "self-BLEU is BLEU-4 of each sample against the others (higher = more repetitive); ppl under ref is "
               "the reference model's per-token perplexity of the policy's samples.", ""]
     path = run_dir / REPORT

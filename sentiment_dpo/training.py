@@ -1,4 +1,5 @@
-"""Stage 3: fine-tune the starting policy on the preference pairs with TRL's `DPOTrainer`."""
+"""Stage 3: fine-tune the starting policy on the preference pairs with TRL's `DPOTrainer` (or SLiC-HF), or on the
+training prompts with an online RL method of `online_rl` (RLOO, GRPO, online DPO)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,15 @@ def dpo_loss_types() -> list[str]:
 
 
 def valid_loss_types() -> list[str]:
-    return [*dpo_loss_types(), SLIC]
+    from .online_rl import ONLINE_METHODS
+
+    return [*dpo_loss_types(), SLIC, *ONLINE_METHODS]
+
+
+def is_online(loss: str) -> bool:
+    from .online_rl import ONLINE_METHODS
+
+    return loss in ONLINE_METHODS
 
 
 def check_loss(loss: str) -> None:
@@ -146,18 +155,26 @@ def save_trained(trainer, folder: Path) -> None:
 
 
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
-                 resume: bool = False, callbacks: list | None = None) -> Any:
-    """Run `DPOTrainer` (with the fast path of `fast_dpo`) on an in-memory model; returns the trainer
-    (model trained in place).
+                 resume: bool = False, callbacks: list | None = None, reward=None,
+                 max_new_tokens: int | None = None) -> Any:
+    """Run `DPOTrainer` (with the fast path of `fast_dpo`), CPOTrainer (slic) or an online RL trainer on an
+    in-memory model; returns the trainer (model trained in place).
 
-    `output_dir` receives checkpoints when `config.save_steps` is set; `resume` continues from the last one.
+    `dataset` holds pairs, or for the online methods prompts (`online_rl.prompts_dataset`), which also need
+    `reward` (an `online_rl.ClassifierReward`) and `max_new_tokens`. `output_dir` receives checkpoints when
+    `config.save_steps` is set; `resume` continues from the last one.
     """
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
         # SLiC-HF lives in trl.experimental on purpose (see SLIC): its import warning is expected
         warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
-        if config.loss == SLIC:
+        if is_online(config.loss):
+            from .online_rl import make_trainer
+
+            trainer = make_trainer(model, tokenizer, dataset, config, _trainer_args(config, output_dir, use_cpu),
+                                   reward, max_new_tokens, lora_config(config), callbacks)
+        elif config.loss == SLIC:
             from trl.experimental.cpo import CPOTrainer
 
             trainer = CPOTrainer(model=model, args=slic_config(config, output_dir, use_cpu), train_dataset=dataset,
@@ -179,10 +196,28 @@ def run(config: TrainingConfig) -> Path:
     check_loss(config.loss)
     run_dir = Path(config.run_dir)
     generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
-    rows = read_pairs(run_dir / io.PAIRS)  # before loading models: bad input fails fast
+    online = is_online(config.loss)
+    if online:  # the online methods sample from the prompts stage 1 drew its samples for
+        from .online_rl import check_batch, training_prompts
+
+        check_batch(config)
+        data_file = io.GENERATIONS
+        rows = training_prompts(io.read_jsonl(run_dir / data_file, ("prompt",), "python3 text_generation.py"))
+    else:
+        data_file = io.PAIRS
+        rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device)
-    dataset = pairs_dataset(rows, policy.tokenizer)
+    reward = None
+    if online:
+        from .models import load_classifier
+        from .online_rl import ClassifierReward, prompts_dataset
+
+        classifier = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"))
+        reward = ClassifierReward(classifier, generation["batch_size"], policy.tokenizer.bos_token or "")
+        dataset = prompts_dataset(rows, policy.tokenizer)
+    else:
+        dataset = pairs_dataset(rows, policy.tokenizer)
     final = run_dir / io.model_dir(config.loss)
     # Every process must agree on these folders (all of them call save_model; the main one writes).
     staging = final.with_name(f".{final.name}.staging")
@@ -198,14 +233,16 @@ def run(config: TrainingConfig) -> Path:
     wait_for_everyone()
     try:
         trainer = train_policy(policy.model, policy.tokenizer, dataset, config, checkpoints,
-                               use_cpu=device.type == "cpu", resume=config.resume)
+                               use_cpu=device.type == "cpu", resume=config.resume, reward=reward,
+                               max_new_tokens=generation["max_new_tokens"])
         save_trained(trainer, staging)
         if is_main_process():
             policy.tokenizer.save_pretrained(str(staging))
             io.write_json(staging / "training_log.json", trainer.state.log_history)
             io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {
                 "reference_policy": generation["policy"], "reference_source": policy.source,
-                "pairs": str(io.PAIRS), "pairs_sha256": io.sha256_of(run_dir / io.PAIRS), "num_pairs": len(dataset),
+                "data": str(data_file), "data_sha256": io.sha256_of(run_dir / data_file),
+                ("num_prompts" if online else "num_pairs"): len(dataset),
                 "reward_model": generation["reward"], "libraries": io.library_versions(),
                 "processes": process_state().num_processes,
             }})

@@ -40,3 +40,9 @@ def tiny_policy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_reward(tmp_path_factory) -> Path:
     return build_tiny_reward(tmp_path_factory.mktemp("tiny_reward"))
+
+
+@pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory) -> Path:
+    """A second tiny classifier, POSITIVE at index 0: the held-out judge of the tests."""
+    return build_tiny_reward(tmp_path_factory.mktemp("tiny_judge"), seed=1, labels=("POSITIVE", "NEGATIVE"))

@@ -53,21 +53,58 @@ def test_pairs_load_with_datasets(run_dir):
     assert all(cr > rr for cr, rr in zip(pairs["chosen_reward"], pairs["rejected_reward"]))
 
 
-def test_train_then_metrics(run_dir):
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4"]) == 0
+METRICS_ARGS = ["--num-prompts", "6", "--batch-size", "8", "--ceiling-samples", "4"]
+
+
+def test_train_then_metrics(run_dir, tiny_judge):
+    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+                              "--learning-rate", "0.05"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     assert (model_dir / "config.json").exists() and (model_dir / "tokenizer_config.json").exists()
     assert (model_dir / "training.config.yaml").exists()
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--num-prompts", "6",
-                                   "--batch-size", "8"]) == 0
+    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
+                                   *METRICS_ARGS]) == 0
     metrics = json.loads((run_dir / "results" / "sigmoid" / "metrics.json").read_text())
+    # the one evaluator's metric set, judge included, for both models
     for name in ("reference", "policy"):
         assert set(metrics[name]) >= {"reward_mean", "reward_std", "p_positive_mean", "positive_rate", "distinct_1",
-                                      "distinct_2", "distinct_3", "token_entropy"}
-    assert 0.0 <= metrics["win_rate"] <= 1.0
-    assert isinstance(metrics["kl"], float)
-    for png in ("reward_hist.png", "diversity.png"):
+                                      "distinct_2", "distinct_3", "token_entropy", "self_bleu",
+                                      "reference_perplexity", "judge_p_positive_mean"}
+    assert metrics["kl"] > 0.0 and metrics["provenance"]["judge"] == str(tiny_judge)
+    samples = io.read_jsonl(run_dir / "results" / "sigmoid" / "samples.jsonl", ("model", "judge_p_positive"), "")
+    policy_judge = [r["judge_p_positive"] for r in samples if r["model"] == "policy"]
+    assert metrics["policy"]["judge_p_positive_mean"] == pytest.approx(sum(policy_judge) / len(policy_judge))
+    # the ceiling: 4 reference samples on each of the 6 prompts, cached for the next loss
+    ceiling_rows = io.read_jsonl(run_dir / "results" / "reference" / "ceiling_samples.jsonl", ("reward",), "")
+    assert len(ceiling_rows) == 24
+    assert metrics["ceiling"]["optimum"][0]["reward"] == pytest.approx(sum(r["reward"] for r in ceiling_rows) / 24)
+    assert [p["label"] for p in metrics["ceiling"]["best_of_n"]] == ["n=1", "n=2", "n=4"]
+    assert metrics["kl_overhead_text"] in ("outside the trusted range", "no reward gain") or metrics["kl_overhead"] > 0
+    for png in ("reward_hist.png", "diversity.png", "frontier.png"):
         assert (run_dir / "results" / "sigmoid" / png).read_bytes()[:4] == b"\x89PNG"
+    stamp = (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns
+    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
+                                   *METRICS_ARGS]) == 0
+    assert (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns == stamp  # reused
+
+
+@pytest.mark.parametrize("method", ["rloo", "grpo", "online_dpo"])
+def test_online_methods_train_and_are_evaluated(run_dir, tiny_policy, method):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    assert train_script.main([method, "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+                              "--num-generations", "2", "--learning-rate", "0.05"]) == 0
+    model_dir = run_dir / "models" / method
+    trained = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    start = AutoModelForCausalLM.from_pretrained(tiny_policy).state_dict()
+    assert any(not torch.equal(start[name], trained[name]) for name in start)
+    assert io.read_yaml(model_dir / "training.config.yaml", "")["provenance"]["num_prompts"] == 6
+    log = json.loads((model_dir / "training_log.json").read_text())
+    assert log[-1]["step"] == 2
+    assert calculate_metrics.main([method, "--run-dir", str(run_dir), "--judge", "none", *METRICS_ARGS]) == 0
+    metrics = json.loads((run_dir / "results" / method / "metrics.json").read_text())
+    assert metrics["kl"] != 0.0 and "judge_p_positive_mean" not in metrics["policy"]
 
 
 def test_unknown_loss_fails_at_once_listing_valid_ones(run_dir, capsys):
@@ -129,12 +166,18 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
                        "samples_per_prompt": 4, "max_new_tokens": 6, "batch_size": 8},
         "pairs": {"num_pairs": 12, "strategy": "random"},
         "training": {"max_steps": 2, "batch_size": 4},
-        "metrics": {"num_prompts": 4, "batch_size": 8},
+        "metrics": {"num_prompts": 4, "batch_size": 8, "judge": str(tiny_reward), "ceiling_samples": 4},
     }))
     assert run_pipeline.main(["--config", str(config), "--run-dir", str(tmp_path / "run")]) == 0
     summary = (tmp_path / "run" / "SUMMARY.md").read_text()
     assert "| sigmoid | policy |" in summary and "| hinge | policy |" in summary
     assert "results/hinge/reward_hist.png" in summary
+    # the ceiling and best-of-n beside the trained losses, each loss with its KL overhead
+    assert "## The ceiling" in summary and "| optimum β=∞ | 0.00 |" in summary and "| best-of-4 | ≤ " in summary
+    for loss in ("sigmoid", "hinge"):
+        overhead = json.loads((tmp_path / "run" / "results" / loss / "metrics.json").read_text())["kl_overhead_text"]
+        assert f"| {overhead} |" in summary
+    assert (tmp_path / "run" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tiny_reward, capsys):

@@ -8,17 +8,19 @@ import pytest
 import torch
 
 import sweep as sweep_script
-from sentiment_dpo import sweep
-from sentiment_dpo.checkpoint_eval import CheckpointEvaluator, CurveCallback, EvalSettings
+from sentiment_dpo import io, sweep
+from sentiment_dpo.checkpoint_eval import CurveCallback
 from sentiment_dpo.config import TrainingConfig
-from sentiment_dpo.models import load_policy, load_reward, positive_label_index
+from sentiment_dpo.evaluator import EvalSettings, Evaluator
+from sentiment_dpo.models import load_classifier, load_policy
 from sentiment_dpo.prompts import choose_prompts
 from sentiment_dpo.training import pairs_dataset, train_policy
 from tiny import PAIRS
 
 
 def sweep_args(run_dir, policy, reward, *extra):
-    return ["--run-dir", str(run_dir), "--policy", str(policy), "--reward", str(reward), "--losses", "sigmoid",
+    return ["--run-dir", str(run_dir), "--policy", str(policy), "--reward", str(reward), "--judge", "none",
+            "--ceiling-samples", "0", "--losses", "sigmoid",
             "slic", "--betas", "0.1", "--seeds", "0", "1", "--num-samples", "24", "--samples-per-prompt", "4",
             "--max-new-tokens", "6", "--num-pairs", "8", "--pair-strategy", "random", "--epochs", "1",
             "--batch-size", "4", "--learning-rates", "0.05", "--warmup-ratio", "0", "--eval-every", "1",
@@ -108,9 +110,9 @@ def test_rounds_continue_the_curve(tmp_path, tiny_policy, tiny_reward):
 def test_checkpoint_evaluation_leaves_training_unchanged(tiny_policy, tiny_reward, tmp_path):
     """Evaluating samples with the global RNG and switches the model to eval mode; training must not notice."""
     reference = load_policy(str(tiny_policy), torch.device("cpu"))
-    reward = load_reward(str(tiny_reward), torch.device("cpu"))
-    evaluator = CheckpointEvaluator(reference, reward, positive_label_index(reward.model.config.id2label, None),
-                                    EvalSettings(choose_prompts("review", "heldout", 4, 5, seed=0), 4, 1.0, 8, 0))
+    reward = load_classifier(str(tiny_reward), torch.device("cpu"))
+    evaluator = Evaluator(reference, reward, None,
+                          EvalSettings(choose_prompts("review", "heldout", 4, 5, seed=0), 1, 4, 1.0, 8, 0))
     with pytest.raises(RuntimeError, match="evaluate the reference"):
         evaluator.evaluate(reference.model, reference.tokenizer)
     evaluator.evaluate_reference()
@@ -153,3 +155,39 @@ def test_slic_lambda_only_changes_the_slic_cells():
     assert sweep.cell_settings(one, sigmoid) == sweep.cell_settings(tenth, sigmoid)
     assert sweep.cell_settings(one, slic) != sweep.cell_settings(tenth, slic)
     assert sweep.cell_settings(tenth, slic)["slic_lambda"] == 0.1
+
+
+def test_ceiling_judge_and_online_methods_on_one_frontier(tmp_path, tiny_policy, tiny_reward, tiny_judge):
+    args = sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sft", "rloo", "grpo", "online_dpo",
+                      "--betas", "0.1", "0.3", "--seeds", "0", "--num-generations", "2", "--judge", str(tiny_judge),
+                      "--ceiling-samples", "4", "--kl-budgets", "5")
+    assert sweep_script.main(args) == 0
+    cells = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    # sft has no β: one cell; the online methods one per β, as many steps (2) as an offline cell
+    assert cells == sorted(["sft_beta0.1_lr0.05_seed0_rounds1"] + [
+        f"{m}_beta{b}_lr0.05_seed0_rounds1" for m in ("rloo", "grpo", "online_dpo") for b in ("0.1", "0.3")])
+    for name in cells:
+        cell = json.loads((tmp_path / "cells" / name / "cell.json").read_text())
+        assert [p["step"] for p in cell["curve"]] == [0, 1, 2], name
+        assert "judge_p_positive_mean" in cell["final"] and cell["final"]["kl"] != 0.0, name
+    assert len(io.read_jsonl(tmp_path / "reference" / "ceiling_samples.jsonl", ("judge_p_positive",), "")) == 24
+    report = (tmp_path / "report.md").read_text()
+    assert "## The ceiling" in report and "| best-of-4 | ≤ 0.64 |" in report
+    assert "| KL overhead |" in report and "judge p_positive" in report
+    for method in ("sft", "rloo", "grpo", "online_dpo"):
+        assert f"| {method} | " in report
+    assert (tmp_path / "judge_frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_settings_for_online_methods():
+    rloo = sweep.Cell("rloo", 0.1, 2e-4, 0, 1)
+    assert sweep.training_config(sweep.SweepConfig(num_pairs=1000, batch_size=16, epochs=2), rloo).max_steps == 126
+    # their own pairing settings do not exist for them; the number of generations does
+    assert sweep.cell_settings(sweep.SweepConfig(margin=0.5), rloo) == sweep.cell_settings(
+        sweep.SweepConfig(margin=1.0), rloo)
+    assert sweep.cell_settings(sweep.SweepConfig(num_generations=2), rloo) != sweep.cell_settings(
+        sweep.SweepConfig(num_generations=4), rloo)
+    with pytest.raises(Exception, match="multiple of --num-generations"):
+        sweep.SweepConfig(losses=["grpo"], batch_size=6, num_generations=4)
+    assert [c.name for c in sweep.grid(sweep.SweepConfig(losses=["rloo"], betas=[0.1], seeds=[0], rounds=[1, 3]))] \
+        == ["rloo_beta0.1_lr0.0002_seed0_rounds1"]

@@ -1,0 +1,122 @@
+"""The reference's many samples per held-out prompt that the ceiling is estimated from: drawn and scored once,
+cached in the reference's evaluation folder, reused while the settings that made them are unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from . import io
+from .ceiling import CeilingPoint, best_of_n_curve, kl_overhead, optimum_curve, overhead_text
+from .distributed import is_main_process
+from .evaluator import Evaluator
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_FILE = "ceiling_samples.jsonl"
+RECORD_FILE = "ceiling_samples.config.yaml"
+
+
+def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, Any]:
+    """Everything that determines the cached samples and their scores."""
+    s = evaluator.settings
+    judge = evaluator.judge.model.spec if evaluator.judge is not None else None
+    return {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec, "judge": judge,
+            "prompts_sha256": hashlib.sha256("\n".join(s.prompts).encode()).hexdigest(), "num_prompts": len(s.prompts),
+            "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
+            "temperature": s.temperature, "seed": s.seed}
+
+
+def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) -> list[dict[str, Any]]:
+    """`samples_per_prompt` scored samples of the reference per held-out prompt, from `folder` when they were
+    made with the same settings, else drawn now (and written there by the main process)."""
+    record = sampling_record(evaluator, samples_per_prompt)
+    if (folder / SAMPLES_FILE).exists() and (folder / RECORD_FILE).exists():
+        stored = io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py")
+        if {k: v for k, v in stored.items() if k != "provenance"} == record:
+            return io.read_jsonl(folder / SAMPLES_FILE, ("prompt_index", "reward", "p_positive"),
+                                 "python3 calculate_metrics.py")
+    logger.info("sampling the reference %d times on each of %d held-out prompts for the ceiling (once)",
+                samples_per_prompt, len(evaluator.settings.prompts))
+    ref = evaluator.reference
+    samples = evaluator.sample(ref.model, ref.tokenizer, samples_per_prompt, desc="ceiling samples")
+    scores = evaluator.score(samples, "ceiling samples")
+    rows = [{"prompt_index": x.prompt_index, "completion": x.completion,
+             **{name: values[k] for name, values in scores.items()}} for k, x in enumerate(samples)]
+    if is_main_process():
+        io.write_jsonl(folder / SAMPLES_FILE, rows)
+        io.write_yaml(folder / RECORD_FILE, record | {"provenance": {"libraries": io.library_versions()}})
+    return rows
+
+
+def _per_prompt(rows: list[dict[str, Any]], column: str) -> list[list[float]]:
+    groups: dict[int, list[float]] = {}
+    for row in rows:
+        groups.setdefault(row["prompt_index"], []).append(row[column])
+    return [groups[k] for k in sorted(groups)]
+
+
+def curves(rows: list[dict[str, Any]], seed: int = 0) -> tuple[list[CeilingPoint], list[CeilingPoint]]:
+    """(the KL-regularised optimum, best-of-n for n = 1..N) from the cached rows."""
+    judge = _per_prompt(rows, "judge_p_positive") if "judge_p_positive" in rows[0] else None
+    rewards, p_positive = _per_prompt(rows, "reward"), _per_prompt(rows, "p_positive")
+    return (optimum_curve(rewards, p_positive, judge, seed=seed), best_of_n_curve(rewards, p_positive, judge, seed=seed))
+
+
+def _n(point: CeilingPoint) -> int:
+    return int(point.label.removeprefix("n="))
+
+
+def powers_of_two(points: list[CeilingPoint]) -> list[CeilingPoint]:
+    """Best-of-n at n = 1, 2, 4, ... and N: the points worth a table row or a marker."""
+    return [p for p in points if _n(p) & (_n(p) - 1) == 0 or p is points[-1]]
+
+
+def summary(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -> dict[str, Any]:
+    """The ceiling as a JSON block: every optimum point and best-of-n at powers of two."""
+    return {"optimum": [dataclasses.asdict(p) for p in optimum],
+            "best_of_n": [dataclasses.asdict(p) for p in powers_of_two(best_of_n)],
+            "samples_per_prompt": len(best_of_n),
+            "note": "optimum: pi* ∝ pi_ref·exp(r/β) by self-normalised importance weights over the reference's "
+                    "samples (trusted: KL ≤ ½·log N); best-of-n: exact over all n-subsets, KL = log n − (n−1)/n "
+                    "is an upper bound"}
+
+
+def points_from_summary(block: dict[str, Any]) -> tuple[list[CeilingPoint], list[CeilingPoint]]:
+    def point(p: dict[str, Any]) -> CeilingPoint:
+        return CeilingPoint(**(p | {"reward_interval": tuple(p["reward_interval"])}))
+
+    return [point(p) for p in block["optimum"]], [point(p) for p in block["best_of_n"]]
+
+
+def overhead_fields(optimum: list[CeilingPoint], kl: float, reward: float) -> dict[str, Any]:
+    """`kl_overhead` (a number, or null) and its text for a trained policy's (KL, mean reward)."""
+    overhead = kl_overhead(optimum, kl, reward)
+    number = None if overhead is None or overhead != overhead else overhead
+    return {"kl_overhead": number, "kl_overhead_text": overhead_text(overhead)}
+
+
+def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -> list[str]:
+    """The ceiling section: the trusted optimum points and best-of-n at powers of two."""
+    judge = optimum[0].judge_p_positive is not None
+    size = _n(best_of_n[-1])
+    lines = ["## The ceiling", "",
+             f"From {size} pure samples of the reference on each held-out prompt, each scored once. **KL-regularised "
+             "optimum** π* ∝ π_ref·exp(r/β): the policy that maximises E[r] − β·KL, estimated by self-normalised "
+             "importance weights within each prompt (reward ± its 95% bootstrap interval over prompts); the "
+             f"estimate cannot exceed log {size} = {math.log(size):.2f} nats, so only points up to half of that are "
+             "trusted and drawn solid. **Best-of-n**: the expected best of n samples, exact over all n-subsets; its "
+             "KL, log n − (n−1)/n, is an upper bound. **KL overhead** (tables below) = a policy's KL divided by the "
+             "KL at which the optimum reaches the same mean reward: 1× is as good as it gets.", "",
+             "| ceiling | KL (nats) | reward | p_positive |" + (" judge p_positive |" if judge else ""),
+             "|---|---|---|---|" + ("---|" if judge else "")]
+    for p in [q for q in optimum if q.trusted] + powers_of_two(best_of_n)[1:]:
+        name = f"optimum {p.label}" if p.label.startswith("β") else f"best-of-{_n(p)}"
+        kl = f"{p.kl:.2f}" if p.label.startswith("β") else f"≤ {p.kl:.2f}"
+        lines.append(f"| {name} | {kl} | {p.reward:.2f} [{p.reward_interval[0]:.2f}, {p.reward_interval[1]:.2f}] | "
+                     f"{p.p_positive:.3f} |" + (f" {p.judge_p_positive:.3f} |" if judge else ""))
+    return lines + [""]

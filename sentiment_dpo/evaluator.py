@@ -1,0 +1,104 @@
+"""The one evaluator: a policy against the frozen reference on held-out prompts, for stage 4 and for every sweep
+checkpoint alike. It takes loaded models and returns numbers and sample rows; loading and writing stay with
+the callers.
+
+Metrics of a policy: reward (the training classifier's positive logit) and p_positive, the held-out judge's
+p_positive (a second classifier never used for training), sequence-level KL(policy ‖ reference) from the
+policy's own pure samples, win rate against the reference's samples, distinct-1/2/3, word entropy, self-BLEU
+and the perplexity of the samples under the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .generation import Sample, completion_logprobs, sample_completions
+from .metrics import kl_estimate, mean, per_prompt_means, perplexity, self_bleu, summarize, win_rate
+from .models import LoadedModel
+from .scoring import Classifier
+
+logger = logging.getLogger(__name__)
+
+# The metrics that compare a policy with the reference (the rest describe one model's samples).
+PAIR_METRICS = ("kl", "win_rate")
+
+
+@dataclass
+class EvalSettings:
+    prompts: list[str]
+    samples_per_prompt: int
+    max_new_tokens: int
+    temperature: float
+    batch_size: int
+    seed: int  # the same sampling seed for every policy: differences come from the policy, not the draw
+
+
+class Evaluator:
+    def __init__(self, reference: LoadedModel, reward: Classifier, judge: Classifier | None, settings: EvalSettings):
+        self.reference, self.reward, self.judge, self.settings = reference, reward, judge, settings
+        # The reference's mean reward per held-out prompt, which win rates compare against: set by
+        # `evaluate_reference`, or from its saved samples (`reference_rewards_from`) when a sweep resumes.
+        self.reference_rewards: list[float] | None = None
+
+    def sample(self, model, tokenizer, samples_per_prompt: int, desc: str) -> list[Sample]:
+        """Pure samples of `model` on the held-out prompts; leaves its train/eval mode and the global torch RNG as
+        they were, so a training being evaluated is unaffected."""
+        s = self.settings
+        was_training = model.training
+        model.eval()
+        with torch.random.fork_rng(devices=[]):
+            samples = sample_completions(model, tokenizer, s.prompts, samples_per_prompt, s.max_new_tokens,
+                                         s.temperature, s.batch_size, s.seed, desc=desc)
+        model.train(was_training)
+        return samples
+
+    def score(self, samples: list[Sample], desc: str) -> dict[str, list[float]]:
+        """reward, p_positive and (with a judge) judge_p_positive of each sample."""
+        texts = [x.prompt + x.completion for x in samples]
+        rewards, p_positive = self.reward.score(texts, self.settings.batch_size, desc=f"{desc}: reward")
+        scores = {"reward": rewards, "p_positive": p_positive}
+        if self.judge is not None:
+            scores["judge_p_positive"] = self.judge.score(texts, self.settings.batch_size, desc=f"{desc}: judge")[1]
+        return scores
+
+    def evaluate(self, model, tokenizer, is_reference: bool = False,
+                 desc: str = "policy") -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """Metrics of `model` on the held-out prompts, and its samples (prompt, completion and scores)."""
+        if not is_reference and self.reference_rewards is None:
+            raise RuntimeError("evaluate the reference (or load its rewards) before any policy")
+        s = self.settings
+        samples = self.sample(model, tokenizer, s.samples_per_prompt, desc=f"sampling {desc}")
+        was_training = model.training
+        model.eval()
+        policy_logps = completion_logprobs(model, tokenizer, samples, s.batch_size)
+        model.train(was_training)
+        # KL(reference ‖ reference) is 0: the reference's own log-probs serve for its perplexity
+        reference_logps = policy_logps if is_reference else completion_logprobs(
+            self.reference.model, self.reference.tokenizer, samples, s.batch_size)
+        scores = self.score(samples, desc)
+        rewards_by_prompt = per_prompt_means([x.prompt_index for x in samples], scores["reward"])
+        if is_reference:
+            self.reference_rewards = rewards_by_prompt
+        completions = [x.completion for x in samples]
+        metrics = summarize(completions, scores["reward"], scores["p_positive"]) | {
+            "kl": kl_estimate(policy_logps, reference_logps),
+            "win_rate": win_rate(rewards_by_prompt, self.reference_rewards),
+            "self_bleu": self_bleu(completions),
+            "reference_perplexity": perplexity(reference_logps, [len(x.completion_ids) for x in samples]),
+        }
+        if "judge_p_positive" in scores:
+            metrics["judge_p_positive_mean"] = mean(scores["judge_p_positive"])
+        rows = [{"prompt_index": x.prompt_index, "prompt": x.prompt, "completion": x.completion,
+                 **{name: values[k] for name, values in scores.items()}} for k, x in enumerate(samples)]
+        return metrics, rows
+
+    def evaluate_reference(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        return self.evaluate(self.reference.model, self.reference.tokenizer, is_reference=True, desc="reference")
+
+    def reference_rewards_from(self, rows: list[dict[str, Any]]) -> None:
+        """Take the reference's per-prompt rewards from the sample rows `evaluate_reference` returned earlier."""
+        self.reference_rewards = per_prompt_means([r["prompt_index"] for r in rows], [r["reward"] for r in rows])
