@@ -41,14 +41,16 @@ def run_side(side: str, pairs_path: Path, num_pairs: int, policy_spec: str, batc
     dataset = pairs_dataset(read_pairs(pairs_path)[:num_pairs], policy.tokenizer)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        from trl import DPOConfig, DPOTrainer
+        from trl import DPOConfig
 
-        if side == "baseline":
+        from sentiment_dpo.fast_dpo import SampledTokensDPOTrainer
+
+        if side == "baseline":  # TRL's defaults on the same token sequences
             args = DPOConfig(output_dir=out, bf16=False, use_cpu=True, per_device_train_batch_size=batch_size,
                              learning_rate=learning_rate, num_train_epochs=epochs, report_to="none", save_strategy="no",
                              seed=0, disable_tqdm=True)
             reference = load_bench_policy(policy_spec, device).model
-            trainer = DPOTrainer(model=policy.model, ref_model=reference, args=args, train_dataset=dataset,
+            trainer = SampledTokensDPOTrainer(model=policy.model, ref_model=reference, args=args, train_dataset=dataset,
                                  processing_class=policy.tokenizer)
             trainer.train()
         else:  # the project's own training function

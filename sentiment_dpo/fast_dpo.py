@@ -1,6 +1,8 @@
-"""TRL's `DPOTrainer` with a faster path for CPU and small models.
+"""TRL's `DPOTrainer` on the exact sampled token sequences, with a faster path for CPU and small models.
 
-Two changes, both measured in `benchmarks/bench_training.py`:
+`SampledTokensDPOTrainer` takes datasets that are already token ids (`training.pairs_dataset`): TRL's own
+preparation appends EOS to every completion and re-tokenizes prompt + completion. `FastDPOTrainer` adds two
+changes, both measured in `benchmarks/bench_training.py`:
 
 - A dense log-prob head. TRL replaces the model's LM head with a tiled kernel that never materialises the
   logits and recomputes them in the backward pass; off Triton devices it also scores every position,
@@ -71,8 +73,22 @@ def use_dense_head(model) -> bool:
     return next(model.parameters()).device.type != "cuda"
 
 
-class FastDPOTrainer(DPOTrainer):
-    """`DPOTrainer` with the dense log-prob head off CUDA and a project-side reference log-prob pass."""
+TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+class SampledTokensDPOTrainer(DPOTrainer):
+    """`DPOTrainer` that trains on a dataset of token ids as it is (see the module docstring); a text dataset
+    goes through TRL's own preparation."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name: str):
+        if all(column in dataset.column_names for column in TOKEN_COLUMNS):
+            return dataset
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+
+class FastDPOTrainer(SampledTokensDPOTrainer):
+    """`DPOTrainer` on the sampled tokens, with the dense log-prob head off CUDA and a project-side reference
+    log-prob pass."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._dense_heads_added = False

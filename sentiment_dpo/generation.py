@@ -42,6 +42,23 @@ def _trim_after_eos(tokens: list[int], eos_id: int | None) -> list[int]:
     return tokens
 
 
+def pure_sampling_config(tokenizer, max_new_tokens: int, temperature: float):
+    """The one generation config every sample is drawn with: ancestral sampling from the model's distribution
+    (at `temperature`), nothing else. Every field that could reshape the distribution is set explicitly, because
+    `generate` fills the unset ones from the model's own `generation_config` (a hub model's repetition penalty or
+    top-k would otherwise apply silently). EOS may come at any step, the first included."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        do_sample=True, temperature=temperature, top_k=0, top_p=1.0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0,
+        eta_cutoff=0.0, repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0,
+        bad_words_ids=None, suppress_tokens=None, begin_suppress_tokens=None, forced_bos_token_id=None,
+        forced_eos_token_id=None, min_length=0, min_new_tokens=0, max_new_tokens=max_new_tokens, num_beams=1,
+        renormalize_logits=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
 @torch.inference_mode()
 def sample_completions(model, tokenizer, prompts: list[str], samples_per_prompt: int, max_new_tokens: int,
                        temperature: float, batch_size: int, seed: int, desc: str = "sampling") -> list[Sample]:
@@ -57,21 +74,26 @@ def sample_completions(model, tokenizer, prompts: list[str], samples_per_prompt:
     seed_stream = torch.Generator().manual_seed(seed)
     seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=seed_stream)) for _ in batches]
     eos_id = tokenizer.eos_token_id
+    generation_config = pure_sampling_config(tokenizer, max_new_tokens, temperature)
     progress = tqdm(total=len(batches), desc=desc, unit="batch")
 
     def generate(index: int, batch: list[int]) -> list[list[int]]:
         ids, mask = _left_pad([jobs[j][1] for j in batch], tokenizer.pad_token_id)
         torch.manual_seed(seeds[index])
-        output = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True, top_k=0, top_p=1.0,
-            temperature=temperature, max_new_tokens=max_new_tokens, min_new_tokens=1,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_id,
-        )
+        output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                generation_config=generation_config)
         progress.update()
         return [_trim_after_eos(tokens, eos_id) for tokens in output[:, ids.shape[1]:].tolist()]
 
+    # `generate` fills unset fields from the model's own generation config: give it nothing to fill in
+    own_config = model.generation_config
+    model.generation_config = generation_config
+    try:
+        batch_outputs = map_batches(batches, generate)
+    finally:
+        model.generation_config = own_config
     results: list[Sample | None] = [None] * len(jobs)
-    for batch, completions in zip(batches, map_batches(batches, generate)):
+    for batch, completions in zip(batches, batch_outputs):
         for j, tokens in zip(batch, completions):
             prompt_index = jobs[j][0]
             results[j] = Sample(prompt_index, prompts[prompt_index],

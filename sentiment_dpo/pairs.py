@@ -69,6 +69,9 @@ def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margi
         "rejected_reward": rows[loser]["reward"],
         "chosen_p_positive": rows[winner]["p_positive"],
         "rejected_p_positive": rows[loser]["p_positive"],
+        # the exact sampled tokens, which training uses (EOS only where one was sampled)
+        **({"chosen_ids": rows[winner]["completion_ids"], "rejected_ids": rows[loser]["completion_ids"]}
+           if "completion_ids" in rows[winner] else {}),
     } for winner, loser in chosen]
 
 

@@ -12,12 +12,17 @@ from .errors import PipelineError
 def choose_prompts(mode: str, split: str, count: int, words: int, seed: int) -> list[str]:
     """`count` prompts: seeded draws from the review prompts of `split` ('train' or 'heldout'), or empty ('bos').
 
-    The splits come from disjoint reviews, so metrics never see a prompt that produced training pairs.
+    The splits come from disjoint reviews, but stock phrases and reviewers' signatures recur across reviews, so
+    the held-out pool leaves out every prompt that also opens a sentence of the training reviews: metrics never
+    see a prompt that could have produced training pairs.
     """
     if mode == "bos":
         return [""] * count
     corpus = load_corpus()
-    pool = review_prompts(corpus.train_reviews if split == "train" else corpus.heldout_reviews, words)
+    pool = review_prompts(corpus.train_reviews, words)
+    if split == "heldout":
+        seen = set(pool)
+        pool = [p for p in review_prompts(corpus.heldout_reviews, words) if p not in seen]
     if count > len(pool):
         raise PipelineError(f"asked for {count} {split} prompts but the corpus has {len(pool)} of {words} words; "
                             "ask for fewer samples or more samples per prompt")

@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 def sampling_settings(max_new_tokens: int, temperature: float) -> dict[str, Any]:
-    return {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": temperature, "max_new_tokens": max_new_tokens}
+    """The sampling settings a provenance record names (the full config is `generation.pure_sampling_config`)."""
+    return {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": temperature, "max_new_tokens": max_new_tokens,
+            "min_new_tokens": 0, "repetition_penalty": 1.0, "model_generation_config": "ignored"}
 
 
 def sample_and_score(policy: LoadedModel, reward: LoadedModel, prompts: list[str], samples_per_prompt: int,
@@ -35,7 +37,8 @@ def sample_and_score(policy: LoadedModel, reward: LoadedModel, prompts: list[str
     rows = []
     for k, (sample, r, p) in enumerate(zip(samples, rewards, p_positive)):
         rows.append({
-            "prompt": sample.prompt, "completion": sample.completion, "reward": r, "p_positive": p,
+            "prompt": sample.prompt, "completion": sample.completion, "completion_ids": sample.completion_ids,
+            "reward": r, "p_positive": p,
             "prompt_index": sample.prompt_index, "sample_index": k % samples_per_prompt,
             "policy": policy.spec, "reward_model": reward.spec, "seed": seed, "sampling": settings,
         })

@@ -239,7 +239,7 @@ class SweepRunner:
         from .online_rl import ClassifierReward, prompts_dataset
         from .pairs import build_pairs
         from .sample_and_score import sample_and_score
-        from .training import is_online, pairs_dataset, train_policy
+        from .training import SLIC, is_online, pairs_dataset, train_policy
 
         config = self.config
         policy = load_policy(config.policy, self.device)  # a fresh copy of the starting policy
@@ -270,7 +270,7 @@ class SweepRunner:
                 dataset = prompts_dataset(self.train_prompts, policy.tokenizer)
                 reward = ClassifierReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or "")
             else:
-                dataset, reward = pairs_dataset(pairs, policy.tokenizer), None
+                dataset, reward = pairs_dataset(pairs, policy.tokenizer, as_text=cell.loss == SLIC), None
             with tempfile.TemporaryDirectory() as scratch:
                 trainer = train_policy(policy.model, policy.tokenizer, dataset, training_config(config, cell),
                                        Path(scratch), use_cpu=self.device.type == "cpu",

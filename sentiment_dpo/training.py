@@ -120,16 +120,32 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def pairs_dataset(rows: list[dict[str, Any]], tokenizer) -> Any:
-    """The pairs as a `datasets.Dataset` with TRL's prompt/chosen/rejected columns (prompt starts with BOS)."""
+def pairs_dataset(rows: list[dict[str, Any]], tokenizer, as_text: bool = False) -> Any:
+    """The pairs as a `datasets.Dataset` of exactly the token sequences that were sampled: `prompt_ids` as
+    `models.prompt_ids` gives them to the sampler, `chosen_ids` / `rejected_ids` the sampled completion tokens
+    (with EOS only where one was sampled). TRL would append EOS to every completion and re-tokenize prompt +
+    completion, training "stop here" after chosen texts cut at --max-new-tokens and merging tokens across the
+    boundary. Pairs without ids (written by hand, or by an older version) tokenize each completion on its own.
+
+    `as_text`: TRL's prompt/chosen/rejected text columns instead, for trainers that tokenize themselves (slic).
+    """
     from datasets import Dataset
 
-    from .models import prompt_text
+    from .models import prompt_ids, prompt_text
 
-    return Dataset.from_list([
-        {"prompt": prompt_text(tokenizer, r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
-        for r in rows
-    ])
+    if as_text:
+        return Dataset.from_list([
+            {"prompt": prompt_text(tokenizer, r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
+            for r in rows
+        ])
+
+    def ids(row: dict[str, Any], side: str) -> list[int]:
+        if f"{side}_ids" in row:
+            return row[f"{side}_ids"]
+        return tokenizer(row[side], add_special_tokens=False)["input_ids"]
+
+    return Dataset.from_list([{"prompt_ids": prompt_ids(tokenizer, r["prompt"]), "chosen_ids": ids(r, "chosen"),
+                               "rejected_ids": ids(r, "rejected")} for r in rows])
 
 
 def lora_config(config: TrainingConfig) -> Any:
@@ -217,7 +233,7 @@ def run(config: TrainingConfig) -> Path:
         reward = ClassifierReward(classifier, generation["batch_size"], policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
-        dataset = pairs_dataset(rows, policy.tokenizer)
+        dataset = pairs_dataset(rows, policy.tokenizer, as_text=config.loss == SLIC)
     final = run_dir / io.model_dir(config.loss)
     # Every process must agree on these folders (all of them call save_model; the main one writes).
     staging = final.with_name(f".{final.name}.staging")

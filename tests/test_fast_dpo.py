@@ -5,11 +5,10 @@ import copy
 
 import pytest
 import torch
-from trl import DPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
 from sentiment_dpo.config import TrainingConfig
-from sentiment_dpo.fast_dpo import FastDPOTrainer, _distribution_stats, add_dense_lm_head
+from sentiment_dpo.fast_dpo import FastDPOTrainer, SampledTokensDPOTrainer, _distribution_stats, add_dense_lm_head
 from sentiment_dpo.models import load_policy
 from sentiment_dpo.training import dpo_config, pairs_dataset
 from tiny import PAIRS
@@ -56,7 +55,7 @@ def test_dense_head_matches_trl_tiled_head(tiny_policy):
 def test_fast_trainer_matches_trl(loss, tiny_policy, tmp_path):
     config = TrainingConfig(loss=loss, epochs=2, batch_size=2, learning_rate=1e-2, run_dir=str(tmp_path))
     results = []
-    for trainer_class in (DPOTrainer, FastDPOTrainer):
+    for trainer_class in (SampledTokensDPOTrainer, FastDPOTrainer):  # TRL's own path vs the fast one
         policy = load_policy(str(tiny_policy), torch.device("cpu"))
         trainer = trainer_class(model=policy.model, args=dpo_config(config, tmp_path / trainer_class.__name__, True),
                                 train_dataset=pairs_dataset(PAIRS, policy.tokenizer),

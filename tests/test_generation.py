@@ -30,3 +30,19 @@ def test_batched_logprobs_match_one_at_a_time(policy):
         start = len(prompt_ids(policy.tokenizer, sample.prompt))
         expected = sum(logps[t - 1, ids[0, t]].item() for t in range(start, ids.shape[1]))
         assert value == pytest.approx(expected, abs=1e-4)
+
+
+def test_samples_ignore_the_models_own_generation_config(policy):
+    """A hub model's generation_config (repetition penalty, top-k, a minimum length) must not reshape samples."""
+    prompts = ["the movie was", "the plot"]
+    plain = sample_completions(policy.model, policy.tokenizer, prompts, 3, 6, 1.0, batch_size=4, seed=7)
+    own = policy.model.generation_config
+    policy.model.generation_config.update(repetition_penalty=5.0, top_k=2, min_new_tokens=6, no_repeat_ngram_size=1)
+    try:
+        shaped = sample_completions(policy.model, policy.tokenizer, prompts, 3, 6, 1.0, batch_size=4, seed=7)
+    finally:
+        policy.model.generation_config = own
+    assert [s.completion_ids for s in shaped] == [s.completion_ids for s in plain]
+    assert policy.model.generation_config.repetition_penalty == 5.0  # the model's own config is left as it was
+    policy.model.generation_config.update(repetition_penalty=1.0, top_k=50, min_new_tokens=None,
+                                          no_repeat_ngram_size=0)

@@ -44,6 +44,38 @@ def test_generation_is_reproducible(run_dir, tiny_policy, tiny_reward, tmp_path)
     assert (tmp_path / io.GENERATIONS).read_text() == (run_dir / io.GENERATIONS).read_text()
 
 
+def test_training_sees_exactly_the_sampled_tokens(run_dir, tiny_policy, tmp_path):
+    """prompt ids as the sampler built them, then the sampled completion ids: no EOS added, no re-tokenization."""
+    import torch
+
+    from sentiment_dpo.config import TrainingConfig
+    from sentiment_dpo.fast_dpo import FastDPOTrainer
+    from sentiment_dpo.models import load_policy, prompt_ids
+    from sentiment_dpo.training import dpo_config, pairs_dataset, read_pairs
+
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    generations = {(r["prompt"], r["completion"]): r["completion_ids"]
+                   for r in io.read_jsonl(run_dir / io.GENERATIONS, ("completion_ids",), "")}
+    pairs = read_pairs(run_dir / io.PAIRS)
+    trainer = FastDPOTrainer(model=policy.model, args=dpo_config(TrainingConfig(run_dir=str(tmp_path)), tmp_path,
+                                                                True),
+                             train_dataset=pairs_dataset(pairs, policy.tokenizer), processing_class=policy.tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(pairs))])
+    eos = policy.tokenizer.eos_token_id
+    cut_without_eos = 0
+    for i, pair in enumerate(pairs):
+        row = trainer.train_dataset[i]
+        assert row["prompt_ids"] == prompt_ids(policy.tokenizer, pair["prompt"])
+        for side in ("chosen", "rejected"):
+            sampled = generations[(pair["prompt"], pair[side])]
+            assert row[f"{side}_ids"] == sampled
+            cut_without_eos += sampled[-1] != eos
+        # the collated sequence TRL feeds the model: prompt + chosen, then padding
+        sequence = row["prompt_ids"] + row["chosen_ids"]
+        assert batch["input_ids"][i, : len(sequence)].tolist() == sequence
+    assert cut_without_eos  # samples cut at --max-new-tokens stay without an EOS
+
+
 def test_pairs_load_with_datasets(run_dir):
     from datasets import load_dataset
 
