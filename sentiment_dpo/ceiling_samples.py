@@ -64,7 +64,8 @@ def curves(rows: list[dict[str, Any]], seed: int = 0) -> tuple[list[CeilingPoint
     """(the KL-regularised optimum, best-of-n for n = 1..N) from the cached rows."""
     judge = _per_prompt(rows, "judge_p_positive") if "judge_p_positive" in rows[0] else None
     rewards, p_positive = _per_prompt(rows, "reward"), _per_prompt(rows, "p_positive")
-    return (optimum_curve(rewards, p_positive, judge, seed=seed), best_of_n_curve(rewards, p_positive, judge, seed=seed))
+    return (optimum_curve(rewards, p_positive, judge, seed=seed),
+            best_of_n_curve(rewards, p_positive, judge, seed=seed))
 
 
 def _n(point: CeilingPoint) -> int:

@@ -13,7 +13,8 @@ def test_heldout_prompts_leave_out_every_training_prompt(monkeypatch):
     def review(*sentences: str) -> LabeledText:
         return LabeledText(" ".join(sentences), 1)
 
-    corpus = Corpus(train_reviews=[review(f"{STOCK} nobody should miss at all .", "the cast is quite good all along .")],
+    corpus = Corpus(train_reviews=[review(f"{STOCK} nobody should miss at all .",
+                                          "the cast is quite good all along .")],
                     heldout_reviews=[review(f"{STOCK} everyone will love for years .",
                                             "my own view of the ending is mixed .")],
                     train_sentences=[], heldout_sentences=[])
