@@ -28,7 +28,7 @@ def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], po
     """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem)."""
     parser = make_parser(config_cls, description, positional)
     try:
-        config = parse_config(config_cls, parser, argv)
+        config = parse_config(config_cls, parser, argv, required=positional)
         setup_logging()
         stage(config)
     except PipelineError as err:

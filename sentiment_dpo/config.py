@@ -221,12 +221,17 @@ def load_yaml_config(path: str, config_cls: type) -> dict[str, Any]:
     return check_options(read_yaml_mapping(path), config_cls, f"--config {path}")
 
 
-def parse_config(config_cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None) -> Any:
-    """Defaults < YAML file < command line, validated by the dataclass's `__post_init__`."""
+def parse_config(config_cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None,
+                 required: str | None = None) -> Any:
+    """Defaults < YAML file < command line, validated by the dataclass's `__post_init__`. `required` names a
+    positional argument that must come from the command line or the file (its default is never assumed)."""
     args = vars(parser.parse_args(argv))
     config_file = args.pop("config", None)
     values = load_yaml_config(config_file, config_cls) if config_file else {}
     values.update(args)
+    if required and required not in values:
+        raise PipelineError(f"{required.upper()} is required: name it first, e.g. `{parser.prog} sigmoid` "
+                            f"(see --help for the choices)")
     try:
         return config_cls(**values)
     except TypeError as err:  # a YAML value of the wrong shape

@@ -92,7 +92,10 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     log_file = trained_dir / "training_log.json"
     if log_file.exists():
         plots.training_curves(json.loads(log_file.read_text()), config.loss, out / "training.png")
-    io.write_yaml(out / "metrics.config.yaml", config_to_dict(config))
+    io.write_yaml(out / "metrics.config.yaml", config_to_dict(config) | {"provenance": metrics["provenance"] | {
+        "policy_weights_sha256": (io.sha256_of(trained_dir / "model.safetensors")
+                                  if (trained_dir / "model.safetensors").exists() else None),
+        "libraries": io.library_versions()}})
     io.write_json(out / "metrics.json", metrics)
     logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", config.loss,
                 metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],

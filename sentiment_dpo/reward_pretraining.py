@@ -93,7 +93,7 @@ def pretrain_reward(train: list[LabeledText], heldout: list[LabeledText], out_di
             scheduler.step()
             progress.set_postfix(loss=f"{loss.item():.3f}")
         epoch_accuracy.append(accuracy(model, tokenizer, heldout, config.max_length))
-        logger.info("reward epoch %d: held-out sentence accuracy %.3f", epoch + 1, epoch_accuracy[-1])
+        logger.info("classifier epoch %d: held-out accuracy %.3f", epoch + 1, epoch_accuracy[-1])
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

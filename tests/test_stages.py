@@ -139,6 +139,12 @@ def test_online_methods_train_and_are_evaluated(run_dir, tiny_policy, method):
     assert metrics["kl"] != 0.0 and "judge_p_positive_mean" not in metrics["policy"]
 
 
+@pytest.mark.parametrize("script", [train_script, calculate_metrics])
+def test_loss_is_never_assumed(run_dir, script, capsys):
+    assert script.main(["--run-dir", str(run_dir)]) == 2
+    assert "LOSS is required" in capsys.readouterr().err
+
+
 def test_unknown_loss_fails_at_once_listing_valid_ones(run_dir, capsys):
     assert train_script.main(["sigmod", "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
