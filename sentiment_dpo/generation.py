@@ -53,7 +53,7 @@ def pure_sampling_config(tokenizer, max_new_tokens: int, temperature: float):
         do_sample=True, temperature=temperature, top_k=0, top_p=1.0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0,
         eta_cutoff=0.0, repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0,
         bad_words_ids=None, suppress_tokens=None, begin_suppress_tokens=None, forced_bos_token_id=None,
-        forced_eos_token_id=None, min_length=0, min_new_tokens=0, max_new_tokens=max_new_tokens, num_beams=1,
+        forced_eos_token_id=None, min_length=0, min_new_tokens=None, max_new_tokens=max_new_tokens, num_beams=1,
         renormalize_logits=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
