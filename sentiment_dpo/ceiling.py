@@ -129,7 +129,7 @@ def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seque
         def weighted(values: Sequence[Sequence[float]]) -> float:
             return _mean([sum(w * v for w, v in zip(ws, vs)) for ws, vs in zip(weights, values)])
 
-        points.append(CeilingPoint(f"β={beta:g}", kl, _mean(reward_per_prompt), _bootstrap(reward_per_prompt, seed),
+        points.append(CeilingPoint(f"β={beta:.3g}", kl, _mean(reward_per_prompt), _bootstrap(reward_per_prompt, seed),
                                    weighted(p_positive), weighted(judge) if judge is not None else None,
                                    kl <= trusted_kl))
     return points

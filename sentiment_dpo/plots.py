@@ -103,13 +103,13 @@ def draw_ceiling(ax, optimum: Sequence[Any], best_of_n: Sequence[Any], value: st
         tail = trusted[-1:] + beyond
         ax.plot([p.kl for p in tail], [getattr(p, value) for p in tail], color=CEILING_COLOR, linewidth=1.2,
                 linestyle=":", label="optimum, past the trusted range (KL > ½·log N)")
+    marked = [i for i, p in enumerate(best_of_n) if (n := int(p.label.split("=")[1])) & (n - 1) == 0]
     ax.plot([p.kl for p in best_of_n], [getattr(p, value) for p in best_of_n], color=BEST_OF_N_COLOR, marker="s",
-            markersize=4, linewidth=1.2, label="best-of-n of the reference (KL: upper bound)")
-    for p in best_of_n:
-        n = int(p.label.split("=")[1])
-        if n > 1 and n & (n - 1) == 0:
-            ax.annotate(f"n={n}", (p.kl, getattr(p, value)), textcoords="offset points", xytext=(4, -10),
-                        fontsize=7, color=BEST_OF_N_COLOR)
+            markersize=4, markevery=marked, linewidth=1.2, label="best-of-n of the reference (KL: upper bound)")
+    for i in marked[1:]:
+        p = best_of_n[i]
+        ax.annotate(p.label, (p.kl, getattr(p, value)), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                    color=BEST_OF_N_COLOR)
 
 
 def ceiling_frontier(methods: dict[str, tuple[float, float]], reference_reward: float, optimum: Sequence[Any],

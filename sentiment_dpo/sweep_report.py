@@ -87,6 +87,10 @@ def _separated(higher: dict[str, Any], lower: dict[str, Any]) -> bool:
     return not (math.isnan(low) or math.isnan(high)) and low > high
 
 
+def _single_seed(*points: dict[str, Any]) -> bool:
+    return any(math.isnan(p["reward"][1]) for p in points)
+
+
 def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool,
             beyond: Sequence[tuple] = ()) -> str:
     """One paragraph naming the loss with the highest reward within the KL budget, whether its lead over the
@@ -100,14 +104,15 @@ def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: boo
     (key, top) = ranked[0]
     text = (f"Within a KL budget of {budget:g} nats, **{label(*key, several_rates)}** reaches the highest mean reward: "
             f"{_fmt(top['reward'], 2)} (β = {top['beta']:g}, step {top['step']}, KL {top['kl'][0]:.1f}, "
-            f"{top['seeds']} seeds).")
+            f"{top['seeds']} seed{'s' if top['seeds'] > 1 else ''}).")
     if len(ranked) > 1:
         key2, second = ranked[1]
         text += (f" Runner-up: {label(*key2, several_rates)} with {_fmt(second['reward'], 2)} "
                  f"(β = {second['beta']:g}, step {second['step']}, KL {second['kl'][0]:.1f}). The difference, "
                  f"{top['reward'][0] - second['reward'][0]:.2f}, is "
                  + ("larger than the seed spread (the 95% intervals do not overlap)." if _separated(top, second) else
-                    "within the seed spread (the 95% intervals overlap), so this sweep does not separate them."))
+                    "not tested: one training seed gives no spread to compare it with." if _single_seed(top, second)
+                    else "within the seed spread (the 95% intervals overlap), so this sweep does not separate them."))
     others = ", ".join(f"{label(*k, several_rates)} {_fmt(v['reward'], 2)}" for k, v in ranked[2:])
     if others:
         text += f" The others: {others}."
