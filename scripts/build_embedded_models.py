@@ -3,6 +3,7 @@
 
     python3 scripts/build_embedded_models.py            # measure both (builds the reward on first use)
     python3 scripts/build_embedded_models.py --reward   # re-fine-tune the reward into the cache (minutes)
+    python3 scripts/build_embedded_models.py --judge    # re-fine-tune the held-out judge into the cache (minutes)
     python3 scripts/build_embedded_models.py --policy   # re-train the committed policy (about 30 min on 2 cores)
 """
 
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", action="store_true", help="re-train the policy into sentiment_dpo/embedded_policy")
     parser.add_argument("--reward", action="store_true", help="re-fine-tune the reward into the cache")
+    parser.add_argument("--judge", action="store_true", help="re-fine-tune the held-out judge into the cache")
     args = parser.parse_args(argv)
 
     import torch
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             io.replace_dir_atomic(staging, embedded.POLICY_DIR)
         if args.reward:
             embedded.build_reward(embedded.reward_path())
+        if args.judge:
+            embedded.build_judge(embedded.judge_path())
         device = torch.device("cpu")
         policy = load_policy("embedded", device)
         stream = token_stream(policy.tokenizer, [r.text for r in corpus.heldout_reviews])
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         reward = load_reward("embedded", device)
         assert positive_label_index(reward.model.config.id2label) == 1
         acc = accuracy(reward.model, reward.tokenizer, corpus.heldout_sentences, max_length=64)
+        load_reward("embedded", device, kind="judge")  # built on first use
+        judge = embedded.quality("judge")
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"embedded policy: {params / 1e6:.1f}M parameters, vocabulary {len(policy.tokenizer)}, "
           f"held-out review perplexity {ppl:.1f} ({len(stream)} tokens)")
     print(f"embedded reward: held-out sentence accuracy {acc:.3f} ({len(corpus.heldout_sentences)} sentences)")
+    print(f"embedded judge: held-out review-window accuracy {judge['heldout_window_accuracy']:.3f} "
+          f"({judge['heldout_windows']} windows), held-out sentence accuracy {judge['heldout_sentence_accuracy']:.3f}")
     return 0
 
 

@@ -59,7 +59,8 @@ class GenerationConfig(CommonConfig):
                              "'bos': unconditional generation from the BOS token alone.", default="review")
     prompt_words: int = option("Words in each review prompt.", default=5)
     max_new_tokens: int = option("Tokens sampled after each prompt.", default=32)
-    temperature: float = option("Sampling temperature (1.0 = pure sampling, needed for unbiased KL estimates).",
+    temperature: float = option("Sampling temperature of the training data (metrics always sample at 1.0: the KL "
+                               "is estimated from the policy's own distribution).",
                                default=1.0)
     batch_size: int = option("Sequences per generation / scoring batch.", default=64)
 

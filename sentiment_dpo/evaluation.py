@@ -12,6 +12,7 @@ from .config import PRESETS, MetricsConfig, config_to_dict
 from .distributed import is_main_process
 from .errors import PipelineError
 from .evaluator import PAIR_METRICS, EvalSettings, Evaluator
+from .model_card import CARD, model_card
 from .models import load_classifier, load_policy, resolve_device
 from .prompts import choose_prompts
 from .sample_and_score import sampling_settings
@@ -46,7 +47,9 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     judge_classifier = load_classifier(judge, device, kind="judge") if judge is not None else None
     prompts = choose_prompts(generation["prompt_mode"], "heldout", config.num_prompts, generation["prompt_words"],
                              config.seed)
-    max_new_tokens, temperature = generation["max_new_tokens"], generation["temperature"]
+    # Pure samples whatever stage 1's --temperature was: the KL estimate is the mean log-ratio of samples of the
+    # policy's own distribution, and at another temperature it would be the KL of nothing sampled here.
+    max_new_tokens, temperature = generation["max_new_tokens"], 1.0
     evaluator = Evaluator(reference, reward, judge_classifier, EvalSettings(
         prompts, config.samples_per_prompt, max_new_tokens, temperature, config.batch_size, config.seed))
 
@@ -97,6 +100,9 @@ def run(config: MetricsConfig) -> dict[str, Any]:
                                   if (trained_dir / "model.safetensors").exists() else None),
         "libraries": io.library_versions()}})
     io.write_json(out / "metrics.json", metrics)
+    training_record = trained_dir / "training.config.yaml"
+    if training_record.exists():  # the model card gains the evaluation
+        io.write_text_atomic(trained_dir / CARD, model_card(io.read_yaml(training_record, "python3 main.py"), metrics))
     logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", config.loss,
                 metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],
                 metrics["reference"]["distinct_2"], metrics["policy"]["distinct_2"], metrics["win_rate"],

@@ -97,8 +97,11 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def replace_dir_atomic(staged: Path, final: Path) -> None:
-    """Move a fully written folder into place; an existing folder is replaced only once the new one is complete."""
+    """Move a fully written folder into place; an existing folder is replaced only once the new one is complete.
+    Its files get the permissions a plain open() would give (safetensors writes model files private, 0600)."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    for file in staged.rglob("*"):
+        os.chmod(file, _default_mode(directory=file.is_dir()))
     if final.exists():
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -127,6 +127,12 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
     return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + ids
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts BOS in front by itself when called with special tokens (Llama-style)."""
+    return tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+
+
 def prompt_text(tokenizer, prompt: str) -> str:
-    """The prompt as text for TRL, which tokenizes it itself: the same ids as `prompt_ids`."""
-    return (tokenizer.bos_token or "") + prompt
+    """The prompt as text for TRL, which tokenizes it itself (with special tokens): the same ids as `prompt_ids`.
+    The BOS text is written out only for a tokenizer that does not add BOS by itself, or it would come twice."""
+    return prompt if adds_bos(tokenizer) else (tokenizer.bos_token or "") + prompt

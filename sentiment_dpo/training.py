@@ -14,6 +14,7 @@ from . import io
 from .config import TrainingConfig, config_to_dict
 from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
+from .model_card import CARD, model_card
 from .pairs import PAIR_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -255,13 +256,15 @@ def run(config: TrainingConfig) -> Path:
         if is_main_process():
             policy.tokenizer.save_pretrained(str(staging))
             io.write_json(staging / "training_log.json", trainer.state.log_history)
-            io.write_yaml(staging / "training.config.yaml", config_to_dict(config) | {"provenance": {
+            resolved = config_to_dict(config) | {"provenance": {
                 "reference_policy": generation["policy"], "reference_source": policy.source,
                 "data": str(data_file), "data_sha256": io.sha256_of(run_dir / data_file),
                 ("num_prompts" if online else "num_pairs"): len(dataset),
                 "reward_model": generation["reward"], "libraries": io.library_versions(),
                 "processes": process_state().num_processes,
-            }})
+            }}
+            io.write_yaml(staging / "training.config.yaml", resolved)
+            io.write_text_atomic(staging / CARD, model_card(resolved))
             io.replace_dir_atomic(staging, final)
             shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
             logger.info("saved the %s-trained policy to %s", config.loss, final)

@@ -54,3 +54,20 @@ def test_replace_dir_atomic(tmp_path):
     io.replace_dir_atomic(staged, final)
     assert (final / "f").read_text() == "new"
     assert sorted(p.name for p in final.parent.iterdir()) == ["m"]
+
+
+def test_replaced_folder_is_readable_like_any_file(tmp_path):
+    """safetensors writes model.safetensors with mode 0600: another user of a shared run dir could not load it."""
+    import os
+
+    final = tmp_path / "models" / "m"
+    staged = io.make_staging_dir(final)
+    (staged / "model.safetensors").write_bytes(b"x")
+    os.chmod(staged / "model.safetensors", 0o600)
+    umask = os.umask(0o022)
+    try:
+        io.replace_dir_atomic(staged, final)
+    finally:
+        os.umask(umask)
+    assert (final / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert final.stat().st_mode & 0o777 == 0o755

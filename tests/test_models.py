@@ -45,3 +45,31 @@ def test_unloadable_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(PipelineError, match="cannot load reward"):
         load_reward(str(tmp_path), torch.device("cpu"))
+
+
+def llama_style_tokenizer(tiny_policy):
+    """The tiny policy's BPE with a post-processor that puts BOS in front by itself, as Llama's does."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    base = AutoTokenizer.from_pretrained(tiny_policy)
+    backend = base.backend_tokenizer
+    backend.add_special_tokens(["<s>"])
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token=base.eos_token)
+
+
+def test_prompt_text_tokenizes_to_the_sampled_prompt_ids_with_one_bos(tiny_policy):
+    from transformers import AutoTokenizer
+
+    from sentiment_dpo.models import adds_bos, prompt_ids, prompt_text
+
+    for tokenizer, self_bos in ((AutoTokenizer.from_pretrained(tiny_policy), False),
+                                (llama_style_tokenizer(tiny_policy), True)):
+        assert adds_bos(tokenizer) is self_bos
+        for prompt in ("the movie was", ""):
+            ids = prompt_ids(tokenizer, prompt)
+            # TRL's RLOO / GRPO tokenize prompts with special tokens: the same ids, one BOS
+            assert tokenizer(prompt_text(tokenizer, prompt))["input_ids"] == ids
+            assert ids.count(tokenizer.bos_token_id) == 1
