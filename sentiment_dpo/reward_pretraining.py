@@ -60,9 +60,19 @@ def pretrain_reward(train: list[LabeledText], heldout: list[LabeledText], out_di
     torch.manual_seed(config.seed)
     base = base_path or minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1}
-    )
+    # transformers reports the classification head as MISSING (newly initialised) in a table: that head is
+    # exactly what is trained next, so one line of our own says it instead
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1}
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    logger.info("classifier head of %s initialised at random; fine-tuning the whole encoder", base)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(total_steps * config.warmup_fraction)

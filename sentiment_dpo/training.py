@@ -202,7 +202,10 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
             trainer = FastDPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    with warnings.catch_warnings():
+        # raised inside TRL 1.16's trainers about a transformers rename; nothing a user can act on
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        trainer.train(resume_from_checkpoint=True if resume else None)
     return trainer
 
 
