@@ -9,7 +9,7 @@ from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.models import load_policy
 from sentiment_dpo.online_rl import ONLINE_METHODS
-from sentiment_dpo.training import check_loss, pairs_dataset, train_policy, valid_loss_types
+from sentiment_dpo.training import check_loss, dpo_loss_types, pairs_dataset, train_policy, valid_loss_types
 from tiny import PAIRS
 
 
@@ -34,3 +34,49 @@ def test_every_loss_trains(loss, tiny_policy, tmp_path):
     assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
     changed = [name for name, p in policy.model.named_parameters() if not torch.equal(before[name], p.detach())]
     assert changed, f"{loss}: no weight changed"
+
+
+BETA = 0.1
+LN2 = math.log(2)
+EXO_EPSILON = 1e-3
+# At step one the policy is the reference: every log-ratio is 0, so each loss has a closed form (TRL 1.16's
+# definitions; ε: label smoothing, 0 except exo_pair's default). A loss type that were silently ignored (or
+# replaced by sigmoid) would give another number.
+FIRST_LOSS = {
+    "sigmoid": LN2, "sigmoid_norm": LN2, "robust": LN2, "aot": LN2, "aot_unpaired": LN2,
+    "hinge": 1.0, "apo_zero": 1.0, "apo_down": 1.0,
+    "ipo": (1 / (2 * BETA)) ** 2, "sppo_hard": 2 * (0.5 / BETA) ** 2,
+    "nca_pair": 2 * LN2, "bco_pair": 2 * LN2, "discopop": (LN2 + 1) / 2,
+    "exo_pair": -LN2 - 0.5 * math.log(1 - EXO_EPSILON) - 0.5 * math.log(EXO_EPSILON),
+}
+
+
+def chosen_nll_per_token(model, tokenizer, rows) -> float:
+    """The mean negative log-prob of the chosen completions' tokens given BOS + prompt, by hand."""
+    from sentiment_dpo.models import prompt_ids
+
+    logps = []
+    with torch.no_grad():
+        for row in rows:
+            context = prompt_ids(tokenizer, row["prompt"])
+            completion = tokenizer(row["chosen"], add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([context + completion])
+            log_probs = torch.log_softmax(model(ids).logits[0, :-1], -1)
+            logps += [log_probs[t - 1, ids[0, t]].item() for t in range(len(context), ids.shape[1])]
+    return -sum(logps) / len(logps)
+
+
+def test_every_offline_loss_type_has_a_closed_form_first_loss():
+    assert set(FIRST_LOSS) | {"sft"} == set(dpo_loss_types())
+
+
+@pytest.mark.parametrize("loss", sorted(FIRST_LOSS) + ["sft"])
+def test_first_step_loss_equals_its_closed_form(loss, tiny_policy, tmp_path):
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    expected = (chosen_nll_per_token(policy.model, policy.tokenizer, PAIRS) if loss == "sft"
+                else FIRST_LOSS[loss])
+    config = TrainingConfig(loss=loss, beta=BETA, max_steps=1, batch_size=len(PAIRS), learning_rate=1e-2,
+                            run_dir=str(tmp_path))
+    trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(PAIRS, policy.tokenizer), config,
+                           tmp_path / "out", use_cpu=True)
+    assert trainer.state.log_history[-1]["train_loss"] == pytest.approx(expected, rel=1e-4)
