@@ -1,0 +1,59 @@
+"""The KL estimate against the exact KL: two new tokens from a tiny model, every sequence enumerated."""
+
+import math
+
+import pytest
+import torch
+
+from sentiment_dpo.evaluator import EvalSettings, Evaluator
+from sentiment_dpo.generation import completion_logprobs, sample_completions
+from sentiment_dpo.metrics import kl_estimate
+from sentiment_dpo.models import load_classifier, load_policy, prompt_ids
+
+PROMPT = "the movie was"
+
+
+@pytest.fixture(scope="module")
+def models(tiny_policy):
+    reference = load_policy(str(tiny_policy), torch.device("cpu"))
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    torch.manual_seed(0)
+    with torch.no_grad():  # a policy some way from the reference: shift the final layer norm
+        policy.model.transformer.ln_f.bias.add_(torch.randn_like(policy.model.transformer.ln_f.bias) * 20.0)
+    return policy, reference
+
+
+@torch.no_grad()
+def exact_kl(policy, reference, tokenizer) -> float:
+    """KL(policy ‖ reference) over every 2-token completion of PROMPT (a sequence ends early at EOS)."""
+    context = prompt_ids(tokenizer, PROMPT)
+    eos = tokenizer.eos_token_id
+
+    def next_logps(model, prefixes):  # (len(prefixes), vocab)
+        return torch.log_softmax(model(torch.tensor(prefixes)).logits[:, -1].double(), -1)
+
+    p1, q1 = next_logps(policy, [context])[0], next_logps(reference, [context])[0]
+    vocab = p1.shape[0]
+    prefixes = [context + [t] for t in range(vocab)]
+    p2, q2 = next_logps(policy, prefixes), next_logps(reference, prefixes)  # (vocab, vocab)
+    second = (p2.exp() * (p2 - q2)).sum(-1)  # KL of the second token given each first token
+    second[eos] = 0.0  # the completion stopped at EOS
+    return float((p1.exp() * (p1 - q1 + second)).sum())
+
+
+def test_kl_estimate_matches_enumeration(models, tiny_reward):
+    (policy, reference), tokenizer = models, models[0].tokenizer
+    exact = exact_kl(policy.model, reference.model, tokenizer)
+    assert 0.3 < exact < 5  # a real distance, not zero by construction
+    samples = sample_completions(policy.model, tokenizer, [PROMPT], 4000, 2, 1.0, batch_size=500, seed=1)
+    p = completion_logprobs(policy.model, tokenizer, samples, 500)
+    q = completion_logprobs(reference.model, tokenizer, samples, 500)
+    ratios = [a - b for a, b in zip(p, q)]
+    standard_error = math.sqrt(sum((r - exact) ** 2 for r in ratios) / len(ratios) / len(ratios))
+    assert kl_estimate(p, q) == pytest.approx(exact, abs=4 * standard_error)
+    # the evaluator's path end to end: its KL is the same estimate on its own draw
+    evaluator = Evaluator(reference, load_classifier(str(tiny_reward), torch.device("cpu")), None,
+                          EvalSettings([PROMPT], 4000, 2, 1.0, 500, seed=2))
+    evaluator.evaluate_reference()
+    metrics, _ = evaluator.evaluate(policy.model, tokenizer)
+    assert metrics["kl"] == pytest.approx(exact, abs=4 * standard_error)
