@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,11 +36,24 @@ def option(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 @dataclass
 class CommonConfig:
     run_dir: str = option("Run directory holding data/, models/ and results/.", default=".")
     seed: int = option("Random seed for everything this stage samples.", default=0)
-    device: str = option("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
+    device: str = option("'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'.", default="auto")
+
+    def __post_init__(self) -> None:
+        check_common(self)
+
+
+def check_common(config: Any) -> None:
+    """The checks every stage config shares (each subclass's `__post_init__` calls it)."""
+    check_non_negative(config, "seed")
+    if config.device not in DEVICES and not (config.device.startswith("cuda:") and config.device[5:].isdigit()):
+        raise PipelineError(f"--device {config.device!r} is not one of: {', '.join(DEVICES)} (or cuda:N)")
 
 
 @dataclass
@@ -65,11 +79,11 @@ class GenerationConfig(CommonConfig):
     batch_size: int = option("Sequences per generation / scoring batch.", default=64)
 
     def __post_init__(self) -> None:
+        check_common(self)
         check_choice("preset", self.preset, PRESETS)
         check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
         check_positive(self, "num_samples", "samples_per_prompt", "prompt_words", "max_new_tokens", "batch_size")
-        if self.temperature <= 0:
-            raise PipelineError(f"--temperature must be > 0, got {self.temperature}")
+        check_positive(self, "temperature")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
         self.reward = self.reward or PRESETS[self.preset]["reward"]
 
@@ -83,6 +97,7 @@ class PairsConfig(CommonConfig):
     margin: float = option("Minimum reward (logit) gap for --strategy margin.", default=0.5)
 
     def __post_init__(self) -> None:
+        check_common(self)
         check_choice("strategy", self.strategy, PAIR_STRATEGIES)
         check_positive(self, "num_pairs")
         check_non_negative(self, "margin")
@@ -117,7 +132,15 @@ class TrainingConfig(CommonConfig):
                          default=False)
 
     def __post_init__(self) -> None:
+        check_common(self)
         check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
+        check_non_negative(self, "warmup_ratio", "label_smoothing")
+        if self.warmup_ratio >= 1:
+            raise PipelineError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}; e.g. 0.1")
+        if self.label_smoothing >= 0.5:  # robust divides by 1 - 2ε
+            raise PipelineError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}; e.g. 0.1")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise PipelineError(f"--max-steps must be -1 (all epochs) or > 0, got {self.max_steps}")
         if self.num_generations < 2:
             raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
                                 f"got {self.num_generations}")
@@ -136,6 +159,7 @@ class MetricsConfig(CommonConfig):
                                  "and best-of-n), drawn once per run dir; 0: no ceiling.", default=64)
 
     def __post_init__(self) -> None:
+        check_common(self)
         check_positive(self, "num_prompts", "samples_per_prompt", "batch_size")
         check_non_negative(self, "ceiling_samples")
         if self.ceiling_samples == 1:
@@ -149,15 +173,18 @@ def check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:
 
 
 def check_positive(config: Any, *names: str) -> None:
+    """Each option is a finite number > 0 (NaN compares false with everything, so it is refused explicitly)."""
     for name in names:
-        if getattr(config, name) <= 0:
-            raise PipelineError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value > 0):
+            raise PipelineError(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
 
 
 def check_non_negative(config: Any, *names: str) -> None:
     for name in names:
-        if getattr(config, name) < 0:
-            raise PipelineError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}")
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise PipelineError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
 
 
 def _base_type(annotation: Any) -> type:
@@ -198,10 +225,16 @@ def read_yaml_mapping(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.exists():
         raise PipelineError(f"--config {path} not found; pass an existing YAML file")
+    if not file.is_file():
+        raise PipelineError(f"--config {path} is not a file; pass a YAML file")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise PipelineError(f"--config {path} is not valid YAML ({err.__class__.__name__}); fix the file") from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"--config {path} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as err:
+        raise PipelineError(f"--config {path} cannot be read ({err.strerror}); check its permissions") from None
     if not isinstance(data, dict):
         raise PipelineError(f"--config {path} must be a mapping of option: value")
     return data
@@ -219,7 +252,59 @@ def check_options(data: dict[str, Any], config_cls: type, where: str) -> dict[st
 
 
 def load_yaml_config(path: str, config_cls: type) -> dict[str, Any]:
-    return check_options(read_yaml_mapping(path), config_cls, f"--config {path}")
+    return check_types(check_options(read_yaml_mapping(path), config_cls, f"--config {path}"), config_cls,
+                       f"--config {path}")
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    """`value` as the annotated `kind`, or raise TypeError. YAML reads `1e-4` (no dot) as a string: a number
+    written in a float option's place is accepted as one; a bool is never an int here."""
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TypeError("a number")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError("a whole number")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError("true or false")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError("a string")
+    if typing.get_origin(kind) is list:
+        values = value if isinstance(value, list) else [value]  # `betas: 0.1` means one value
+        element = typing.get_args(kind)[0]
+        try:
+            return [_coerce(v, element) for v in values]
+        except TypeError as err:
+            raise TypeError(f"a list of {err} values") from None
+    return value
+
+
+def check_types(data: dict[str, Any], config_cls: type, where: str) -> dict[str, Any]:
+    """Each value of a YAML file as its option's type; one line naming the option, the file and the type."""
+    hints = typing.get_type_hints(config_cls)
+    out = {}
+    for name, value in data.items():
+        hint = hints[name]
+        optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+        if value is None and optional:
+            out[name] = None
+            continue
+        try:
+            out[name] = _coerce(value, _base_type(hint))
+        except TypeError as err:
+            raise PipelineError(f"{where}: {name} must be {err}, got {value!r}; fix the value in the file") from None
+    return out
 
 
 def parse_config(config_cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None,

@@ -120,6 +120,19 @@ def read_jsonl(path: Path, required: Sequence[str], produced_by: str) -> list[di
     if not path.exists():
         raise PipelineError(f"{path} not found; run `{produced_by}` first (or pass the right --run-dir)")
     rows = []
+    try:
+        rows = _read_jsonl_rows(path, required, produced_by)
+    except UnicodeDecodeError as err:
+        raise PipelineError(f"{path} is not UTF-8 text (byte {err.start}); rerun `{produced_by}`") from None
+    except OSError as err:
+        raise PipelineError(f"{path} cannot be read ({err.strerror}); check its permissions") from None
+    if not rows:
+        raise PipelineError(f"{path} has no rows; rerun `{produced_by}`")
+    return rows
+
+
+def _read_jsonl_rows(path: Path, required: Sequence[str], produced_by: str) -> list[dict[str, Any]]:
+    rows = []
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -138,8 +151,6 @@ def read_jsonl(path: Path, required: Sequence[str], produced_by: str) -> list[di
                     f"{path} line {line_no} lacks column(s) {', '.join(missing)}; rerun `{produced_by}`"
                 )
             rows.append(row)
-    if not rows:
-        raise PipelineError(f"{path} has no rows; rerun `{produced_by}`")
     return rows
 
 
@@ -150,6 +161,10 @@ def read_yaml(path: Path, produced_by: str) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise PipelineError(f"{path} is not valid YAML ({err.__class__.__name__}); rerun `{produced_by}`") from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path} is not UTF-8 text; rerun `{produced_by}`") from None
+    except OSError as err:
+        raise PipelineError(f"{path} cannot be read ({err.strerror}); check its permissions") from None
     if not isinstance(data, dict):
         raise PipelineError(f"{path} is not a YAML mapping; rerun `{produced_by}`")
     return data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -80,9 +81,14 @@ def run(config: PairsConfig) -> list[dict[str, Any]]:
     run_dir = Path(config.run_dir)
     rows = io.read_jsonl(run_dir / io.GENERATIONS, GENERATION_COLUMNS, "python3 text_generation.py")
     for line_no, row in enumerate(rows, start=1):
-        if not isinstance(row["reward"], (int, float)) or not isinstance(row["completion"], str):
-            raise PipelineError(f"{run_dir / io.GENERATIONS} line {line_no}: reward must be a number and completion "
-                                "a string; rerun `python3 text_generation.py`")
+        reward = row["reward"]
+        # json reads NaN and Infinity, and a bool is an int to Python: none of them ranks two samples
+        if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
+            raise PipelineError(f"{run_dir / io.GENERATIONS} line {line_no}: reward must be a finite number, got "
+                                f"{reward!r}; rerun `python3 text_generation.py`")
+        if not isinstance(row["completion"], str) or not isinstance(row["prompt"], str):
+            raise PipelineError(f"{run_dir / io.GENERATIONS} line {line_no}: prompt and completion must be strings; "
+                                "rerun `python3 text_generation.py`")
     pairs = build_pairs(rows, config.num_pairs, config.strategy, config.margin, config.seed)
     io.write_jsonl(run_dir / io.PAIRS, pairs)
     io.write_yaml(run_dir / io.PAIRS_CONFIG, config_to_dict(config) | {

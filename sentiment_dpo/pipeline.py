@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from . import embedded, io
-from .config import GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, read_yaml_mapping
+from .config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, check_types,
+                     read_yaml_mapping)
 from .distributed import is_main_process
 from .errors import PipelineError
 
@@ -53,7 +54,8 @@ def load_pipeline_yaml(path: str) -> dict[str, Any]:
         if section in data:
             if not isinstance(data[section], dict):
                 raise PipelineError(f"--config {path}: {section} must be a mapping of option: value")
-            data[section] = check_options(data[section], cls, f"--config {path} ({section})")
+            where = f"--config {path} ({section})"
+            data[section] = check_types(check_options(data[section], cls, where), cls, where)
     return data
 
 

@@ -118,6 +118,12 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
         if not all(isinstance(row[k], str) for k in ("prompt", "chosen", "rejected")):
             raise PipelineError(f"{path} line {line_no}: prompt, chosen and rejected must be strings; "
                                 "rerun `python3 prepare_dataset.py`")
+        # a pair teaches nothing when both sides are the same, or when a side has no token to score
+        sides = [row.get(f"{side}_ids", row[side]) for side in ("chosen", "rejected")]
+        if sides[0] == sides[1] or not all(sides):
+            problem = "chosen and rejected are the same" if sides[0] == sides[1] else "a side is empty"
+            raise PipelineError(f"{path} line {line_no}: {problem}; remove the pair or rerun "
+                                "`python3 prepare_dataset.py`")
     return rows
 
 

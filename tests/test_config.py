@@ -37,7 +37,7 @@ def test_resolved_config_with_provenance_reads_back(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--strategy", "best"], "--strategy 'best' is not one of"),
-    (["--num-pairs", "0"], "--num-pairs must be > 0"),
+    (["--num-pairs", "0"], "--num-pairs must be a finite number > 0"),
     (["--config", "/nonexistent.yaml"], "not found"),
 ])
 def test_bad_options_are_one_line_errors(argv, message):
@@ -49,4 +49,47 @@ def test_unknown_yaml_option(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("num_pears: 5\n")
     with pytest.raises(PipelineError, match="unknown option.*num_pears"):
+        parse(PairsConfig, ["--config", str(file)])
+
+
+@pytest.mark.parametrize("cls, argv, message", [
+    (TrainingConfig, ["--beta", "nan"], "--beta must be a finite number > 0, got nan"),
+    (TrainingConfig, ["--learning-rate", "inf"], "--learning-rate must be a finite number > 0, got inf"),
+    (TrainingConfig, ["--warmup-ratio", "-1"], "--warmup-ratio must be a finite number >= 0"),
+    (TrainingConfig, ["--warmup-ratio", "1.5"], r"--warmup-ratio must be in \[0, 1\), got 1.5; e.g. 0.1"),
+    (TrainingConfig, ["--max-steps", "0"], "--max-steps must be -1"),
+    (GenerationConfig, ["--temperature", "nan"], "--temperature must be a finite number > 0"),
+    (GenerationConfig, ["--seed", "-1"], "--seed must be a finite number >= 0"),
+    (GenerationConfig, ["--device", "tpu"], "--device 'tpu' is not one of: auto, cpu, cuda"),
+])
+def test_non_finite_and_out_of_range_options_are_refused(cls, argv, message):
+    with pytest.raises(PipelineError, match=message):
+        parse(cls, argv)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("num_samples: 80.5\n", "num_samples must be a whole number, got 80.5"),
+    ("seed: abc\n", "seed must be a whole number, got 'abc'"),
+    ("batch_size: true\n", "batch_size must be a whole number, got True"),
+    ("temperature: [1]\n", "temperature must be a number, got \\[1\\]"),
+])
+def test_wrong_types_in_a_config_file_name_the_option_and_the_file(tmp_path, text, message):
+    file = tmp_path / "c.yaml"
+    file.write_text(text)
+    with pytest.raises(PipelineError, match=f"--config {file}: {message}"):
+        parse(GenerationConfig, ["--config", str(file)])
+
+
+def test_yaml_exponent_without_a_dot_is_a_number(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("learning_rate: 1e-4\n")
+    assert parse(TrainingConfig, ["--config", str(file)]).learning_rate == 1e-4  # YAML reads 1e-4 as a string
+
+
+def test_unreadable_config_files_are_one_line_errors(tmp_path):
+    with pytest.raises(PipelineError, match="is not a file"):
+        parse(PairsConfig, ["--config", str(tmp_path)])
+    file = tmp_path / "c.yaml"
+    file.write_bytes(b"seed: \xff\xfe\n")
+    with pytest.raises(PipelineError, match="is not UTF-8 text"):
         parse(PairsConfig, ["--config", str(file)])

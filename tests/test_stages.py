@@ -276,3 +276,40 @@ def test_lora_training_saves_a_merged_plain_model(run_dir, tiny_policy):
     # LoRA touches the attention and MLP projections only: embeddings and layer norms stay as they were
     assert changed and all(name.endswith(("attn.weight", "proj.weight", "fc.weight")) for name in changed), changed
     assert io.read_yaml(model_dir / "training.config.yaml", "")["lora_rank"] == 4
+
+
+@pytest.mark.parametrize("reward", ["NaN", "Infinity", "true", '"high"'])
+def test_non_finite_or_non_numeric_rewards_are_refused(run_dir, tmp_path, reward, capsys):
+    lines = (run_dir / io.GENERATIONS).read_text().splitlines()
+    row = json.loads(lines[1])
+    broken = json.dumps(row).replace(json.dumps(row["reward"]), reward, 1)
+    (tmp_path / "data").mkdir()
+    (tmp_path / io.GENERATIONS).write_text("\n".join([lines[0], broken, *lines[2:]]) + "\n")
+    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: reward must be a finite number" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / io.PAIRS).exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda pair: pair | {"rejected": pair["chosen"], "rejected_ids": pair["chosen_ids"]},
+     "chosen and rejected are the same"),
+    (lambda pair: pair | {"chosen": "", "chosen_ids": []}, "a side is empty"),
+])
+def test_degenerate_pairs_are_refused_before_training(run_dir, tmp_path, change, message, capsys):
+    (tmp_path / "data").mkdir()
+    for name in (io.GENERATIONS, io.GENERATION_CONFIG):
+        (tmp_path / name).write_bytes((run_dir / name).read_bytes())
+    pairs = [json.loads(line) for line in (run_dir / io.PAIRS).read_text().splitlines()]
+    pairs[2] = change(pairs[2])
+    io.write_jsonl(tmp_path / io.PAIRS, pairs)
+    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
+    assert f"line 3: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_non_utf8_jsonl_file_is_one_line(run_dir, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / io.GENERATIONS).write_bytes((run_dir / io.GENERATIONS).read_bytes() + b'{"prompt": "\xff"}\n')
+    assert prepare_dataset.main(["--run-dir", str(tmp_path)]) == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err
