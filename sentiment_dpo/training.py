@@ -4,6 +4,7 @@ training prompts with an online RL method of `online_rl` (RLOO, GRPO, online DPO
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import warnings
@@ -177,6 +178,32 @@ def save_trained(trainer, folder: Path) -> None:
         trainer.save_model(str(folder))
 
 
+def _diverged(loss: str, where: str) -> PipelineError:
+    return PipelineError(f"{loss} training diverged ({where}); the previous model is kept: lower --learning-rate "
+                         "(e.g. by 10x) or raise --beta")
+
+
+def finite_guard(loss: str) -> Any:
+    """A `TrainerCallback` that stops a training whose logged loss turns NaN or infinite."""
+    from transformers import TrainerCallback
+
+    class FiniteGuard(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            value = (logs or {}).get("loss")
+            if value is not None and not math.isfinite(value):
+                raise _diverged(loss, f"loss {value} at step {state.global_step}")
+
+    return FiniteGuard()
+
+
+def check_finite_weights(model, loss: str) -> None:
+    import torch
+
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise _diverged(loss, f"non-finite weights in {len(bad)} tensors, e.g. {bad[0]}")
+
+
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
                  resume: bool = False, callbacks: list | None = None, reward=None,
                  max_new_tokens: int | None = None) -> Any:
@@ -208,10 +235,12 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
             trainer = FastDPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks)
+    trainer.add_callback(finite_guard(config.loss))
     with warnings.catch_warnings():
         # raised inside TRL 1.16's trainers about a transformers rename; nothing a user can act on
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
         trainer.train(resume_from_checkpoint=True if resume else None)
+    check_finite_weights(model, config.loss)
     return trainer
 
 

@@ -313,3 +313,16 @@ def test_a_non_utf8_jsonl_file_is_one_line(run_dir, tmp_path, capsys):
     (tmp_path / io.GENERATIONS).write_bytes((run_dir / io.GENERATIONS).read_bytes() + b'{"prompt": "\xff"}\n')
     assert prepare_dataset.main(["--run-dir", str(tmp_path)]) == 2
     assert "is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_a_diverging_training_stops_and_keeps_the_previous_model(run_dir, capsys):
+    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 0
+    model_file = run_dir / "models" / "hinge" / "model.safetensors"
+    before = model_file.read_bytes()
+    # a step size no optimiser survives: the weights overflow and the loss turns NaN
+    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "3", "--batch-size", "4",
+                              "--learning-rate", "1e38", "--warmup-ratio", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "hinge training diverged" in err and "the previous model is kept" in err and len(err.splitlines()) == 1
+    assert model_file.read_bytes() == before
+    assert not list((run_dir / "models").glob(".hinge.staging*"))
