@@ -77,3 +77,13 @@ def map_length_sorted(lengths: list[int], batch_size: int, fn: Callable[[int, li
         for i, value in zip(batch, values):
             out[i] = value
     return out
+
+
+def on_every_process(value: T) -> T:
+    """The main process's `value`, on every process (for a decision one process takes for all)."""
+    state = process_state()
+    if state.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from .config import PRESETS, MetricsConfig, config_to_dict
 from .distributed import is_main_process
 from .errors import PipelineError
 from .evaluator import PAIR_METRICS, EvalSettings, Evaluator
+from .locks import exclusive
 from .model_card import CARD, model_card
 from .models import load_classifier, load_policy, resolve_device
 from .prompts import choose_prompts
@@ -79,6 +81,26 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         return metrics
 
     out = run_dir / io.results_dir(config.loss)
+    with exclusive(out, f"python3 calculate_metrics.py {config.loss}", all_processes=False):
+        staging = io.make_staging_dir(out)  # results/LOSS is replaced as a whole, or not at all
+        try:
+            _write_results(staging, config, metrics, reference_rows, policy_rows, optimum, best_of_n, trained_dir)
+            io.replace_dir_atomic(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    training_record = trained_dir / "training.config.yaml"
+    if training_record.exists():  # the model card gains the evaluation
+        io.write_text_atomic(trained_dir / CARD, model_card(io.read_yaml(training_record, "python3 main.py"), metrics))
+    logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", config.loss,
+                metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],
+                metrics["reference"]["distinct_2"], metrics["policy"]["distinct_2"], metrics["win_rate"],
+                f", KL overhead {metrics['kl_overhead_text']}" if optimum is not None else "")
+    return metrics
+
+
+def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], reference_rows: list[dict[str, Any]],
+                   policy_rows: list[dict[str, Any]], optimum, best_of_n, trained_dir: Path) -> None:
+    """samples.jsonl, the plots, metrics.json and the resolved config into `out`."""
     io.write_jsonl(out / "samples.jsonl", ({"model": name, **row} for name, rows in
                                            (("reference", reference_rows), ("policy", policy_rows)) for row in rows))
     rewards = {name: [r["reward"] for r in rows] for name, rows in (("reference", reference_rows),
@@ -100,11 +122,3 @@ def run(config: MetricsConfig) -> dict[str, Any]:
                                   if (trained_dir / "model.safetensors").exists() else None),
         "libraries": io.library_versions()}})
     io.write_json(out / "metrics.json", metrics)
-    training_record = trained_dir / "training.config.yaml"
-    if training_record.exists():  # the model card gains the evaluation
-        io.write_text_atomic(trained_dir / CARD, model_card(io.read_yaml(training_record, "python3 main.py"), metrics))
-    logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", config.loss,
-                metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],
-                metrics["reference"]["distinct_2"], metrics["policy"]["distinct_2"], metrics["win_rate"],
-                f", KL overhead {metrics['kl_overhead_text']}" if optimum is not None else "")
-    return metrics

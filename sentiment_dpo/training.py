@@ -15,6 +15,7 @@ from . import io
 from .config import TrainingConfig, config_to_dict
 from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
+from .locks import exclusive
 from .model_card import CARD, model_card
 from .pairs import PAIR_COLUMNS
 
@@ -274,9 +275,19 @@ def run(config: TrainingConfig) -> Path:
     else:
         dataset = pairs_dataset(rows, policy.tokenizer, as_text=config.loss == SLIC)
     final = run_dir / io.model_dir(config.loss)
+    with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
+        _train_and_save(config, policy, dataset, reward, generation, data_file, final, device)
+    return final
+
+
+def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
+                    final: Path, device) -> None:
+    """Train into a staging folder and swap it in for `final` when complete (the caller holds `final`'s lock)."""
+    run_dir = Path(config.run_dir)
     # Every process must agree on these folders (all of them call save_model; the main one writes).
     staging = final.with_name(f".{final.name}.staging")
     checkpoints = final.with_name(f".{final.name}.checkpoints")
+    online = is_online(config.loss)
     if config.resume and not list(checkpoints.glob("checkpoint-*")):
         raise PipelineError(f"no checkpoint to resume from in {checkpoints}; train without --resume "
                             "(with --save-steps N to make checkpoints)")
@@ -310,4 +321,3 @@ def run(config: TrainingConfig) -> Path:
     finally:
         if is_main_process():
             shutil.rmtree(staging, ignore_errors=True)
-    return final

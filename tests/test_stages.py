@@ -326,3 +326,24 @@ def test_a_diverging_training_stops_and_keeps_the_previous_model(run_dir, capsys
     assert "hinge training diverged" in err and "the previous model is kept" in err and len(err.splitlines()) == 1
     assert model_file.read_bytes() == before
     assert not list((run_dir / "models").glob(".hinge.staging*"))
+
+
+def test_a_second_writer_of_the_same_output_is_refused_and_a_stale_lock_is_taken_over(run_dir, capsys):
+    import os
+    import subprocess
+
+    lock = run_dir / "models" / ".hinge.lock"
+    lock.parent.mkdir(exist_ok=True)
+    # a live process holds the lock: refused at once, in one line, nothing touched
+    holder = subprocess.Popen(["sleep", "30"])
+    try:
+        lock.write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename}))
+        assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"is being written by process {holder.pid}" in err and len(err.splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    # its process is gone (a crash): the lock is stale and taken over; released at the end
+    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert not lock.exists()
