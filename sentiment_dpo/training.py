@@ -3,6 +3,7 @@ training prompts with an online RL method of `online_rl` (RLOO, GRPO, online DPO
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -179,6 +180,22 @@ def save_trained(trainer, folder: Path) -> None:
         trainer.save_model(str(folder))
 
 
+def last_complete_checkpoint(folder: Path) -> Path:
+    """The latest checkpoint whose save finished (the Trainer writes trainer_state.json last), logging which step
+    the run resumes from and any newer checkpoint left incomplete by an interruption."""
+    steps = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name[11:].isdigit())
+    for step, path in reversed(steps):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logger.warning("skipping %s: its save did not finish (interrupted)", path)
+            continue
+        logger.info("resuming from step %d (%s)", step, path)
+        return path
+    raise PipelineError(f"no complete checkpoint to resume from in {folder}; train without --resume "
+                        "(with --save-steps N to make checkpoints)")
+
+
 def _diverged(loss: str, where: str) -> PipelineError:
     return PipelineError(f"{loss} training diverged ({where}); the previous model is kept: lower --learning-rate "
                          "(e.g. by 10x) or raise --beta")
@@ -206,14 +223,14 @@ def check_finite_weights(model, loss: str) -> None:
 
 
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
-                 resume: bool = False, callbacks: list | None = None, reward=None,
+                 resume: Path | None = None, callbacks: list | None = None, reward=None,
                  max_new_tokens: int | None = None) -> Any:
     """Run `DPOTrainer` (with the fast path of `fast_dpo`), CPOTrainer (slic) or an online RL trainer on an
     in-memory model; returns the trainer (model trained in place).
 
     `dataset` holds pairs, or for the online methods prompts (`online_rl.prompts_dataset`), which also need
     `reward` (an `online_rl.ClassifierReward`) and `max_new_tokens`. `output_dir` receives checkpoints when
-    `config.save_steps` is set; `resume` continues from the last one.
+    `config.save_steps` is set; `resume` is a checkpoint folder to continue from.
     """
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
@@ -240,7 +257,7 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
     with warnings.catch_warnings():
         # raised inside TRL 1.16's trainers about a transformers rename; nothing a user can act on
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
-        trainer.train(resume_from_checkpoint=True if resume else None)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     check_finite_weights(model, config.loss)
     return trainer
 
@@ -288,9 +305,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
     staging = final.with_name(f".{final.name}.staging")
     checkpoints = final.with_name(f".{final.name}.checkpoints")
     online = is_online(config.loss)
-    if config.resume and not list(checkpoints.glob("checkpoint-*")):
-        raise PipelineError(f"no checkpoint to resume from in {checkpoints}; train without --resume "
-                            "(with --save-steps N to make checkpoints)")
+    resume = last_complete_checkpoint(checkpoints) if config.resume else None
     if is_main_process():
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -299,7 +314,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
     wait_for_everyone()
     try:
         trainer = train_policy(policy.model, policy.tokenizer, dataset, config, checkpoints,
-                               use_cpu=device.type == "cpu", resume=config.resume, reward=reward,
+                               use_cpu=device.type == "cpu", resume=resume, reward=reward,
                                max_new_tokens=generation["max_new_tokens"])
         save_trained(trainer, staging)
         if is_main_process():

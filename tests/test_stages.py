@@ -230,11 +230,11 @@ def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tin
     assert not (tmp_path / io.GENERATIONS).exists()
 
 
-def test_interrupted_training_resumes_from_its_checkpoint(run_dir, monkeypatch, capsys):
+def test_interrupted_training_resumes_from_its_last_complete_checkpoint(run_dir, monkeypatch, capsys, caplog):
     from sentiment_dpo import training
 
     assert train_script.main(["ipo", "--run-dir", str(run_dir), "--resume"]) == 2
-    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert "no complete checkpoint to resume from" in capsys.readouterr().err
 
     def crash(*_):
         raise KeyboardInterrupt  # the run is killed after its checkpoints were written
@@ -246,6 +246,10 @@ def test_interrupted_training_resumes_from_its_checkpoint(run_dir, monkeypatch, 
     checkpoints = run_dir / "models" / ".ipo.checkpoints"
     assert (checkpoints / "checkpoint-2").exists()
     monkeypatch.undo()
+    caplog.set_level("INFO", logger="sentiment_dpo.training")
+    # killed while saving checkpoint 2: its trainer_state.json (written last) is cut short
+    state = checkpoints / "checkpoint-2" / "trainer_state.json"
+    state.write_text(state.read_text()[:20])
 
     from trl import DPOTrainer
 
@@ -255,7 +259,9 @@ def test_interrupted_training_resumes_from_its_checkpoint(run_dir, monkeypatch, 
         self, *a, **k))
     assert train_script.main(["ipo", "--run-dir", str(run_dir), "--max-steps", "3", "--batch-size", "4",
                               "--save-steps", "1", "--resume"]) == 0
-    assert len(steps_run) == 1  # continued from step 2, not from scratch
+    assert len(steps_run) == 2  # continued from step 1, the last complete checkpoint, not from scratch
+    assert "skipping" in caplog.text and "checkpoint-2: its save did not finish" in caplog.text
+    assert "resuming from step 1" in caplog.text
     log = json.loads((run_dir / "models" / "ipo" / "training_log.json").read_text())
     assert log[-1]["step"] == 3
     assert not checkpoints.exists()  # a finished run leaves nothing to resume
