@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -23,6 +24,16 @@ def setup_logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def environment_problem(err: OSError) -> str:
+    """One line naming the path and the cause of a file-system error, and what to do about it. Every artifact is
+    written to a temporary file and renamed, so what was written before is untouched."""
+    where = f"{err.filename}: " if err.filename else ""
+    fix = {errno.ENOSPC: "free some disk space", errno.EACCES: "check the folder's permissions",
+           errno.EROFS: "use a writable --run-dir", errno.ENOTDIR: "a path component is a file: use another --run-dir",
+           errno.EEXIST: "remove the file in the way"}.get(err.errno, "check the path")
+    return f"{where}{err.strerror or err}; {fix} and rerun (earlier artifacts are unchanged)"
+
+
 def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
              argv: list[str] | None = None) -> int:
     """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem)."""
@@ -33,6 +44,10 @@ def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], po
         stage(config)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
+        shutdown(wait=False)
+        return 2
+    except OSError as err:  # the machine, not the input: a full disk, a read-only or missing folder
+        print(f"error: {environment_problem(err)}", file=sys.stderr)
         shutdown(wait=False)
         return 2
     shutdown()

@@ -65,12 +65,30 @@ def prepare_tokenizer(tokenizer, padding_side: str):
     return tokenizer
 
 
+# What the head of each kind of model is called in `config.architectures` (GPT2LMHeadModel, LlamaForCausalLM, ...).
+HEADS = {"AutoModelForCausalLM": ("CausalLM", "LMHeadModel"), "AutoModelForSequenceClassification":
+         ("SequenceClassification",)}
+
+
+def check_architecture(config, spec: str, kind: str, auto_class_name: str) -> None:
+    """Refuse a model whose saved head is of another kind: a classifier loaded as a policy would get a random LM
+    head (and write garbage), a language model loaded as a reward a random classification head."""
+    architectures = getattr(config, "architectures", None) or []
+    wanted = HEADS[auto_class_name]
+    if architectures and not any(part in name for name in architectures for part in wanted):
+        expected = "a causal language model" if kind == "policy" else "a sequence classifier"
+        raise PipelineError(f"--{kind} {spec} is a {architectures[0]}, not {expected}; pass "
+                            + ("a causal LM (e.g. --policy embedded)" if kind == "policy"
+                               else f"a sentiment classifier (e.g. --{kind} embedded)"))
+
+
 def _from_pretrained(spec: str, kind: str, auto_class_name: str, padding_side: str):
     """(source, model, tokenizer) for a spec, with one clear error whatever goes wrong in loading."""
     import transformers
 
     source = resolve_source(spec, kind)
     try:
+        check_architecture(transformers.AutoConfig.from_pretrained(source), spec, kind, auto_class_name)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         model = getattr(transformers, auto_class_name).from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as err:

@@ -158,6 +158,21 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer, as_text: bool = False) 
                                "rejected_ids": ids(r, "rejected")} for r in rows])
 
 
+def check_pair_lengths(dataset, policy, path: Path) -> None:
+    """Refuse a pair whose prompt + completion runs past the policy's position embeddings (it would fail deep in
+    the embedding with an IndexError)."""
+    config = policy.model.config
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    for line_no, row in enumerate(dataset, start=1):
+        length = len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+        if length > limit:
+            raise PipelineError(f"{path} line {line_no}: prompt + completion is {length} tokens but the policy "
+                                f"handles {limit}; shorten or remove the pair, or rerun `python3 text_generation.py` "
+                                "with a smaller --max-new-tokens")
+
+
 def lora_config(config: TrainingConfig) -> Any:
     """peft's LoraConfig for `--lora-rank` > 0 (adapters on every linear layer but the LM head), else None."""
     if not config.lora_rank:
@@ -290,6 +305,7 @@ def run(config: TrainingConfig) -> Path:
         reward = ClassifierReward(classifier, generation["batch_size"], policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
+        check_pair_lengths(pairs_dataset(rows, policy.tokenizer), policy, run_dir / data_file)
         dataset = pairs_dataset(rows, policy.tokenizer, as_text=config.loss == SLIC)
     final = run_dir / io.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time

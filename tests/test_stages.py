@@ -353,3 +353,36 @@ def test_a_second_writer_of_the_same_output_is_refused_and_a_stale_lock_is_taken
     # its process is gone (a crash): the lock is stale and taken over; released at the end
     assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 0
     assert not lock.exists()
+
+
+def test_a_classifier_is_not_a_policy_and_a_policy_is_not_a_reward(tmp_path, tiny_policy, tiny_reward, capsys):
+    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_reward), "--reward",
+                                 str(tiny_reward), "--num-samples", "4"]) == 2
+    assert "is a BertForSequenceClassification, not a causal language model" in capsys.readouterr().err
+    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
+                                 str(tiny_policy), "--num-samples", "4"]) == 2
+    assert "is a GPT2LMHeadModel, not a sequence classifier" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_pair_longer_than_the_policys_context_is_refused(run_dir, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    for name in (io.GENERATIONS, io.GENERATION_CONFIG):
+        (tmp_path / name).write_bytes((run_dir / name).read_bytes())
+    pairs = [json.loads(line) for line in (run_dir / io.PAIRS).read_text().splitlines()]
+    pairs[1]["chosen_ids"] = pairs[1]["chosen_ids"] * 40  # the tiny policy has 64 positions
+    io.write_jsonl(tmp_path / io.PAIRS, pairs)
+    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: prompt + completion is" in err and "the policy handles 64" in err
+
+
+def test_a_file_system_error_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    for name in (io.GENERATIONS, io.GENERATION_CONFIG):
+        (tmp_path / name).write_bytes((run_dir / name).read_bytes())
+    (tmp_path / io.PAIRS).mkdir()  # the output path is a folder: the write fails in the file system
+    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pairs.jsonl" in err and "earlier artifacts are unchanged" in err
+    assert (tmp_path / io.GENERATIONS).read_bytes() == (run_dir / io.GENERATIONS).read_bytes()
