@@ -85,13 +85,14 @@ def check_architecture(config, spec: str, kind: str, auto_class_name: str) -> No
 def _from_pretrained(spec: str, kind: str, auto_class_name: str, padding_side: str):
     """(source, model, tokenizer) for a spec, with one clear error whatever goes wrong in loading."""
     import transformers
+    from safetensors import SafetensorError
 
     source = resolve_source(spec, kind)
     try:
         check_architecture(transformers.AutoConfig.from_pretrained(source), spec, kind, auto_class_name)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         model = getattr(transformers, auto_class_name).from_pretrained(source, dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, SafetensorError) as err:  # SafetensorError: a truncated weights file
         raise _load_error(kind, spec, err) from None
     return source, model, prepare_tokenizer(tokenizer, padding_side)
 

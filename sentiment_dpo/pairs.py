@@ -55,6 +55,10 @@ def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margi
                 seed: int) -> list[dict[str, Any]]:
     """`num_pairs` preference pairs drawn without replacement from the admissible ones (seeded)."""
     candidates = candidate_pairs(rows, strategy, margin)
+    if not candidates:
+        raise PipelineError(f"the {len(rows)} texts allow no pair with --strategy {strategy} (a pair needs two "
+                            "different samples of one prompt); rerun `python3 text_generation.py "
+                            "--samples-per-prompt 8`" + (" or use a lower --margin" if strategy == "margin" else ""))
     if num_pairs > len(candidates):
         hint = " or a lower --margin" if strategy == "margin" else ""
         raise PipelineError(

@@ -51,8 +51,11 @@ def check_context_fits(policy: LoadedModel, prompts: list[str], max_new_tokens: 
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
     longest = max(len(prompt_ids(policy.tokenizer, p)) for p in prompts) + max_new_tokens
     if limit is not None and longest > limit:
+        fits = max_new_tokens - (longest - limit)
+        fix = (f"lower --max-new-tokens to {fits} or use shorter prompts" if fits > 0 else
+               f"the prompts alone take {longest - max_new_tokens} tokens: use fewer --prompt-words")
         raise PipelineError(f"prompt + --max-new-tokens reaches {longest} tokens but {policy.spec} handles {limit}; "
-                            f"lower --max-new-tokens to {max_new_tokens - (longest - limit)} or use shorter prompts")
+                            + fix)
 
 
 def run(config: GenerationConfig) -> list[dict[str, Any]]:

@@ -386,3 +386,31 @@ def test_a_file_system_error_is_one_line_and_loses_nothing(run_dir, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pairs.jsonl" in err and "earlier artifacts are unchanged" in err
     assert (tmp_path / io.GENERATIONS).read_bytes() == (run_dir / io.GENERATIONS).read_bytes()
+
+
+def test_hints_are_themselves_valid(tmp_path, tiny_policy, tiny_reward, capsys):
+    common = ["--policy", str(tiny_policy), "--reward", str(tiny_reward), "--max-new-tokens", "6"]
+    # one sample per prompt allows no pair: the hint is to sample more per prompt, not --num-pairs 0
+    assert text_generation.main(["--run-dir", str(tmp_path), *common, "--num-samples", "4",
+                                 "--samples-per-prompt", "1"]) == 0
+    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "allow no pair" in err and "--samples-per-prompt 8" in err and "--num-pairs 0" not in err
+    # prompts longer than the context by themselves: no negative --max-new-tokens proposed
+    assert text_generation.main(["--run-dir", str(tmp_path / "long"), *common[:4], "--num-samples", "4",
+                                 "--prompt-words", "7", "--max-new-tokens", "60"]) == 2
+    err = capsys.readouterr().err
+    assert "lower --max-new-tokens to" in err or "use fewer --prompt-words" in err
+    assert "--max-new-tokens -" not in err
+
+
+def test_a_truncated_model_file_is_one_line(tmp_path, tiny_policy, tiny_reward, capsys):
+    import shutil
+
+    broken = tmp_path / "policy"
+    shutil.copytree(tiny_policy, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert text_generation.main(["--run-dir", str(tmp_path / "run"), "--policy", str(broken), "--reward",
+                                 str(tiny_reward), "--num-samples", "4"]) == 2
+    assert "cannot load policy" in capsys.readouterr().err
