@@ -11,7 +11,7 @@ Per-stage options go in --config FILE.yaml, e.g.
 import argparse
 import sys
 
-from sentiment_dpo.cli import setup_logging
+from sentiment_dpo.cli import environment_problem, setup_logging
 from sentiment_dpo.config import PRESETS
 from sentiment_dpo.distributed import shutdown
 from sentiment_dpo.errors import PipelineError
@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(PipelineConfig(**values))
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
+        shutdown(wait=False)
+        return 2
+    except OSError as err:  # a full disk, a read-only or missing folder
+        print(f"error: {environment_problem(err)}", file=sys.stderr)
         shutdown(wait=False)
         return 2
     shutdown()

@@ -50,6 +50,8 @@ def load_pipeline_yaml(path: str) -> dict[str, Any]:
     if unknown:
         raise PipelineError(f"--config {path} sets unknown key(s) {', '.join(unknown)}; "
                             f"allowed: {', '.join(sorted(known))}")
+    top = {k: v for k, v in data.items() if k not in STAGE_SECTIONS}
+    data |= check_types(top, PipelineConfig, f"--config {path}")
     for section, cls in STAGE_SECTIONS.items():
         if section in data:
             if not isinstance(data[section], dict):
