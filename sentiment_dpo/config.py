@@ -30,6 +30,7 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
 PROMPT_MODES = ("review", "bos")
+REPORT_TO = ("none", "tensorboard", "wandb")
 
 
 def option(text: str, **kwargs: Any) -> Any:
@@ -126,6 +127,8 @@ class TrainingConfig(CommonConfig):
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
                            "fine-tuning). The adapters are merged into the saved model.", default=0)
     lora_alpha: float = option("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
+    report_to: str = option("Experiment tracker the trainer logs to: 'none', 'tensorboard' (event files in "
+                           "models/LOSS/runs/) or 'wandb'.", default="none")
     save_steps: int = option("Save a resumable checkpoint every N steps under models/.LOSS.checkpoints (0: never).",
                             default=0)
     resume: bool = option("Resume an interrupted training from its last checkpoint (needs --save-steps).",
@@ -133,6 +136,7 @@ class TrainingConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         check_common(self)
+        check_choice("report_to", self.report_to, REPORT_TO)
         check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
         check_non_negative(self, "warmup_ratio", "label_smoothing")
         if self.warmup_ratio >= 1:

@@ -84,7 +84,7 @@ def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> di
         save_strategy="steps" if config.save_steps else "no",
         save_steps=config.save_steps or 500,
         save_total_limit=2,
-        report_to="none",
+        report_to=config.report_to,
         disable_tqdm=False,
     )
 
@@ -344,6 +344,8 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
                 "processes": process_state().num_processes,
             }}
             io.write_yaml(staging / "training.config.yaml", resolved)
+            if (checkpoints / "runs").exists():  # tensorboard's event files: kept with the model
+                shutil.copytree(checkpoints / "runs", staging / "runs")
             io.write_text_atomic(staging / CARD, model_card(resolved))
             io.replace_dir_atomic(staging, final)
             shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume

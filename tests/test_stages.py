@@ -414,3 +414,15 @@ def test_a_truncated_model_file_is_one_line(tmp_path, tiny_policy, tiny_reward, 
     assert text_generation.main(["--run-dir", str(tmp_path / "run"), "--policy", str(broken), "--reward",
                                  str(tiny_reward), "--num-samples", "4"]) == 2
     assert "cannot load policy" in capsys.readouterr().err
+
+
+def test_report_to_tensorboard_keeps_the_event_files_with_the_model(run_dir):
+    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+                              "--report-to", "tensorboard"]) == 0
+    events = list((run_dir / "models" / "hinge" / "runs").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events[0].parent))
+    accumulator.Reload()
+    assert any("loss" in tag for tag in accumulator.Tags()["scalars"])
