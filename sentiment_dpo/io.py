@@ -80,6 +80,10 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:  # a failed write names no file: name the artifact
+            err.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -71,3 +71,25 @@ def test_replaced_folder_is_readable_like_any_file(tmp_path):
         os.umask(umask)
     assert (final / "model.safetensors").stat().st_mode & 0o777 == 0o644
     assert final.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_full_disk_names_the_artifact_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from sentiment_dpo.cli import environment_problem
+
+    path = tmp_path / "metrics.json"
+    io.write_json(path, {"old": True})
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as caught:
+        io.write_json(path, {"new": True})
+    monkeypatch.undo()
+    message = environment_problem(caught.value)
+    assert message.startswith(f"{path}: No space left on device; free some disk space")
+    assert json.loads(path.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
