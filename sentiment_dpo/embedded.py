@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from . import io
@@ -47,13 +48,15 @@ def reward_path() -> Path:
     return cache_dir() / REWARD_VERSION
 
 
-def build_reward(out_dir: Path, config: RewardPretrainingConfig | None = None) -> dict:
-    """Fine-tune the embedded reward into `out_dir` (staged in a temporary folder, then renamed)."""
-    corpus = load_corpus()
+def _build_classifier(out_dir: Path, train: list, heldout: list, config: RewardPretrainingConfig,
+                      finish: Callable[[Path, dict], dict] | None = None, base_path: Path | None = None) -> dict:
+    """Fine-tune MiniLM on labelled texts into `out_dir` (staged in a temporary folder, then renamed); `finish`
+    may add to the quality numbers from the trained folder before it is moved into place."""
     staging = io.make_staging_dir(out_dir)
     try:
-        quality = pretrain_reward(corpus.train_sentences, corpus.heldout_sentences, staging,
-                                  config or RewardPretrainingConfig())
+        quality = pretrain_reward(train, heldout, staging, config, base_path)
+        if finish is not None:
+            quality = finish(staging, quality)
         (staging / QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
         io.replace_dir_atomic(staging, out_dir)
     finally:
@@ -61,21 +64,33 @@ def build_reward(out_dir: Path, config: RewardPretrainingConfig | None = None) -
     return quality
 
 
+def _ensure(path: Path, build: Callable[[Path], dict], what: str) -> Path:
+    """`path`, built on first use."""
+    if not (path / QUALITY_FILE).exists():
+        logger.info("Building the embedded %s into %s (first use only, a few minutes)", what, path)
+        build(path)
+    return path
+
+
+def build_reward(out_dir: Path, config: RewardPretrainingConfig | None = None) -> dict:
+    """Fine-tune the embedded reward on the training sentences into `out_dir`."""
+    corpus = load_corpus()
+    return _build_classifier(out_dir, corpus.train_sentences, corpus.heldout_sentences,
+                             config or RewardPretrainingConfig())
+
+
 def ensure_reward() -> Path:
     """The embedded reward's folder, built on first use."""
-    path = reward_path()
-    if not (path / QUALITY_FILE).exists():
-        logger.info("Building the embedded reward model into %s (first use only, a few minutes)", path)
-        build_reward(path)
-    return path
+    return _ensure(reward_path(), build_reward, "reward model")
 
 
 def judge_path() -> Path:
     return cache_dir() / JUDGE_VERSION
 
 
-def build_judge(out_dir: Path, config: RewardPretrainingConfig | None = None) -> dict:
-    """Fine-tune the embedded judge on windows of the training reviews into `out_dir` (staged, then renamed).
+def build_judge(out_dir: Path, config: RewardPretrainingConfig | None = None, base_path: Path | None = None) -> dict:
+    """Fine-tune the embedded judge on windows of the training reviews into `out_dir` (`base_path`: another
+    encoder than MiniLM, for tests).
 
     Its quality is measured on windows of the held-out reviews and, as a check of agreement with the reward's
     task, on the held-out sentences the reward is measured on (data the judge never trained on).
@@ -84,31 +99,24 @@ def build_judge(out_dir: Path, config: RewardPretrainingConfig | None = None) ->
     corpus = load_corpus()
     train = review_windows(corpus.train_reviews, JUDGE_WINDOW_WORDS, JUDGE_WINDOWS_PER_REVIEW, config.seed)
     heldout = review_windows(corpus.heldout_reviews, JUDGE_WINDOW_WORDS, JUDGE_WINDOWS_PER_REVIEW, config.seed)
-    staging = io.make_staging_dir(out_dir)
-    try:
-        quality = pretrain_reward(train, heldout, staging, config)
-        quality["heldout_window_accuracy"] = quality.pop("heldout_sentence_accuracy")
-        quality["train_windows"], quality["heldout_windows"] = quality.pop("train_sentences"), quality.pop(
-            "heldout_sentences")
+
+    def finish(folder: Path, quality: dict) -> dict:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        model = AutoModelForSequenceClassification.from_pretrained(staging)
-        tokenizer = AutoTokenizer.from_pretrained(staging)
+        quality["heldout_window_accuracy"] = quality.pop("heldout_sentence_accuracy")
+        quality["train_windows"] = quality.pop("train_sentences")
+        quality["heldout_windows"] = quality.pop("heldout_sentences")
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
         quality["heldout_sentence_accuracy"] = accuracy(model, tokenizer, corpus.heldout_sentences, config.max_length)
-        (staging / QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
-        io.replace_dir_atomic(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return quality
+        return quality
+
+    return _build_classifier(out_dir, train, heldout, config, finish, base_path)
 
 
 def ensure_judge() -> Path:
     """The embedded judge's folder, built on first use."""
-    path = judge_path()
-    if not (path / QUALITY_FILE).exists():
-        logger.info("Building the embedded judge into %s (first use only, a few minutes)", path)
-        build_judge(path)
-    return path
+    return _ensure(judge_path(), build_judge, "judge")
 
 
 def quality(kind: str) -> dict | None:

@@ -73,3 +73,22 @@ def test_missing_policy_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(embedded, "POLICY_DIR", tmp_path)
     with pytest.raises(PipelineError, match="embedded policy is missing"):
         embedded.policy_path()
+
+
+def test_judge_recipe_trains_on_review_windows_and_reports_both_accuracies(tiny_reward, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from sentiment_dpo.corpus import review_windows
+
+    corpus = load_corpus()
+    windows = review_windows(corpus.train_reviews, embedded.JUDGE_WINDOW_WORDS, embedded.JUDGE_WINDOWS_PER_REVIEW, 0)
+    # every window is a run of consecutive words of one review, labelled with that review's polarity
+    texts = {r.text: r.label for r in corpus.train_reviews}
+    assert all(any(w.text in t and texts[t] == w.label for t in texts) for w in windows)
+    quality = embedded.build_judge(tmp_path / "judge", RewardPretrainingConfig(epochs=1, batch_size=16),
+                                   base_path=tiny_reward)
+    assert quality["train_windows"] == len(windows)
+    assert set(quality) >= {"heldout_window_accuracy", "heldout_sentence_accuracy", "heldout_windows"}
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "judge")
+    assert model.config.id2label[1] == "POSITIVE"
+    assert json.loads((tmp_path / "judge" / embedded.QUALITY_FILE).read_text()) == quality
