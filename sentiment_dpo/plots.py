@@ -158,8 +158,10 @@ def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], s
             x, x_err = group["final"][x_metric]
             y, y_err = group["final"][y_metric]
             points.append((x, y))
+            # light error bars: with few seeds the t-intervals are wide and would hide the curves
             ax.errorbar(x, y, xerr=None if x_err != x_err else x_err, yerr=None if y_err != y_err else y_err,
-                        color=color, marker="o", markersize=7, capsize=3, linestyle="none")
+                        color=color, marker="o", markersize=7, capsize=2, linestyle="none", elinewidth=0.8,
+                        alpha=0.8)
             ax.annotate(f"β={beta:g}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7, color=color)
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], color=color, linestyle=style, linewidth=2,
@@ -168,6 +170,7 @@ def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], s
         ax.axvline(budget, color="black", linestyle=":", linewidth=0.8, alpha=0.6)
     if x_is_kl:
         ax.set_xscale("symlog", linthresh=1.0)  # the ceiling lives within a few nats, trainings reach tens
+        ax.set_xlim(left=0.0)  # KL is never negative (an interval over two seeds can reach below 0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(ylabel.split(" (")[0] + " vs " + ("KL to the reference" if x_is_kl else x_metric.replace("_", "-")))
