@@ -111,8 +111,9 @@ def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -
              "importance weights within each prompt (reward ± its 95% bootstrap interval over prompts); the "
              f"estimate cannot exceed log {size} = {math.log(size):.2f} nats, so only points up to half of that are "
              "trusted and drawn solid. **Best-of-n**: the expected best of n samples, exact over all n-subsets; its "
-             "KL, log n − (n−1)/n, is an upper bound. **KL overhead** (tables below) = a policy's KL divided by the "
-             "KL at which the optimum reaches the same mean reward: 1× is as good as it gets.", "",
+             "KL, log n − (n−1)/n, is an upper bound. **KL overhead** (in the tables of trained policies) = a "
+             "policy's KL divided by the KL at which the optimum reaches the same mean reward: 1× is as good as it "
+             "gets.", "",
              "| ceiling | KL (nats) | reward | p_positive |" + (" judge p_positive |" if judge else ""),
              "|---|---|---|---|" + ("---|" if judge else "")]
     for p in [q for q in optimum if q.trusted] + powers_of_two(best_of_n)[1:]:
