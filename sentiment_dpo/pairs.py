@@ -56,9 +56,13 @@ def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margi
     """`num_pairs` preference pairs drawn without replacement from the admissible ones (seeded)."""
     candidates = candidate_pairs(rows, strategy, margin)
     if not candidates:
-        raise PipelineError(f"the {len(rows)} texts allow no pair with --strategy {strategy} (a pair needs two "
-                            "different samples of one prompt); rerun `python3 text_generation.py "
-                            "--samples-per-prompt 8`" + (" or use a lower --margin" if strategy == "margin" else ""))
+        prompts = [row["prompt"] for row in rows]
+        if len(set(prompts)) == len(prompts):  # one sample per prompt: nothing to compare
+            raise PipelineError(f"the {len(rows)} texts allow no pair: each prompt has one sample, and a pair needs "
+                                "two of one prompt; rerun `python3 text_generation.py --samples-per-prompt 8`")
+        raise PipelineError(f"the {len(rows)} texts allow no pair with --strategy {strategy} (no two different "
+                            "samples of one prompt differ enough in reward); use "
+                            + ("a lower --margin or " if strategy == "margin" else "") + "--strategy random")
     if num_pairs > len(candidates):
         hint = " or a lower --margin" if strategy == "margin" else ""
         raise PipelineError(

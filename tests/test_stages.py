@@ -186,8 +186,11 @@ def test_corrupt_line_and_missing_columns_keep_earlier_outputs(run_dir, tmp_path
 
 def test_too_many_pairs(run_dir, capsys):
     before = (run_dir / io.PAIRS).read_text()
-    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "100000"]) == 2
+    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "100000", "--strategy", "random"]) == 2
     assert "asked for 100000 pairs" in capsys.readouterr().err
+    # the tiny reward's scores are close: no margin pair at all, and the hint says what to change
+    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "4", "--margin", "5"]) == 2
+    assert "use a lower --margin or --strategy random" in capsys.readouterr().err
     assert (run_dir / io.PAIRS).read_text() == before
 
 
@@ -395,7 +398,7 @@ def test_hints_are_themselves_valid(tmp_path, tiny_policy, tiny_reward, capsys):
                                  "--samples-per-prompt", "1"]) == 0
     assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "2"]) == 2
     err = capsys.readouterr().err
-    assert "allow no pair" in err and "--samples-per-prompt 8" in err and "--num-pairs 0" not in err
+    assert "each prompt has one sample" in err and "--samples-per-prompt 8" in err and "--num-pairs 0" not in err
     # prompts longer than the context by themselves: no negative --max-new-tokens proposed
     assert text_generation.main(["--run-dir", str(tmp_path / "long"), *common[:4], "--num-samples", "4",
                                  "--prompt-words", "7", "--max-new-tokens", "60"]) == 2
