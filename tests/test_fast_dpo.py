@@ -51,17 +51,30 @@ def test_dense_head_matches_trl_tiled_head(tiny_policy):
     assert dense_model(input_ids=ids).logits.shape == (2, 7, dense_model.config.vocab_size)
 
 
-@pytest.mark.parametrize("loss", ["sigmoid", "ipo"])
+@pytest.mark.parametrize("loss", ["sigmoid", "ipo", "sft"])
 def test_fast_trainer_matches_trl(loss, tiny_policy, tmp_path):
+    """Several batches (4 pairs, batch 2, 2 epochs; the reference pass batches in length order, so its results
+    must be put back in dataset order): both reference log-probs of every pair, every logged loss and the final
+    weights match TRL's own path on the same token ids."""
     config = TrainingConfig(loss=loss, epochs=2, batch_size=2, learning_rate=1e-2, run_dir=str(tmp_path))
     results = []
     for trainer_class in (SampledTokensDPOTrainer, FastDPOTrainer):  # TRL's own path vs the fast one
         policy = load_policy(str(tiny_policy), torch.device("cpu"))
-        trainer = trainer_class(model=policy.model, args=dpo_config(config, tmp_path / trainer_class.__name__, True),
-                                train_dataset=pairs_dataset(PAIRS, policy.tokenizer),
+        args = dpo_config(config, tmp_path / trainer_class.__name__, True)
+        args.logging_steps = 1
+        args.precompute_ref_batch_size = 3  # batches of the reference pass straddle the length order
+        trainer = trainer_class(model=policy.model, args=args, train_dataset=pairs_dataset(PAIRS, policy.tokenizer),
                                 processing_class=policy.tokenizer)
-        reference = [trainer.train_dataset[i]["ref_chosen_logps"] for i in range(len(PAIRS))]
-        results.append((reference, trainer.train().training_loss))
-    (trl_reference, trl_loss), (fast_reference, fast_loss) = results
-    assert fast_reference == pytest.approx(trl_reference, abs=1e-4)
-    assert fast_loss == pytest.approx(trl_loss, rel=1e-4)
+        reference = [(trainer.train_dataset[i]["ref_chosen_logps"], trainer.train_dataset[i]["ref_rejected_logps"])
+                     for i in range(len(PAIRS))]
+        trainer.train()
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        results.append((reference, losses, {k: v.clone() for k, v in policy.model.state_dict().items()}))
+    (trl_reference, trl_losses, trl_weights), (fast_reference, fast_losses, fast_weights) = results
+    for (trl_chosen, trl_rejected), (fast_chosen, fast_rejected) in zip(trl_reference, fast_reference):
+        assert fast_chosen == pytest.approx(trl_chosen, abs=1e-4)
+        assert fast_rejected == pytest.approx(trl_rejected, abs=1e-4)
+    assert len(fast_losses) == len(trl_losses) == 4  # one per step
+    assert fast_losses == pytest.approx(trl_losses, rel=1e-4)
+    for name, value in trl_weights.items():
+        assert torch.allclose(fast_weights[name], value, atol=1e-5), name

@@ -46,3 +46,19 @@ def test_samples_ignore_the_models_own_generation_config(policy):
     assert policy.model.generation_config.repetition_penalty == 5.0  # the model's own config is left as it was
     policy.model.generation_config.update(repetition_penalty=1.0, top_k=50, min_new_tokens=None,
                                           no_repeat_ngram_size=0)
+
+
+def test_left_padded_batches_sample_what_one_prompt_at_a_time_samples(policy):
+    """Near-greedy sampling (temperature 1e-4: the argmax token has all the mass), so the draw does not depend on
+    the batch's seed: a batch of prompts of different lengths, left-padded, gives each prompt's own completion."""
+    prompts = ["the movie was", "a", "the plot and the acting were quite", "the ending"]
+    batched = sample_completions(policy.model, policy.tokenizer, prompts, 1, 6, 1e-4, batch_size=4, seed=0)
+    for prompt, sample in zip(prompts, batched):
+        alone = sample_completions(policy.model, policy.tokenizer, [prompt], 1, 6, 1e-4, batch_size=1, seed=5)[0]
+        assert sample.completion_ids == alone.completion_ids, prompt
+        # and it is the greedy continuation, computed token by token without padding
+        ids = prompt_ids(policy.tokenizer, prompt)
+        for token in alone.completion_ids:
+            with torch.no_grad():
+                assert policy.model(torch.tensor([ids])).logits[0, -1].argmax().item() == token
+            ids.append(token)
