@@ -50,6 +50,43 @@ def test_two_processes_train_and_write_one_model(runs):
     assert config["provenance"]["processes"] == 2
 
 
+def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(runs, tmp_path):
+    """2 processes x 2 pairs per step = 1 process x 4 pairs: the same pairs in each step, averaged gradients,
+    so the same weights."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    import main as train_script
+
+    _, multi = runs
+    if not (multi / io.PAIRS).exists():
+        assert prepare_dataset.main(["--run-dir", str(multi), "--num-pairs", "16", "--strategy", "random"]) == 0
+    single = tmp_path / "single"
+    shutil.copytree(multi / "data", single / "data")
+    args = ["--max-steps", "3", "--learning-rate", "0.01", "--warmup-ratio", "0"]
+    torchrun("main.py", "sigmoid", "--run-dir", str(multi), "--batch-size", "2", *args)
+    assert train_script.main(["sigmoid", "--run-dir", str(single), "--batch-size", "4", *args]) == 0
+    # the same run with another data order (seed): what a real difference looks like
+    other = tmp_path / "other"
+    shutil.copytree(multi / "data", other / "data")
+    assert train_script.main(["sigmoid", "--run-dir", str(other), "--batch-size", "4", "--seed", "1", *args]) == 0
+
+    def weights(run_dir: Path) -> dict:
+        return load_file(run_dir / "models" / "sigmoid" / "model.safetensors")
+
+    def largest_difference(a: dict, b: dict) -> float:
+        return max((a[name] - b[name]).abs().max().item() for name in a)
+
+    start = load_file(Path(io.read_yaml(single / io.GENERATION_CONFIG, "")["policy"]) / "model.safetensors")
+    one, two = weights(single), weights(multi)
+    update = largest_difference(one, start)
+    assert update > 1e-3  # training moved the weights
+    # rounding differences in the summed gradients, amplified a little by Adam, stay far below an update
+    assert largest_difference(one, two) < 0.01 * update
+    assert largest_difference(one, weights(other)) > 0.1 * update
+
+
 def test_shutdown_stops_the_process_group_threads_after_a_model_was_loaded(tmp_path, tiny_policy):
     # Gloo threads still running at interpreter exit abort a process now and then, failing a finished run.
     # Loading a model used to pin the process group (see distributed.process_state), so this checks the threads.
