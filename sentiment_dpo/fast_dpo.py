@@ -15,6 +15,7 @@ changes, both measured in `benchmarks/bench_training.py`:
 
 from __future__ import annotations
 
+import os
 import types
 from typing import Any
 
@@ -74,6 +75,35 @@ def use_dense_head(model) -> bool:
 
 
 TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+# The TRL internals the fast path overrides or calls, and the fields of the head output it builds.
+TRL_INTERNALS = ("_precompute_ref_logps", "compute_ref_log_probs", "_prepare_dataset")
+HEAD_FIELDS = ("loss", "label_mask", "log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+# Launch setups the fast path has not been tested under: accelerate sets these for DeepSpeed and FSDP, whose
+# parameters may not be on the device yet when the fast path's own reference pass runs.
+UNTESTED_SETUPS = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+
+
+def check_trl_internals() -> None:
+    """Fail loudly, in one line, if the installed TRL lacks what the fast path relies on."""
+    import dataclasses
+
+    missing = [name for name in TRL_INTERNALS if not hasattr(DPOTrainer, name)]
+    fields = ({f.name for f in dataclasses.fields(FusedCausalLMOutput)}
+              if dataclasses.is_dataclass(FusedCausalLMOutput) else set())
+    missing += [f"FusedCausalLMOutput.{name}" for name in HEAD_FIELDS if name not in fields]
+    if missing:
+        from .errors import PipelineError
+
+        raise PipelineError(f"the installed TRL lacks {', '.join(missing)}, which the fast trainer needs; install "
+                            "the pinned version (pip install -r requirements.txt)")
+
+
+def dpo_trainer_class() -> type:
+    """FastDPOTrainer where it has been tested; TRL's own path on the sampled tokens under DeepSpeed or FSDP."""
+    if any(os.environ.get(name, "").lower() in ("1", "true") for name in UNTESTED_SETUPS):
+        return SampledTokensDPOTrainer
+    check_trl_internals()
+    return FastDPOTrainer
 
 
 class SampledTokensDPOTrainer(DPOTrainer):

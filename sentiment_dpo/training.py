@@ -263,9 +263,9 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
             trainer = CPOTrainer(model=model, args=slic_config(config, output_dir, use_cpu), train_dataset=dataset,
                                  processing_class=tokenizer, peft_config=lora_config(config), callbacks=callbacks)
         else:
-            from .fast_dpo import FastDPOTrainer
+            from .fast_dpo import dpo_trainer_class
 
-            trainer = FastDPOTrainer(model=model, args=dpo_config(config, output_dir, use_cpu),
+            trainer = dpo_trainer_class()(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks)
     trainer.add_callback(finite_guard(config.loss))

@@ -78,3 +78,19 @@ def test_fast_trainer_matches_trl(loss, tiny_policy, tmp_path):
     assert fast_losses == pytest.approx(trl_losses, rel=1e-4)
     for name, value in trl_weights.items():
         assert torch.allclose(fast_weights[name], value, atol=1e-5), name
+
+
+def test_trl_path_under_untested_launchers_and_a_loud_error_without_trl_internals(monkeypatch):
+    from trl import DPOTrainer
+
+    from sentiment_dpo import fast_dpo
+    from sentiment_dpo.errors import PipelineError
+
+    assert fast_dpo.dpo_trainer_class() is FastDPOTrainer
+    for variable in fast_dpo.UNTESTED_SETUPS:  # what `accelerate launch` sets for DeepSpeed / FSDP
+        monkeypatch.setenv(variable, "true")
+        assert fast_dpo.dpo_trainer_class() is SampledTokensDPOTrainer
+        monkeypatch.delenv(variable)
+    monkeypatch.delattr(DPOTrainer, "_precompute_ref_logps")
+    with pytest.raises(PipelineError, match="the installed TRL lacks _precompute_ref_logps"):
+        fast_dpo.dpo_trainer_class()
