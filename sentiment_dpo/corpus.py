@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PipelineError
-from .io import sha256_of
+from .io import build_lock, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,14 @@ def ensure_corpus_files(root: Path | None = None) -> dict[str, Path]:
     if all(p.exists() for p in paths.values()):
         return paths
     target.mkdir(parents=True, exist_ok=True)
+    with build_lock(target):  # one download, whoever else asks at the same time
+        if not all(p.exists() for p in paths.values()):
+            _fetch_into(target, paths)
+    return paths
+
+
+def _fetch_into(target: Path, paths: dict[str, Path]) -> None:
+    """Download, verify and extract the two CSVs into `target` (the caller holds its build lock)."""
     with tempfile.TemporaryDirectory(dir=target) as tmp:
         archive = _download_archive(Path(tmp))
         digest = sha256_of(archive)
@@ -104,7 +112,6 @@ def ensure_corpus_files(root: Path | None = None) -> dict[str, Path]:
                 with open(part, "wb") as out:
                     shutil.copyfileobj(extracted, out)
                 os.replace(part, paths[name])
-    return paths
 
 
 def read_polarity_csv(path: Path) -> list[LabeledText]:

@@ -65,10 +65,13 @@ def _build_classifier(out_dir: Path, train: list, heldout: list, config: RewardP
 
 
 def _ensure(path: Path, build: Callable[[Path], dict], what: str) -> Path:
-    """`path`, built on first use."""
-    if not (path / QUALITY_FILE).exists():
-        logger.info("Building the embedded %s into %s (first use only, a few minutes)", what, path)
-        build(path)
+    """`path`, built on first use (once, whoever else asks for it at the same time)."""
+    if (path / QUALITY_FILE).exists():
+        return path
+    with io.build_lock(path):
+        if not (path / QUALITY_FILE).exists():  # another process may have built it while this one waited
+            logger.info("Building the embedded %s into %s (first use only, a few minutes)", what, path)
+            build(path)
     return path
 
 
@@ -135,6 +138,14 @@ def ensure_smollm2() -> Path:
     path = cache_dir() / SMOLLM2_VERSION
     if (path / "config.json").exists():
         return path
+    with io.build_lock(path):
+        if not (path / "config.json").exists():
+            _convert_smollm2(path)
+    return path
+
+
+def _convert_smollm2(path: Path) -> None:
+    """Convert the GGUF into `path` (the caller holds its build lock)."""
     import zipfile
 
     import torch
@@ -162,4 +173,3 @@ def ensure_smollm2() -> Path:
         io.replace_dir_atomic(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return path

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,17 @@ def read_yaml(path: Path, produced_by: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PipelineError(f"{path} is not a YAML mapping; rerun `{produced_by}`")
     return data
+
+
+@contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for building `path` into the cache: the processes of a multi-process run (or
+    several runs sharing a cache) build it once, the others wait and then find it built. The OS releases the
+    lock when its holder dies, so a crashed build never blocks the next."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.build.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -92,3 +92,35 @@ def test_judge_recipe_trains_on_review_windows_and_reports_both_accuracies(tiny_
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "judge")
     assert model.config.id2label[1] == "POSITIVE"
     assert json.loads((tmp_path / "judge" / embedded.QUALITY_FILE).read_text()) == quality
+
+
+def test_a_cache_build_runs_once_when_processes_ask_at_the_same_time(tmp_path):
+    """Two processes (as under torchrun) both find the model missing: one builds, the other waits and uses it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from conftest import ROOT
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(ROOT)!r})
+        from sentiment_dpo import embedded
+
+        def build(path: Path) -> dict:
+            with open({str(tmp_path / "builds.log")!r}, "a") as log:
+                log.write("built\\n")
+            time.sleep(1.0)  # long enough for the other process to arrive while this one builds
+            path.mkdir(parents=True)
+            (path / embedded.QUALITY_FILE).write_text("{{}}")
+            return {{}}
+
+        print(embedded._ensure(Path({str(tmp_path / "model")!r}), build, "test model"))
+    """)
+    processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    outputs = [p.communicate(timeout=60)[0].strip() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0]
+    assert outputs == [str(tmp_path / "model")] * 2
+    assert (tmp_path / "builds.log").read_text() == "built\n"
