@@ -108,3 +108,24 @@ def test_shutdown_stops_the_process_group_threads_after_a_model_was_loaded(tmp_p
     for rank in (0, 1):
         threads = (tmp_path / f"threads.{rank}").read_text().split()
         assert threads and not [name for name in threads if "gloo" in name]
+
+
+def test_two_nodes_write_the_same_rows_as_one_process(runs, tmp_path, tiny_policy, tiny_reward):
+    """`torchrun --nnodes 2 --nproc_per_node 1` twice on this machine, meeting at a local c10d rendezvous."""
+    import socket
+
+    single, _ = runs
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run_dir = tmp_path / "nodes"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "nodes-test",
+           str(ROOT / "text_generation.py"), "--run-dir", str(run_dir), "--policy", str(tiny_policy), "--reward",
+           str(tiny_reward), *GEN_ARGS]
+    env = os.environ | {"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in results]
+    assert (run_dir / io.GENERATIONS).read_text() == (single / io.GENERATIONS).read_text()
