@@ -19,6 +19,7 @@ import warnings
 from typing import Any
 
 from .config import TrainingConfig
+from .errors import PipelineError
 from .models import prompt_text
 from .scoring import Classifier
 
@@ -95,8 +96,7 @@ def training_prompts(generations: list[dict[str, Any]]) -> list[str]:
 
 
 def check_batch(config: TrainingConfig) -> None:
-    from .errors import PipelineError
-
+    """RLOO and GRPO group each step's completions by prompt: the batch must hold whole groups."""
     if config.loss in ("rloo", "grpo") and config.batch_size % config.num_generations:
         raise PipelineError(f"--batch-size {config.batch_size} must be a multiple of --num-generations "
                             f"{config.num_generations} for {config.loss}; use --batch-size "
