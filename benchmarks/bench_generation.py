@@ -27,11 +27,12 @@ def pipelines(policy, reward, prompts: list[str], max_new_tokens: int, batch_siz
     from transformers import pipeline
 
     from sentiment_dpo.generation import pure_sampling_config
-    from sentiment_dpo.models import positive_label_index, prompt_text
+    from sentiment_dpo.models import prompt_text
 
     generate = pipeline("text-generation", model=policy.model, tokenizer=policy.tokenizer, device=-1)
-    positive_name = reward.model.config.id2label[positive_label_index(reward.model.config.id2label)]
-    classify = pipeline("text-classification", model=reward.model, tokenizer=reward.tokenizer, device=-1, top_k=None)
+    positive_name = reward.model.model.config.id2label[reward.positive]
+    classify = pipeline("text-classification", model=reward.model.model, tokenizer=reward.model.tokenizer, device=-1,
+                        top_k=None)
     config = pure_sampling_config(policy.tokenizer, max_new_tokens, 1.0)
     outputs = generate([prompt_text(policy.tokenizer, p) for p in prompts], batch_size=batch_size,
                        generation_config=config, return_full_text=True)
@@ -63,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sentiment_dpo.models import load_reward
+    from sentiment_dpo.models import load_classifier
     from sentiment_dpo.prompts import choose_prompts
     from sentiment_dpo.sample_and_score import sample_and_score
 
     torch.manual_seed(0)
     device = torch.device("cpu")
     policy = load_bench_policy(args.policy, device)
-    reward = load_reward(args.reward, device)
+    reward = load_classifier(args.reward, device)
     prompts = choose_prompts("review", "heldout", args.num_samples, 5, seed=0)
 
     n, tokens = args.num_samples, args.max_new_tokens

@@ -24,6 +24,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .metrics import mean
+
 # Beyond half of log N nats the importance-weighted estimate is dominated by a handful of samples per prompt.
 TRUSTED_SHARE_OF_LOG_N = 0.5
 # β of the KL-regularised optimum, from nearly the reference (large β) to nearly best-of-N (small β).
@@ -56,12 +58,18 @@ def optimum_weights(rewards: Sequence[float], beta: float) -> list[float]:
     return [math.exp(s - norm) for s in scaled]
 
 
-def optimum_prompt(rewards: Sequence[float], beta: float) -> tuple[float, float]:
-    """(E*[r], KL(π*‖π_ref)) for one prompt from N reference samples' rewards."""
+def _optimum(rewards: Sequence[float], beta: float) -> tuple[list[float], float, float]:
+    """(weights, E*[r], KL(π*‖π_ref)) for one prompt from N reference samples' rewards."""
     weights = optimum_weights(rewards, beta)
     expected = sum(w * r for w, r in zip(weights, rewards))
     kl = expected / beta - (_logsumexp([r / beta for r in rewards]) - math.log(len(rewards)))
-    return expected, max(kl, 0.0)  # ≥ 0 exactly; rounding can give -1e-16
+    return weights, expected, max(kl, 0.0)  # ≥ 0 exactly; rounding can give -1e-16
+
+
+def optimum_prompt(rewards: Sequence[float], beta: float) -> tuple[float, float]:
+    """(E*[r], KL(π*‖π_ref)) for one prompt from N reference samples' rewards."""
+    _, expected, kl = _optimum(rewards, beta)
+    return expected, kl
 
 
 def best_of_n_weights(n: int, size: int) -> list[float]:
@@ -95,10 +103,6 @@ def _bootstrap(per_prompt: Sequence[float], seed: int) -> tuple[float, float]:
     return means[int(0.025 * BOOTSTRAP_RESAMPLES)], means[int(0.975 * BOOTSTRAP_RESAMPLES) - 1]
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _check(rewards: Sequence[Sequence[float]]) -> int:
     sizes = {len(r) for r in rewards}
     if not rewards or len(sizes) != 1 or min(sizes) < 2:
@@ -117,19 +121,18 @@ def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seque
     size = _check(rewards)
     trusted_kl = TRUSTED_SHARE_OF_LOG_N * math.log(size)
     # β = ∞ is the reference itself: uniform weights, KL 0
-    points = [CeilingPoint("β=∞", 0.0, _mean([_mean(r) for r in rewards]),
-                           _bootstrap([_mean(r) for r in rewards], seed), _mean([_mean(p) for p in p_positive]),
-                           _mean([_mean(j) for j in judge]) if judge is not None else None, True)]
+    reference = [mean(r) for r in rewards]
+    points = [CeilingPoint("β=∞", 0.0, mean(reference), _bootstrap(reference, seed),
+                           mean([mean(p) for p in p_positive]),
+                           mean([mean(j) for j in judge]) if judge is not None else None, True)]
     for beta in sorted(betas, reverse=True):
-        weights = [optimum_weights(r, beta) for r in rewards]
-        per_prompt = [optimum_prompt(r, beta) for r in rewards]
-        reward_per_prompt = [e for e, _ in per_prompt]
-        kl = _mean([k for _, k in per_prompt])
+        weights, reward_per_prompt, kls = zip(*(_optimum(r, beta) for r in rewards))
+        kl = mean(kls)
 
         def weighted(values: Sequence[Sequence[float]]) -> float:
-            return _mean([sum(w * v for w, v in zip(ws, vs)) for ws, vs in zip(weights, values)])
+            return mean([sum(w * v for w, v in zip(ws, vs)) for ws, vs in zip(weights, values)])
 
-        points.append(CeilingPoint(f"β={beta:.3g}", kl, _mean(reward_per_prompt), _bootstrap(reward_per_prompt, seed),
+        points.append(CeilingPoint(f"β={beta:.3g}", kl, mean(reward_per_prompt), _bootstrap(reward_per_prompt, seed),
                                    weighted(p_positive), weighted(judge) if judge is not None else None,
                                    kl <= trusted_kl))
     return points
@@ -142,9 +145,9 @@ def best_of_n_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seq
     points = []
     for n in range(1, size + 1):
         reward_per_prompt = [best_of_n_prompt(r, r, n) for r in rewards]
-        p = _mean([best_of_n_prompt(r, v, n) for r, v in zip(rewards, p_positive)])
-        j = _mean([best_of_n_prompt(r, v, n) for r, v in zip(rewards, judge)]) if judge is not None else None
-        points.append(CeilingPoint(f"n={n}", best_of_n_kl_bound(n), _mean(reward_per_prompt),
+        p = mean([best_of_n_prompt(r, v, n) for r, v in zip(rewards, p_positive)])
+        j = mean([best_of_n_prompt(r, v, n) for r, v in zip(rewards, judge)]) if judge is not None else None
+        points.append(CeilingPoint(f"n={n}", best_of_n_kl_bound(n), mean(reward_per_prompt),
                                    _bootstrap(reward_per_prompt, seed), p, j, True))
     return points
 

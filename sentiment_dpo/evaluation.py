@@ -101,12 +101,10 @@ def run(config: MetricsConfig) -> dict[str, Any]:
 def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], reference_rows: list[dict[str, Any]],
                    policy_rows: list[dict[str, Any]], optimum, best_of_n, trained_dir: Path) -> None:
     """samples.jsonl, the plots, metrics.json and the resolved config into `out`."""
-    io.write_jsonl(out / "samples.jsonl", ({"model": name, **row} for name, rows in
-                                           (("reference", reference_rows), ("policy", policy_rows)) for row in rows))
-    rewards = {name: [r["reward"] for r in rows] for name, rows in (("reference", reference_rows),
-                                                                    ("policy", policy_rows))}
-    p_positive = {name: [r["p_positive"] for r in rows] for name, rows in (("reference", reference_rows),
-                                                                          ("policy", policy_rows))}
+    by_model = {"reference": reference_rows, "policy": policy_rows}
+    io.write_jsonl(out / "samples.jsonl", ({"model": name, **row} for name, rows in by_model.items() for row in rows))
+    rewards = {name: [r["reward"] for r in rows] for name, rows in by_model.items()}
+    p_positive = {name: [r["p_positive"] for r in rows] for name, rows in by_model.items()}
     plots.reward_histogram(rewards["reference"], rewards["policy"], config.loss, out / "reward_hist.png")
     plots.reward_histogram(p_positive["reference"], p_positive["policy"], config.loss, out / "p_positive_hist.png",
                            xlabel="p(positive)")

@@ -11,6 +11,8 @@ and the perplexity of the samples under the reference.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,17 @@ class EvalSettings:
     seed: int  # the same sampling seed for every policy: differences come from the policy, not the draw
 
 
+@contextmanager
+def eval_mode(model) -> Iterator[None]:
+    """`model` in eval mode (no dropout) for the body, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 class Evaluator:
     def __init__(self, reference: LoadedModel, reward: Classifier, judge: Classifier | None, settings: EvalSettings):
         self.reference, self.reward, self.judge, self.settings = reference, reward, judge, settings
@@ -47,14 +60,14 @@ class Evaluator:
     def sample(self, model, tokenizer, samples_per_prompt: int, desc: str) -> list[Sample]:
         """Pure samples of `model` on the held-out prompts; leaves its train/eval mode and the global torch RNG as
         they were, so a training being evaluated is unaffected."""
+        with eval_mode(model):
+            return self._sample(model, tokenizer, samples_per_prompt, desc)
+
+    def _sample(self, model, tokenizer, samples_per_prompt: int, desc: str) -> list[Sample]:
         s = self.settings
-        was_training = model.training
-        model.eval()
         with torch.random.fork_rng(devices=[]):
-            samples = sample_completions(model, tokenizer, s.prompts, samples_per_prompt, s.max_new_tokens,
-                                         s.temperature, s.batch_size, s.seed, desc=desc)
-        model.train(was_training)
-        return samples
+            return sample_completions(model, tokenizer, s.prompts, samples_per_prompt, s.max_new_tokens,
+                                      s.temperature, s.batch_size, s.seed, desc=desc)
 
     def score(self, samples: list[Sample], desc: str) -> dict[str, list[float]]:
         """reward, p_positive and (with a judge) judge_p_positive of each sample."""
@@ -71,11 +84,9 @@ class Evaluator:
         if not is_reference and self.reference_rewards is None:
             raise RuntimeError("evaluate the reference (or load its rewards) before any policy")
         s = self.settings
-        samples = self.sample(model, tokenizer, s.samples_per_prompt, desc=f"sampling {desc}")
-        was_training = model.training
-        model.eval()
-        policy_logps = completion_logprobs(model, tokenizer, samples, s.batch_size)
-        model.train(was_training)
+        with eval_mode(model):
+            samples = self._sample(model, tokenizer, s.samples_per_prompt, desc=f"sampling {desc}")
+            policy_logps = completion_logprobs(model, tokenizer, samples, s.batch_size)
         # KL(reference ‖ reference) is 0: the reference's own log-probs serve for its perplexity
         reference_logps = policy_logps if is_reference else completion_logprobs(
             self.reference.model, self.reference.tokenizer, samples, s.batch_size)

@@ -106,8 +106,9 @@ def replace_dir_atomic(staged: Path, final: Path) -> None:
     """Move a fully written folder into place; an existing folder is replaced only once the new one is complete.
     Its files get the permissions a plain open() would give (safetensors writes model files private, 0600)."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    file_mode, dir_mode = _default_mode(directory=False), _default_mode(directory=True)
     for file in staged.rglob("*"):
-        os.chmod(file, _default_mode(directory=file.is_dir()))
+        os.chmod(file, dir_mode if file.is_dir() else file_mode)
     if final.exists():
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)

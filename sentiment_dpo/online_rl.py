@@ -14,7 +14,6 @@ tokens. The KL coefficient is the run's β for all three (GRPO's default is 0: n
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any
 
@@ -22,8 +21,6 @@ from .config import TrainingConfig
 from .errors import PipelineError
 from .models import prompt_text
 from .scoring import Classifier
-
-logger = logging.getLogger(__name__)
 
 ONLINE_METHODS = ("rloo", "grpo", "online_dpo")
 

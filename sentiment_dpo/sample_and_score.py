@@ -11,9 +11,9 @@ from .config import GenerationConfig, config_to_dict
 from .distributed import is_main_process
 from .errors import PipelineError
 from .generation import sample_completions
-from .models import LoadedModel, load_policy, load_reward, positive_label_index, prompt_ids, resolve_device
+from .models import LoadedModel, load_classifier, load_policy, prompt_ids, resolve_device
 from .prompts import choose_prompts, prompts_needed
-from .scoring import score_texts
+from .scoring import Classifier
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +24,13 @@ def sampling_settings(max_new_tokens: int, temperature: float) -> dict[str, Any]
             "min_new_tokens": 0, "repetition_penalty": 1.0, "model_generation_config": "ignored"}
 
 
-def sample_and_score(policy: LoadedModel, reward: LoadedModel, prompts: list[str], samples_per_prompt: int,
+def sample_and_score(policy: LoadedModel, reward: Classifier, prompts: list[str], samples_per_prompt: int,
                      max_new_tokens: int, temperature: float, batch_size: int, seed: int,
-                     positive_label: str | None = None, desc: str = "sampling") -> list[dict[str, Any]]:
+                     desc: str = "sampling") -> list[dict[str, Any]]:
     """Rows of prompt, completion, reward, p_positive and provenance, in (prompt, sample) order."""
-    positive = positive_label_index(reward.model.config.id2label, positive_label)
     samples = sample_completions(policy.model, policy.tokenizer, prompts, samples_per_prompt, max_new_tokens,
                                  temperature, batch_size, seed, desc=desc)
-    rewards, p_positive = score_texts(reward.model, reward.tokenizer, [s.prompt + s.completion for s in samples],
-                                      positive, batch_size)
+    rewards, p_positive = reward.score([s.prompt + s.completion for s in samples], batch_size)
     settings = sampling_settings(max_new_tokens, temperature)
     rows = []
     for k, (sample, r, p) in enumerate(zip(samples, rewards, p_positive)):
@@ -40,7 +38,7 @@ def sample_and_score(policy: LoadedModel, reward: LoadedModel, prompts: list[str
             "prompt": sample.prompt, "completion": sample.completion, "completion_ids": sample.completion_ids,
             "reward": r, "p_positive": p,
             "prompt_index": sample.prompt_index, "sample_index": k % samples_per_prompt,
-            "policy": policy.spec, "reward_model": reward.spec, "seed": seed, "sampling": settings,
+            "policy": policy.spec, "reward_model": reward.model.spec, "seed": seed, "sampling": settings,
         })
     return rows
 
@@ -68,16 +66,16 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
     if config.prompt_mode == "bos" and policy.tokenizer.bos_token_id is None:
         raise PipelineError("--prompt-mode bos needs a tokenizer with a BOS token; use --prompt-mode review")
     check_context_fits(policy, prompts, config.max_new_tokens)
-    reward = load_reward(config.reward, device)
+    reward = load_classifier(config.reward, device, positive_label=config.positive_label)
     logger.info("sampling %d texts from %s (%d prompts x %d), scoring with %s", config.num_samples, policy.source,
-                len(prompts), config.samples_per_prompt, reward.source)
+                len(prompts), config.samples_per_prompt, reward.model.source)
     rows = sample_and_score(policy, reward, prompts, config.samples_per_prompt, config.max_new_tokens,
-                            config.temperature, config.batch_size, config.seed, config.positive_label)
+                            config.temperature, config.batch_size, config.seed)
     rows = rows[: config.num_samples]
     if not is_main_process():  # every process holds all rows; one writes them
         return rows
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
-                                                        "reward_source": reward.source,
+                                                        "reward_source": reward.model.source,
                                                         "libraries": io.library_versions()}}
     io.write_jsonl(run_dir / io.GENERATIONS, rows)
     io.write_yaml(run_dir / io.GENERATION_CONFIG, resolved)

@@ -167,9 +167,8 @@ def offline_steps(config: SweepConfig) -> int:
 
 def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     from .online_rl import check_batch
-    from .training import check_loss, is_online
+    from .training import is_online
 
-    check_loss(cell.loss)
     training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
                               beta=cell.beta, learning_rate=cell.learning_rate, epochs=config.epochs,
                               max_steps=offline_steps(config) if is_online(cell.loss) else -1,
@@ -253,7 +252,7 @@ class SweepRunner:
                 pairs = self.pairs
             else:  # online: new pairs from the current policy's own samples on the training prompts
                 policy.model.eval()
-                rows = sample_and_score(policy, self.reward.model, self.train_prompts, config.samples_per_prompt,
+                rows = sample_and_score(policy, self.reward, self.train_prompts, config.samples_per_prompt,
                                         config.max_new_tokens, 1.0, config.eval_batch_size,
                                         seed=cell.seed * 1000 + round_index, desc=f"round {round_index} samples")
                 pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.pair_strategy,

@@ -146,9 +146,9 @@ def _ceiling(run_dir: Path) -> tuple[list, list] | None:
 
 
 def _overhead(optimum: list | None, kl: float, reward: float) -> str:
-    from .ceiling import kl_overhead, overhead_text
+    from .ceiling_samples import overhead_fields
 
-    return overhead_text(kl_overhead(optimum, kl, reward)) if optimum else "–"
+    return overhead_fields(optimum, kl, reward)["kl_overhead_text"] if optimum else "–"
 
 
 def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool, beyond: Sequence[tuple],

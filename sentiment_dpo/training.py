@@ -305,8 +305,10 @@ def run(config: TrainingConfig) -> Path:
         reward = ClassifierReward(classifier, generation["batch_size"], policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
-        check_pair_lengths(pairs_dataset(rows, policy.tokenizer), policy, run_dir / data_file)
-        dataset = pairs_dataset(rows, policy.tokenizer, as_text=config.loss == SLIC)
+        dataset = pairs_dataset(rows, policy.tokenizer)
+        check_pair_lengths(dataset, policy, run_dir / data_file)
+        if config.loss == SLIC:  # CPOTrainer tokenizes the texts itself
+            dataset = pairs_dataset(rows, policy.tokenizer, as_text=True)
     final = run_dir / io.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
         _train_and_save(config, policy, dataset, reward, generation, data_file, final, device)
