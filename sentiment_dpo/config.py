@@ -122,6 +122,11 @@ class TrainingConfig(CommonConfig):
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
     label_smoothing: float = option("Label smoothing for 'robust' / 'exo_pair' (exo_pair needs > 0: 1e-3 if 0).",
                                    default=0.0)
+    soft_labels: bool = option(
+        "sigmoid only: label each pair with the reward's probability that its chosen text is preferred, "
+        "sigmoid(chosen_reward - rejected_reward), instead of 1. The loss is then minimised by the KL-regularised "
+        "optimum pi_ref * exp(reward / beta), the ceiling's point at the same beta, where hard labels push the "
+        "chosen-rejected margin up without end.", default=False)
     precompute_ref_log_probs: bool = option(
         "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
@@ -149,6 +154,9 @@ class TrainingConfig(CommonConfig):
             raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
                                 f"got {self.num_generations}")
         check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
+        if self.soft_labels and self.loss != "sigmoid":
+            raise PipelineError(f"--soft-labels is defined for the sigmoid loss only, not {self.loss!r}; use "
+                                "`python3 main.py sigmoid --soft-labels`")
 
 
 @dataclass
@@ -213,8 +221,10 @@ def make_parser(config_cls: type, description: str, positional: str | None = Non
         flag = "--" + f.name.replace("_", "-")
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if typing.get_origin(kind) is list:
-            parser.add_argument(flag, type=typing.get_args(kind)[0], nargs="+", default=argparse.SUPPRESS,
-                                metavar=f.name.upper(), help=f"{help_text} (default: {' '.join(map(str, default))})")
+            element = typing.get_args(kind)[0]
+            parser.add_argument(flag, type=_parse_bool if element is bool else element, nargs="+",
+                                default=argparse.SUPPRESS, metavar=f.name.upper(),
+                                help=f"{help_text} (default: {' '.join(map(str, default))})")
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=f"{help_text} (default: {default})")
@@ -222,6 +232,13 @@ def make_parser(config_cls: type, description: str, positional: str | None = Non
             parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
                                 help=f"{help_text} (default: {default})")
     return parser
+
+
+def _parse_bool(text: str) -> bool:
+    """A list of booleans on the command line (`--soft-labels false true`); bool("false") would be True."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def read_yaml_mapping(path: str) -> dict[str, Any]:
@@ -249,6 +266,9 @@ def check_options(data: dict[str, Any], config_cls: type, where: str) -> dict[st
     # A stage's resolved config can be passed back in: its provenance block is a record, not an option.
     data = {str(k).replace("-", "_"): v for k, v in data.items() if k != "provenance"}
     known = {f.name for f in dataclasses.fields(config_cls)}
+    for name, reason in getattr(config_cls, "REFUSED", {}).items():
+        if name in data:
+            raise PipelineError(f"{where} sets {name}, which this command cannot honour: {reason}; remove it")
     unknown = sorted(set(data) - known)
     if unknown:
         raise PipelineError(f"{where} sets unknown option(s) {', '.join(unknown)}; see --help for the list")

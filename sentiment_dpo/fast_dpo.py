@@ -75,6 +75,8 @@ def use_dense_head(model) -> bool:
 
 
 TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+# Optional dataset column: the probability that the chosen side is preferred (a soft label).
+PREFERENCE = "preference"
 # The TRL internals the fast path overrides or calls, and the fields of the head output it builds.
 TRL_INTERNALS = ("_precompute_ref_logps", "compute_ref_log_probs", "_prepare_dataset")
 HEAD_FIELDS = ("loss", "label_mask", "log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
@@ -108,12 +110,69 @@ def dpo_trainer_class() -> type:
 
 class SampledTokensDPOTrainer(DPOTrainer):
     """`DPOTrainer` that trains on a dataset of token ids as it is (see the module docstring); a text dataset
-    goes through TRL's own preparation."""
+    goes through TRL's own preparation.
+
+    With a `PREFERENCE` column q the sigmoid loss becomes −q·log σ(βΔ) − (1 − q)·log σ(−βΔ), whose minimiser is the
+    finite margin βΔ = logit(q) (the hard label q = 1 keeps pushing Δ up without end). TRL's loss has no per-pair
+    label, and −q·log σ(x) − (1 − q)·log σ(−x) = −log σ(x) + (1 − q)·x, so the term (1 − q)·βΔ is added to TRL's
+    own loss, with Δ from the policy's log-probs of the same forward pass.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.train_dataset is not None and PREFERENCE in self.train_dataset.column_names:
+            if self.loss_types != ["sigmoid"] or self.f_divergence_type != "reverse_kl" or self.ld_alpha is not None:
+                raise ValueError("soft labels are defined for the plain sigmoid loss only")
+            self.data_collator = _keep_preference(self.data_collator)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name: str):
         if all(column in dataset.column_names for column in TOKEN_COLUMNS):
             return dataset
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if PREFERENCE not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, PREFERENCE]
+
+    def compute_ref_log_probs(self, model, inputs):
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != PREFERENCE})
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        preference = inputs.pop(PREFERENCE, None)
+        if preference is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        policy_outputs = []  # TRL's first forward call in compute_loss is the policy's, on [chosen; rejected]
+        hook = self.accelerator.unwrap_model(model).register_forward_hook(
+            lambda _module, _args, output: policy_outputs.append(output))
+        try:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            hook.remove()
+        mask = inputs["completion_mask"][:, 1:]
+        logps = (policy_outputs[0].log_probs[:, -mask.size(1):] * mask).sum(dim=1)
+        chosen, rejected = logps.chunk(2)
+        if "ref_chosen_logps" in inputs:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(
+                self.ref_model if self.ref_model is not None else model, inputs)
+        delta = (chosen - ref_chosen) - (rejected - ref_rejected)
+        correction = ((1 - preference.to(delta.dtype)) * self.beta * delta).mean()
+        if return_outputs:
+            return result[0] + correction, result[1]
+        return result + correction
+
+
+def _keep_preference(collate):
+    """TRL's collator, with the `PREFERENCE` values of the batch added as a tensor."""
+
+    def collate_with_preference(examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate(examples)
+        batch[PREFERENCE] = torch.tensor([example[PREFERENCE] for example in examples], dtype=torch.float32)
+        return batch
+
+    return collate_with_preference
 
 
 class FastDPOTrainer(SampledTokensDPOTrainer):

@@ -14,17 +14,19 @@ A finished cell is never recomputed (unless its settings changed); an interrupte
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
 import tempfile
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import io
-from .config import (PAIR_STRATEGIES, PRESETS, GenerationConfig, PairsConfig, TrainingConfig, check_choice,
+from .config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
                      check_positive, config_to_dict, option)
 from .errors import PipelineError
 
@@ -36,53 +38,81 @@ SWEEP_CONFIG = "sweep.config.yaml"
 CELL_FILE = "cell.json"
 
 
+COMMON = ("run_dir", "seed", "device")
+# The stage options set per cell from the grid's lists.
+AXES = {"loss": "losses", "beta": "betas", "learning_rate": "learning_rates", "seed": "seeds"}
+# Stage options a sweep cannot honour, and why (a sweep config setting one is refused with the reason).
+NOT_HONOURED = {
+    "max_steps": "each cell trains for --epochs (the online methods for as many steps as one offline round)",
+    "save_steps": "an interrupted cell is rerun from its start",
+    "resume": "an interrupted cell is rerun from its start",
+    "report_to": "cells train in scratch folders; cell.json and report.md are the sweep's record",
+}
+# Training options only some methods read: another value must neither retrain nor multiply the other methods' cells.
+READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",)}
+
+
+def _stage_options(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+                   as_list: bool = False) -> list[tuple[str, Any, Any]]:
+    """`cls`'s options as `make_dataclass` fields with the stage's type, default and help; `as_list`: each takes
+    a list of values (a grid axis when it holds several), its default the stage's default alone."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip or (only is not None and f.name not in only):
+            continue
+        if as_list:
+            out.append((f.name, list[hints[f.name]], dataclasses.field(
+                default_factory=lambda value=f.default: [value],
+                metadata={"help": f.metadata["help"] + " Several values: one more grid axis."})))
+        else:
+            out.append((f.name, hints[f.name], dataclasses.field(default=f.default, metadata=f.metadata)))
+    return out
+
+
+# The data (stages 1 and 2) is shared by every cell: one value each; stage 1's batch size is --eval-batch-size.
+DATA_OPTIONS = _stage_options(GenerationConfig, skip=(*COMMON, "batch_size")) + _stage_options(PairsConfig,
+                                                                                              skip=COMMON)
+TRAINING_OPTIONS = _stage_options(TrainingConfig, skip=(*COMMON, *AXES, *NOT_HONOURED), as_list=True)
+TRAINING_NAMES = tuple(name for name, _, _ in TRAINING_OPTIONS)
+StageOptions = dataclasses.make_dataclass("StageOptions", [
+    *DATA_OPTIONS, *TRAINING_OPTIONS, *_stage_options(MetricsConfig, only=("judge", "ceiling_samples"))])
+
+
 @dataclass
-class SweepConfig:
+class SweepConfig(StageOptions):
+    """Every option of stages 1-4 that a sweep can honour (derived from their configs: the same names, defaults and
+    checks) plus the grid and its evaluation."""
+
+    REFUSED = NOT_HONOURED
+
     run_dir: str = option("Sweep directory: data/, reference/, cells/ and the report.", default="runs/sweep")
     seed: int = option("Seed of the shared data (samples, pairs) and of the evaluation draws.", default=0)
     device: str = option("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
-    preset: str = option(f"Model pair: {', '.join(PRESETS)}.", default="embedded")
-    policy: str | None = option("Starting policy (default: the preset's).", default=None)
-    reward: str | None = option("Sentiment classifier (default: the preset's).", default=None)
-    judge: str | None = option("Held-out judge scoring every checkpoint, never used for training: folder, hub id, "
-                              "'embedded' or 'none' (default: the preset's).", default=None)
     losses: list[str] = option("Methods to compare: DPOTrainer loss types (sft = Preferred-FT, trained once per lr "
                               "and seed: it has no β), 'slic', and the online 'rloo', 'grpo', 'online_dpo' (one "
                               "round each: they sample from the policy at every step).",
                               default_factory=lambda: ["sigmoid", "hinge", "ipo", "slic"])
     betas: list[float] = option("Values of beta (IPO's tau; slic's margin is 1/beta).",
                                default_factory=lambda: [0.03, 0.1, 0.3])
-    learning_rates: list[float] = option("Peak learning rates.", default_factory=lambda: [2e-4])
+    learning_rates: list[float] = option("Peak learning rates.",
+                                         default_factory=lambda: [TrainingConfig.learning_rate])
     seeds: list[int] = option("Training seeds: one independent training per seed (data order, init of nothing "
                              "else: the pairs are shared).", default_factory=lambda: [0, 1, 2])
     rounds: list[int] = option("Rounds of generate -> score -> pair -> train per cell (1 = offline; K > 1 samples "
                               "new pairs from the current policy before each later round).",
                               default_factory=lambda: [1])
-    num_samples: int = option("Texts sampled per round to build pairs from.", default=1000)
-    samples_per_prompt: int = option("Samples per training prompt.", default=8)
-    max_new_tokens: int = option("Tokens sampled after each prompt.", default=32)
-    num_pairs: int = option("Preference pairs per round.", default=1000)
-    pair_strategy: str = option(f"Pairing strategy: {', '.join(PAIR_STRATEGIES)}.", default="margin")
-    margin: float = option("Minimum reward gap for --pair-strategy margin.", default=0.5)
-    epochs: float = option("Passes over each round's pairs. The online methods take as many optimizer steps as one "
-                          "round of the offline ones, with --batch-size completions per step.", default=2.0)
-    batch_size: int = option("Pairs (online methods: completions) per optimizer step.", default=16)
-    num_generations: int = option("rloo, grpo: completions per prompt in each step.", default=4)
-    warmup_ratio: float = option("Share of each round's steps spent warming up.", default=0.1)
-    slic_lambda: float = option("slic's weight of the chosen text's NLL.", default=1.0)
     eval_every: int = option("Evaluate every N optimizer steps (and after the last).", default=25)
     eval_prompts: int = option("Held-out prompts per evaluation (one pure sample each).", default=256)
     eval_batch_size: int = option("Sequences per sampling / scoring batch.", default=64)
-    ceiling_samples: int = option("Reference samples per held-out prompt for the ceiling (0: none).", default=64)
     kl_budgets: list[float] = option("KL budgets (nats) at which the report compares the losses.",
                                      default_factory=lambda: [10.0, 20.0, 30.0])
 
     def __post_init__(self) -> None:
         from .training import check_loss
 
-        check_choice("preset", self.preset, PRESETS)
-        check_choice("pair_strategy", self.pair_strategy, PAIR_STRATEGIES)
-        for name in ("losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets"):
+        check_common(self)
+        for name in ("losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets", *TRAINING_NAMES):
             if not isinstance(getattr(self, name), list):  # `betas: 0.1` in a YAML file means one value
                 setattr(self, name, [getattr(self, name)])
             if not getattr(self, name):
@@ -91,17 +121,17 @@ class SweepConfig:
             check_loss(loss)
         if min(self.betas) <= 0 or min(self.learning_rates) <= 0 or min(self.rounds) < 1:
             raise PipelineError("--betas and --learning-rates must be > 0 and --rounds >= 1")
-        check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "num_pairs", "epochs",
-                        "batch_size", "eval_every", "eval_prompts", "eval_batch_size")
+        check_positive(self, "eval_every", "eval_prompts", "eval_batch_size")
         if min(self.kl_budgets) <= 0:
             raise PipelineError("--kl-budgets needs values > 0")
-        if self.ceiling_samples == 1:
-            raise PipelineError("--ceiling-samples needs at least 2 (or 0 for no ceiling); use the default 64")
-        self.policy = self.policy or PRESETS[self.preset]["policy"]
-        self.reward = self.reward or PRESETS[self.preset]["reward"]
-        self.judge = self.judge or PRESETS[self.preset]["judge"]
-        for loss in self.losses:  # fail now, not after hours of other cells
-            training_config(self, Cell(loss, self.betas[0], self.learning_rates[0], self.seeds[0], 1))
+        # the stages' own checks, and their resolution of the preset (fail now, not after hours of other cells)
+        generation = generation_config(self)
+        self.policy, self.reward = generation.policy, generation.reward
+        pairs_config(self)
+        judge = MetricsConfig(judge=self.judge, ceiling_samples=self.ceiling_samples).judge
+        self.judge = judge or PRESETS[self.preset]["judge"]
+        for cell in grid(self):
+            training_config(self, cell)
 
 
 @dataclass(frozen=True)
@@ -111,10 +141,13 @@ class Cell:
     learning_rate: float
     seed: int
     rounds: int
+    options: tuple[tuple[str, Any], ...] = ()  # the training options the sweep lists several values of
 
     @property
     def name(self) -> str:
-        return f"{self.loss}_beta{self.beta:g}_lr{self.learning_rate:g}_seed{self.seed}_rounds{self.rounds}"
+        base = f"{self.loss}_beta{self.beta:g}_lr{self.learning_rate:g}_seed{self.seed}_rounds{self.rounds}"
+        return base + "".join(f"_{name}{value:g}" if isinstance(value, float) else f"_{name}{value}"
+                              for name, value in self.options)
 
 
 # Preferred-FT: the chosen texts' NLL alone, which no β enters; one cell per lr and seed (with the first β).
@@ -122,14 +155,20 @@ BETA_FREE = ("sft",)
 
 
 def grid(config: SweepConfig) -> list[Cell]:
-    """Every cell, in an order that finishes whole (loss, beta) groups early: all seeds of one setting first.
-    Online methods run one round (they sample from the policy throughout), Preferred-FT one β."""
+    """Every cell, in an order that finishes whole settings early: all seeds of one setting first. Online
+    methods run one round (they sample from the policy throughout), Preferred-FT one β; a training option a method
+    does not read (`READ_BY`) adds no cells for it."""
     from .training import is_online
 
-    return [Cell(loss, beta, lr, seed, rounds) for rounds in config.rounds for loss in config.losses
-            for beta in (config.betas[:1] if loss in BETA_FREE else config.betas)
-            for lr in config.learning_rates for seed in config.seeds
-            if rounds == 1 or not is_online(loss)]
+    varied = [name for name in TRAINING_NAMES if len(getattr(config, name)) > 1]
+    combinations = list(itertools.product(*[[(name, value) for value in getattr(config, name)] for name in varied]))
+    cells = [Cell(loss, beta, lr, seed, rounds,
+                  tuple((name, value) for name, value in combination if loss in READ_BY.get(name, (loss,))))
+             for rounds in config.rounds for loss in config.losses
+             for beta in (config.betas[:1] if loss in BETA_FREE else config.betas)
+             for lr in config.learning_rates for combination in combinations for seed in config.seeds
+             if rounds == 1 or not is_online(loss)]
+    return list(dict.fromkeys(cells))
 
 
 def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
@@ -137,43 +176,48 @@ def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
     from .training import is_online
 
     ignored = {"run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets",
-               "ceiling_samples"}
-    if cell.loss != "slic":
-        ignored.add("slic_lambda")  # only slic reads it: another λ must not retrain the other losses
-    if cell.loss not in ("rloo", "grpo"):
-        ignored.add("num_generations")
+               "ceiling_samples", *TRAINING_NAMES}
     if is_online(cell.loss):  # they sample their own pairs (num_pairs still sets their step count)
-        ignored |= {"pair_strategy", "margin"}
+        ignored |= {"strategy", "margin"}
     shared = {k: v for k, v in config_to_dict(config).items() if k not in ignored}
-    return shared | dataclasses.asdict(cell)
+    training = config_to_dict(training_config(config, cell))
+    return shared | {name: training[name] for name in TRAINING_NAMES
+                     if cell.loss in READ_BY.get(name, (cell.loss,))} | dataclasses.asdict(cell)
 
 
 def generation_config(config: SweepConfig) -> GenerationConfig:
-    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, device=config.device, preset=config.preset,
-                            policy=config.policy, reward=config.reward, num_samples=config.num_samples,
-                            samples_per_prompt=config.samples_per_prompt, max_new_tokens=config.max_new_tokens,
-                            batch_size=config.eval_batch_size)
+    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, device=config.device,
+                            batch_size=config.eval_batch_size,
+                            **{name: getattr(config, name) for name in _names(GenerationConfig, DATA_OPTIONS)})
 
 
 def pairs_config(config: SweepConfig) -> PairsConfig:
-    return PairsConfig(run_dir=config.run_dir, seed=config.seed, num_pairs=config.num_pairs,
-                       strategy=config.pair_strategy, margin=config.margin)
+    return PairsConfig(run_dir=config.run_dir, seed=config.seed,
+                       **{name: getattr(config, name) for name in _names(PairsConfig, DATA_OPTIONS)})
 
 
-def offline_steps(config: SweepConfig) -> int:
+def _names(cls: type, options: list[tuple[str, Any, Any]]) -> list[str]:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return [name for name, _, _ in options if name in fields]
+
+
+def offline_steps(num_pairs: int, batch_size: int, epochs: float) -> int:
     """Optimizer steps of one offline round: the online methods train for as many."""
-    return math.ceil(config.num_pairs / config.batch_size) * math.ceil(config.epochs)
+    return math.ceil(num_pairs / batch_size) * math.ceil(epochs)
 
 
 def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
+    """The cell's stage-3 config: the sweep's value of each training option (the cell's own where the sweep lists
+    several; the stage default for an option its method does not read)."""
     from .online_rl import check_batch
     from .training import is_online
 
+    values = {name: getattr(config, name)[0] for name in TRAINING_NAMES
+              if cell.loss in READ_BY.get(name, (cell.loss,))} | dict(cell.options)
+    steps = offline_steps(config.num_pairs, values["batch_size"], values["epochs"])
     training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
-                              beta=cell.beta, learning_rate=cell.learning_rate, epochs=config.epochs,
-                              max_steps=offline_steps(config) if is_online(cell.loss) else -1,
-                              batch_size=config.batch_size, num_generations=config.num_generations,
-                              warmup_ratio=config.warmup_ratio, slic_lambda=config.slic_lambda)
+                              beta=cell.beta, learning_rate=cell.learning_rate,
+                              max_steps=steps if is_online(cell.loss) else -1, **values)
     check_batch(training)
     return training
 
@@ -203,7 +247,7 @@ class SweepRunner:
         self.run_dir = Path(config.run_dir)
         self.device = resolve_device(config.device)
         self.reference = load_policy(config.policy, self.device)
-        self.reward = load_classifier(config.reward, self.device)
+        self.reward = load_classifier(config.reward, self.device, positive_label=config.positive_label)
         judge = None if config.judge == "none" else load_classifier(config.judge, self.device, kind="judge")
         self.pairs = read_pairs(self.run_dir / io.PAIRS)
         generation = generation_config(config)
@@ -241,6 +285,7 @@ class SweepRunner:
         from .training import SLIC, is_online, pairs_dataset, train_policy
 
         config = self.config
+        training = training_config(config, cell)
         policy = load_policy(config.policy, self.device)  # a fresh copy of the starting policy
         curve = [{"round": 0, "step": 0, **self.reference_metrics}]
         final_rows: list[dict[str, Any]] = []
@@ -253,9 +298,9 @@ class SweepRunner:
             else:  # online: new pairs from the current policy's own samples on the training prompts
                 policy.model.eval()
                 rows = sample_and_score(policy, self.reward, self.train_prompts, config.samples_per_prompt,
-                                        config.max_new_tokens, 1.0, config.eval_batch_size,
+                                        config.max_new_tokens, config.temperature, config.eval_batch_size,
                                         seed=cell.seed * 1000 + round_index, desc=f"round {round_index} samples")
-                pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.pair_strategy,
+                pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.strategy,
                                     config.margin, seed=cell.seed * 1000 + round_index)
 
             def on_checkpoint(model, step: int, round_index: int = round_index, offset: int = steps_before) -> None:
@@ -269,9 +314,11 @@ class SweepRunner:
                 dataset = prompts_dataset(self.train_prompts, policy.tokenizer)
                 reward = ClassifierReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or "")
             else:
-                dataset, reward = pairs_dataset(pairs, policy.tokenizer, as_text=cell.loss == SLIC), None
+                dataset = pairs_dataset(pairs, policy.tokenizer, as_text=cell.loss == SLIC,
+                                        soft_labels=training.soft_labels)
+                reward = None
             with tempfile.TemporaryDirectory() as scratch:
-                trainer = train_policy(policy.model, policy.tokenizer, dataset, training_config(config, cell),
+                trainer = train_policy(policy.model, policy.tokenizer, dataset, training,
                                        Path(scratch), use_cpu=self.device.type == "cpu",
                                        callbacks=[CurveCallback(on_checkpoint, config.eval_every)], reward=reward,
                                        max_new_tokens=config.max_new_tokens)

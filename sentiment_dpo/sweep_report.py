@@ -30,8 +30,19 @@ TABLE_METRICS = (("reward_mean", "reward", 2), ("p_positive_mean", "p_positive",
 
 
 def setting_key(settings: dict[str, Any]) -> tuple[str, int, float, float]:
-    """Which curve a cell belongs to: (loss, rounds, learning rate); beta varies along the curve."""
-    return settings["loss"], settings["rounds"], settings["learning_rate"], settings["beta"]
+    """Which curve a cell belongs to: (method, rounds, learning rate), the method being the loss and the values of
+    the training options the sweep varies; beta varies along the curve."""
+    method = settings["loss"] + "".join(f", {name} {_value(value)}" for name, value in settings.get("options", ()))
+    return method, settings["rounds"], settings["learning_rate"], settings["beta"]
+
+
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _values(values: list[Any]) -> str:
+    """A sweep option's values for the report's text: `3` or `1 / 3`."""
+    return " / ".join(_value(value) for value in values)
 
 
 def label(loss: str, rounds: int, learning_rate: float, several_rates: bool) -> str:
@@ -197,8 +208,9 @@ def write_report(run_dir: Path, config) -> Path:
 
     lines = ["# Sweep report", "",
              f"Policy `{config.policy}`, reward `{config.reward}`, held-out judge `{config.judge}`; "
-             f"{config.num_pairs} pairs per round from {config.num_samples} samples, {config.epochs:g} epochs at "
-             f"batch {config.batch_size} (online methods: as many steps, {config.batch_size} completions each); every "
+             f"{config.num_pairs} pairs per round from {config.num_samples} samples, {_values(config.epochs)} epochs "
+             f"at batch {_values(config.batch_size)} (online methods: as many steps, {_values(config.batch_size)} "
+             "completions each); every "
              f"{config.eval_every} steps each policy is evaluated on {config.eval_prompts} held-out prompts "
              f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "
              f"{sum(c['seconds'] for c in cells) / 60:.0f} min of training and evaluation in total. "
@@ -245,17 +257,19 @@ def write_report(run_dir: Path, config) -> Path:
                      f"{overhead} |")
     lines += ["", "## The methods", "",
               "- `sigmoid` (DPO): −log σ(β·Δ), Δ = (log π/π_ref)(chosen) − (log π/π_ref)(rejected).",
+              "- `soft_labels true` (sigmoid): −q·log σ(β·Δ) − (1 − q)·log σ(−β·Δ) with q = σ(r_chosen − r_rejected), "
+              "the reward's probability that the chosen text wins: minimised by the KL-regularised optimum at β.",
               "- `hinge` (TRL's DPOTrainer): max(0, 1 − β·Δ), anchored to the reference through Δ, margin 1/β, "
               "no likelihood term.",
               "- `ipo`: (Δ̄ − 1/(2β))², Δ̄ the per-token average of Δ (TRL's normalisation).",
               "- `slic` (SLiC-HF, TRL's CPOTrainer hinge): max(0, 1 − β·(log π(chosen) − log π(rejected))) + "
-              f"λ·NLL(chosen), λ = {config.slic_lambda:g}: no reference model in the loss; the NLL term on the "
-              "chosen text is what keeps the policy near the data instead.",
+              f"λ·NLL(chosen), λ = {_values(config.slic_lambda)}: no reference model in the loss; the NLL term on "
+              "the chosen text is what keeps the policy near the data instead.",
               "- `sft` (Preferred-FT): the NLL of the chosen texts only; β plays no part.",
-              f"- `rloo` (TRL's RLOOTrainer): REINFORCE on {config.num_generations} samples per training prompt, "
-              "each baselined by the mean reward of the others, reward minus β·KL(sequence) to the reference.",
-              f"- `grpo` (TRL's GRPOTrainer): {config.num_generations} samples per prompt, advantages standardised "
-              "within the prompt's group, clipped objective plus β·KL(π‖π_ref) in the loss.",
+              f"- `rloo` (TRL's RLOOTrainer): REINFORCE on {_values(config.num_generations)} samples per training "
+              "prompt, each baselined by the mean reward of the others, reward minus β·KL(sequence) to the reference.",
+              f"- `grpo` (TRL's GRPOTrainer): {_values(config.num_generations)} samples per prompt, advantages "
+              "standardised within the prompt's group, clipped objective plus β·KL(π‖π_ref) in the loss.",
               "- `online_dpo` (TRL's experimental OnlineDPOTrainer): two samples per prompt, the higher-reward one "
               "chosen, the sigmoid DPO loss with β.",
               "", "The online methods sample from the policy being trained on the training prompts, score with the "

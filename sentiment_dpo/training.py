@@ -130,7 +130,7 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def pairs_dataset(rows: list[dict[str, Any]], tokenizer, as_text: bool = False) -> Any:
+def pairs_dataset(rows: list[dict[str, Any]], tokenizer, as_text: bool = False, soft_labels: bool = False) -> Any:
     """The pairs as a `datasets.Dataset` of exactly the token sequences that were sampled: `prompt_ids` as
     `models.prompt_ids` gives them to the sampler, `chosen_ids` / `rejected_ids` the sampled completion tokens
     (with EOS only where one was sampled). TRL would append EOS to every completion and re-tokenize prompt +
@@ -138,9 +138,12 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer, as_text: bool = False) 
     boundary. Pairs without ids (written by hand, or by an older version) tokenize each completion on its own.
 
     `as_text`: TRL's prompt/chosen/rejected text columns instead, for trainers that tokenize themselves (slic).
+    `soft_labels`: a `fast_dpo.PREFERENCE` column, sigmoid(chosen_reward - rejected_reward): the Bradley-Terry
+    probability under the reward that the chosen text wins.
     """
     from datasets import Dataset
 
+    from .fast_dpo import PREFERENCE
     from .models import prompt_ids, prompt_text
 
     if as_text:
@@ -154,8 +157,14 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer, as_text: bool = False) 
             return row[f"{side}_ids"]
         return tokenizer(row[side], add_special_tokens=False)["input_ids"]
 
-    return Dataset.from_list([{"prompt_ids": prompt_ids(tokenizer, r["prompt"]), "chosen_ids": ids(r, "chosen"),
-                               "rejected_ids": ids(r, "rejected")} for r in rows])
+    def row(r: dict[str, Any]) -> dict[str, Any]:
+        out = {"prompt_ids": prompt_ids(tokenizer, r["prompt"]), "chosen_ids": ids(r, "chosen"),
+               "rejected_ids": ids(r, "rejected")}
+        if soft_labels:
+            out[PREFERENCE] = 1 / (1 + math.exp(r["rejected_reward"] - r["chosen_reward"]))
+        return out
+
+    return Dataset.from_list([row(r) for r in rows])
 
 
 def check_pair_lengths(dataset, policy, path: Path) -> None:
@@ -252,6 +261,9 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
         # SLiC-HF lives in trl.experimental on purpose (see SLIC): its import warning is expected
         warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+        # raised inside TRL 1.16's trainers (reference pass and training) about a transformers rename; nothing a
+        # user can act on
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
         if is_online(config.loss):
             from .online_rl import make_trainer
 
@@ -268,10 +280,7 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
             trainer = dpo_trainer_class()(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks)
-    trainer.add_callback(finite_guard(config.loss))
-    with warnings.catch_warnings():
-        # raised inside TRL 1.16's trainers about a transformers rename; nothing a user can act on
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        trainer.add_callback(finite_guard(config.loss))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     check_finite_weights(model, config.loss)
     return trainer
@@ -305,7 +314,7 @@ def run(config: TrainingConfig) -> Path:
         reward = ClassifierReward(classifier, generation["batch_size"], policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
-        dataset = pairs_dataset(rows, policy.tokenizer)
+        dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
         if config.loss == SLIC:  # CPOTrainer tokenizes the texts itself
             dataset = pairs_dataset(rows, policy.tokenizer, as_text=True)

@@ -58,6 +58,7 @@ def test_unknown_yaml_option(tmp_path):
     (TrainingConfig, ["--warmup-ratio", "-1"], "--warmup-ratio must be a finite number >= 0"),
     (TrainingConfig, ["--warmup-ratio", "1.5"], r"--warmup-ratio must be in \[0, 1\), got 1.5; e.g. 0.1"),
     (TrainingConfig, ["--max-steps", "0"], "--max-steps must be -1"),
+    (TrainingConfig, ["--loss", "ipo", "--soft-labels"], "--soft-labels is defined for the sigmoid loss only"),
     (GenerationConfig, ["--temperature", "nan"], "--temperature must be a finite number > 0"),
     (GenerationConfig, ["--seed", "-1"], "--seed must be a finite number >= 0"),
     (GenerationConfig, ["--device", "tpu"], "--device 'tpu' is not one of: auto, cpu, cuda"),

@@ -2,9 +2,11 @@
 dense head, and the same reference log-probs and training loss from FastDPOTrainer."""
 
 import copy
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from trl.trainer.utils import add_fused_lm_head
 
 from sentiment_dpo.config import TrainingConfig
@@ -94,3 +96,50 @@ def test_trl_path_under_untested_launchers_and_a_loud_error_without_trl_internal
     monkeypatch.delattr(DPOTrainer, "_precompute_ref_logps")
     with pytest.raises(PipelineError, match="the installed TRL lacks _precompute_ref_logps"):
         fast_dpo.dpo_trainer_class()
+
+
+@pytest.mark.parametrize("trainer_class", [SampledTokensDPOTrainer, FastDPOTrainer])
+def test_soft_labels_loss_and_gradient_by_hand(trainer_class, tiny_policy, tmp_path):
+    """With soft labels each pair's loss is −q·log σ(βΔ) − (1 − q)·log σ(−βΔ), q = σ(r_chosen − r_rejected). Once the
+    policy has moved off the reference (Δ ≠ 0), the trainer's loss and gradient equal that formula computed by hand
+    from plain forward passes of the policy and the reference; the hard loss (q = 1) gives other values."""
+    rewards = [(2.0, -1.0), (0.5, 0.25), (1.0, 1.0), (-0.5, -3.0)]  # q = 0.95, 0.56, 0.5, 0.92
+    rows = [pair | {"chosen_reward": c, "rejected_reward": r} for pair, (c, r) in zip(PAIRS, rewards)]
+    beta = 0.5
+    config = TrainingConfig(loss="sigmoid", beta=beta, soft_labels=True, run_dir=str(tmp_path))
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    reference = load_policy(str(tiny_policy), torch.device("cpu")).model
+    dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=True)
+    trainer = trainer_class(model=policy.model, args=dpo_config(config, tmp_path / "out", True),
+                            train_dataset=dataset, processing_class=policy.tokenizer)
+    torch.manual_seed(0)
+    with torch.no_grad():  # move the policy off the reference
+        for parameter in policy.model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    by_hand = load_policy(str(tiny_policy), torch.device("cpu")).model
+    by_hand.load_state_dict(policy.model.state_dict())
+
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+
+    def logp(model, prompt_ids: list[int], completion_ids: list[int]) -> torch.Tensor:
+        ids = torch.tensor([prompt_ids + completion_ids])
+        log_probs = torch.log_softmax(model(input_ids=ids).logits[0, :-1], dim=-1)
+        return log_probs.gather(-1, ids[0, 1:, None]).squeeze(-1)[len(prompt_ids) - 1:].sum()
+
+    q = torch.tensor([1 / (1 + math.exp(r - c)) for c, r in rewards])
+    deltas = []
+    for row in dataset:
+        with torch.no_grad():
+            ref = logp(reference, row["prompt_ids"], row["chosen_ids"]) - logp(reference, row["prompt_ids"],
+                                                                                row["rejected_ids"])
+        deltas.append(logp(by_hand, row["prompt_ids"], row["chosen_ids"])
+                      - logp(by_hand, row["prompt_ids"], row["rejected_ids"]) - ref)
+    x = beta * torch.stack(deltas)
+    expected = (-q * F.logsigmoid(x) - (1 - q) * F.logsigmoid(-x)).mean()
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert abs(loss.item() - (-F.logsigmoid(x)).mean().item()) > 1e-3  # the hard loss differs
+    for (name, got), want in zip(policy.model.named_parameters(), by_hand.parameters()):
+        assert torch.allclose(got.grad, want.grad, rtol=1e-4, atol=1e-6), name

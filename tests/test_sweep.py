@@ -22,7 +22,7 @@ def sweep_args(run_dir, policy, reward, *extra):
     return ["--run-dir", str(run_dir), "--policy", str(policy), "--reward", str(reward), "--judge", "none",
             "--ceiling-samples", "0", "--losses", "sigmoid",
             "slic", "--betas", "0.1", "--seeds", "0", "1", "--num-samples", "24", "--samples-per-prompt", "4",
-            "--max-new-tokens", "6", "--num-pairs", "8", "--pair-strategy", "random", "--epochs", "1",
+            "--max-new-tokens", "6", "--num-pairs", "8", "--strategy", "random", "--epochs", "1",
             "--batch-size", "4", "--learning-rates", "0.05", "--warmup-ratio", "0", "--eval-every", "1",
             "--eval-prompts", "6", "--eval-batch-size", "8", *extra]
 
@@ -151,7 +151,7 @@ def test_yaml_grid_values_may_be_scalars(tmp_path):
 
 def test_slic_lambda_only_changes_the_slic_cells():
     sigmoid, slic = sweep.Cell("sigmoid", 0.1, 2e-4, 0, 1), sweep.Cell("slic", 0.1, 2e-4, 0, 1)
-    one, tenth = sweep.SweepConfig(slic_lambda=1.0), sweep.SweepConfig(slic_lambda=0.1)
+    one, tenth = sweep.SweepConfig(slic_lambda=[1.0]), sweep.SweepConfig(slic_lambda=[0.1])
     assert sweep.cell_settings(one, sigmoid) == sweep.cell_settings(tenth, sigmoid)
     assert sweep.cell_settings(one, slic) != sweep.cell_settings(tenth, slic)
     assert sweep.cell_settings(tenth, slic)["slic_lambda"] == 0.1
@@ -181,13 +181,64 @@ def test_ceiling_judge_and_online_methods_on_one_frontier(tmp_path, tiny_policy,
 
 def test_sweep_settings_for_online_methods():
     rloo = sweep.Cell("rloo", 0.1, 2e-4, 0, 1)
-    assert sweep.training_config(sweep.SweepConfig(num_pairs=1000, batch_size=16, epochs=2), rloo).max_steps == 126
+    config = sweep.SweepConfig(num_pairs=1000, batch_size=[16], epochs=[2])
+    assert sweep.training_config(config, rloo).max_steps == 126
     # their own pairing settings do not exist for them; the number of generations does
     assert sweep.cell_settings(sweep.SweepConfig(margin=0.5), rloo) == sweep.cell_settings(
         sweep.SweepConfig(margin=1.0), rloo)
-    assert sweep.cell_settings(sweep.SweepConfig(num_generations=2), rloo) != sweep.cell_settings(
-        sweep.SweepConfig(num_generations=4), rloo)
+    assert sweep.cell_settings(sweep.SweepConfig(num_generations=[2]), rloo) != sweep.cell_settings(
+        sweep.SweepConfig(num_generations=[4]), rloo)
     with pytest.raises(Exception, match="multiple of --num-generations"):
-        sweep.SweepConfig(losses=["grpo"], batch_size=6, num_generations=4)
+        sweep.SweepConfig(losses=["grpo"], batch_size=[6], num_generations=[4])
     assert [c.name for c in sweep.grid(sweep.SweepConfig(losses=["rloo"], betas=[0.1], seeds=[0], rounds=[1, 3]))] \
         == ["rloo_beta0.1_lr0.0002_seed0_rounds1"]
+
+
+def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
+    """The sweep's options are derived from the stage configs: each stage option is a sweep option (with the
+    stage's default) that reaches the stage config each cell runs with, a grid axis, or refused with its reason."""
+    import dataclasses
+
+    from sentiment_dpo.config import GenerationConfig, PairsConfig, make_parser, parse_config
+
+    sweep_fields = {f.name: f for f in dataclasses.fields(sweep.SweepConfig)}
+    for cls in (GenerationConfig, PairsConfig, TrainingConfig):
+        for f in dataclasses.fields(cls):
+            if f.name in sweep.NOT_HONOURED or f.name in sweep.AXES or f.name in sweep.COMMON:
+                continue
+            if cls is GenerationConfig and f.name == "batch_size":
+                continue  # sampling batches: --eval-batch-size
+            assert f.name in sweep_fields, f"{cls.__name__}.{f.name} is missing from the sweep"
+            default = sweep_fields[f.name].default_factory() if f.name in sweep.TRAINING_NAMES else \
+                sweep_fields[f.name].default
+            assert default == ([f.default] if f.name in sweep.TRAINING_NAMES else f.default), f.name
+    config = sweep.SweepConfig(prompt_mode="bos", prompt_words=3, temperature=0.7, positive_label="POS",
+                               strategy="best_worst", eval_batch_size=8, label_smoothing=[0.1], lora_rank=[4],
+                               lora_alpha=[8.0], warmup_ratio=[0.2], losses=["robust"], betas=[0.2])
+    generation, pairs = sweep.generation_config(config), sweep.pairs_config(config)
+    assert (generation.prompt_mode, generation.prompt_words, generation.temperature, generation.positive_label,
+            generation.batch_size, pairs.strategy) == ("bos", 3, 0.7, "POS", 8, "best_worst")
+    (cell,) = sweep.grid(sweep.SweepConfig(**{**config.__dict__, "seeds": [5]}))
+    training = sweep.training_config(config, cell)
+    assert (training.loss, training.beta, training.seed, training.label_smoothing, training.lora_rank,
+            training.lora_alpha, training.warmup_ratio) == ("robust", 0.2, 5, 0.1, 4, 8.0, 0.2)
+    file = tmp_path / "sweep.yaml"
+    file.write_text("resume: true\n")
+    with pytest.raises(Exception, match="sets resume, which this command cannot honour: an interrupted cell is "
+                                        "rerun from its start; remove it"):
+        parse_config(sweep.SweepConfig, make_parser(sweep.SweepConfig, ""), ["--config", str(file)])
+
+
+def test_a_training_option_with_several_values_is_a_grid_axis(tmp_path, tiny_policy, tiny_reward):
+    # soft labels are read by sigmoid only: ipo gets one cell, sigmoid one per value
+    args = sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sigmoid", "ipo", "--seeds", "0",
+                      "--soft-labels", "false", "true")
+    assert sweep_script.main(args) == 0
+    names = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    assert names == ["ipo_beta0.1_lr0.05_seed0_rounds1", "sigmoid_beta0.1_lr0.05_seed0_rounds1_soft_labelsFalse",
+                     "sigmoid_beta0.1_lr0.05_seed0_rounds1_soft_labelsTrue"]
+    hard, soft = (json.loads((tmp_path / "cells" / name / "cell.json").read_text()) for name in names[1:])
+    assert (hard["settings"]["soft_labels"], soft["settings"]["soft_labels"]) == (False, True)
+    assert hard["final"]["kl"] != soft["final"]["kl"]  # same data and seed: the labels changed the training
+    report = (tmp_path / "report.md").read_text()
+    assert "| sigmoid, soft_labels false | 0.1 |" in report and "| sigmoid, soft_labels true | 0.1 |" in report
