@@ -26,10 +26,14 @@ from trl.trainer.utils import FusedCausalLMOutput
 from .distributed import map_length_sorted
 
 
-def add_dense_lm_head(model) -> None:
+def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
     """Make `model(..., labels=labels, fused_lm_head=True)` return TRL's `FusedCausalLMOutput`, computed from the
-    full logits of the labelled positions (labels != -100) only. Other calls go to the model's own forward."""
+    full logits of the labelled positions (labels != -100) only. Other calls go to the model's own forward.
+
+    `outputs`: the per-token fields to compute (as TRL's `add_fused_lm_head`; the others are None). It is kept in
+    `model.dense_head_outputs`, so a pass that needs fewer (the reference log-probs) can narrow it."""
     original_forward = type(model).forward.__get__(model)
+    model.dense_head_outputs = outputs
 
     def dense_forward(self, *args, fused_lm_head: bool = False, labels=None, shift_labels=None,
                       num_items_in_batch=None, **kwargs):
@@ -37,6 +41,7 @@ def add_dense_lm_head(model) -> None:
             if labels is not None:
                 kwargs["labels"] = labels
             return original_forward(*args, **kwargs)
+        wanted = self.dense_head_outputs
         kwargs["use_cache"] = False
         hidden = self.base_model(*args, **kwargs).last_hidden_state
         if shift_labels is None:  # token t is predicted at position t - 1
@@ -44,12 +49,20 @@ def add_dense_lm_head(model) -> None:
         mask = shift_labels != -100
         logits = self.get_output_embeddings()(hidden[mask]).float()  # (labelled tokens, vocab)
         targets = shift_labels[mask]
+        per_token = {}
         with torch.no_grad():  # training metrics only
-            per_token = {"mean_logits": logits.mean(-1), "is_top1": logits.argmax(-1) == targets}
+            if "mean_logits" in wanted:
+                per_token["mean_logits"] = logits.mean(-1)
+            if "is_top1" in wanted:
+                per_token["is_top1"] = logits.argmax(-1) == targets
         log_softmax = torch.log_softmax(logits, dim=-1)
         del logits  # log_softmax's backward needs only its output
         per_token["log_probs"] = log_softmax.gather(-1, targets[:, None]).squeeze(-1)
-        per_token["entropy"], per_token["log_sum_sq_probs"] = _distribution_stats(log_softmax.detach())
+        if "entropy" in wanted or "log_sum_sq_probs" in wanted:
+            entropy, log_sum_sq = _distribution_stats(log_softmax.detach(), "log_sum_sq_probs" in wanted)
+            per_token["entropy"] = entropy
+            if log_sum_sq is not None:
+                per_token["log_sum_sq_probs"] = log_sum_sq
         # Back to (batch, positions) with zeros where there is no label, as TRL's head returns them.
         full = {name: value.new_zeros(mask.shape).masked_scatter(mask, value) for name, value in per_token.items()}
         loss = -full["log_probs"].sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None
@@ -59,19 +72,45 @@ def add_dense_lm_head(model) -> None:
     model.forward = types.MethodType(dense_forward, model)
 
 
-def _distribution_stats(log_softmax: torch.Tensor, rows: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entropy and log(sum p^2) of each row's distribution, a few rows at a time (bounded temporaries)."""
-    entropy, log_sum_sq = [], []
+def _distribution_stats(log_softmax: torch.Tensor, with_sum_sq: bool = True,
+                        rows: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Entropy and (if asked for) log(sum p^2) of each row's distribution, a few rows at a time (bounded
+    temporaries)."""
+    entropy, sum_sq = [], []
     for chunk in log_softmax.split(rows):
-        entropy.append(-(chunk.exp() * chunk).sum(-1))
-        log_sum_sq.append(torch.logsumexp(2 * chunk, dim=-1))
+        probs = chunk.exp()
+        entropy.append(-(probs * chunk).sum(-1))
+        if with_sum_sq:
+            sum_sq.append((probs * probs).sum(-1))
     if not entropy:  # no labelled token at all
-        return log_softmax.new_zeros(0), log_softmax.new_zeros(0)
-    return torch.cat(entropy), torch.cat(log_sum_sq)
+        return log_softmax.new_zeros(0), log_softmax.new_zeros(0) if with_sum_sq else None
+    return torch.cat(entropy), torch.cat(sum_sq).log() if with_sum_sq else None
 
 
 def use_dense_head(model) -> bool:
     return next(model.parameters()).device.type != "cuda"
+
+
+def _base(model):
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def use_fused_gelu(model) -> None:
+    """Swap GPT-2's `NewGELUActivation` (the tanh GELU written as seven element-wise ops, each with its own backward)
+    for transformers' `GELUTanh`: PyTorch's fused kernel of the same formula, equal up to float rounding. The
+    activation has no weights, so the saved model is unchanged."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is NewGELUActivation:
+                setattr(parent, name, GELUTanh())
+
+
+# The per-token fields TRL's DPO loss and metrics read (as TRL asks its own head for them; log_sum_sq_probs only
+# for WPO weighting).
+TRAINING_OUTPUTS = ("log_probs", "entropy", "mean_logits", "is_top1")
 
 
 TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
@@ -176,11 +215,14 @@ def _keep_preference(collate):
 
 
 class FastDPOTrainer(SampledTokensDPOTrainer):
-    """`DPOTrainer` on the sampled tokens, with the dense log-prob head off CUDA and a project-side reference
-    log-prob pass."""
+    """`DPOTrainer` on the sampled tokens, with the dense log-prob head off CUDA, a project-side reference log-prob
+    pass, and PyTorch's fused GELU (`use_fused_gelu`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._dense_heads_added = False
+        for model in (kwargs.get("model"), kwargs.get("ref_model")):
+            if isinstance(model, torch.nn.Module):  # before TRL's __init__, which runs the reference pass
+                use_fused_gelu(model)
         super().__init__(*args, **kwargs)
         self._add_dense_heads()
 
@@ -188,9 +230,9 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         # TRL patches the heads in its __init__, before it precomputes: ours go on top, once.
         if self._dense_heads_added or not use_dense_head(self.model):
             return
-        for model in (self.model, self.ref_model):
-            if model is not None:
-                add_dense_lm_head(model.get_base_model() if hasattr(model, "get_base_model") else model)
+        add_dense_lm_head(_base(self.model), TRAINING_OUTPUTS + (("log_sum_sq_probs",) if self.use_weighting else ()))
+        if self.ref_model is not None:
+            add_dense_lm_head(_base(self.ref_model))  # log-probs only, like TRL's reference head
         self._dense_heads_added = True
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
@@ -200,6 +242,10 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         device = self.accelerator.device
         rows = [dataset[i] for i in range(len(dataset))]
         lengths = [len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows]
+        head = _base(model)
+        training_outputs = getattr(head, "dense_head_outputs", None)
+        if training_outputs is not None:  # the reference pass needs the log-probs alone
+            head.dense_head_outputs = ("log_probs",)
         was_training = model.training
         model.eval()
 
@@ -211,5 +257,7 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
 
         chosen_logps, rejected_logps = zip(*map_length_sorted(lengths, batch_size, score))
         model.train(was_training)
+        if training_outputs is not None:
+            head.dense_head_outputs = training_outputs
         return (dataset.add_column("ref_chosen_logps", list(chosen_logps))
                 .add_column("ref_rejected_logps", list(rejected_logps)))
