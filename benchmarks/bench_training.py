@@ -7,11 +7,10 @@ the same batch. Second line, TRL's `DPOConfig` defaults (activation checkpointin
 recomputed every step by a separate reference model; bf16 off, since it fails on CPU). Both use TRL's tiled
 log-prob head. Ours: `sentiment_dpo.fast_dpo.FastDPOTrainer` with `sentiment_dpo.training.dpo_config` (reference
 log-probs computed once in a length-sorted pass, no reference model kept, dense log-prob head on the
-completion tokens only, PyTorch's fused GELU,
-no activation checkpointing). Same model, pairs, seed, learning rate, batch size and
-epochs (default 3, as the pipeline trains), so both reach the same loss; the time covers trainer setup
-(tokenising, reference pass) and training, divided by the epochs. Each side runs in its own process so that
-peak memory is its own. Only ratios are comparable across machines.
+completion tokens only, PyTorch's fused GELU, no activation checkpointing). Same model, pairs, seed, learning
+rate, batch size and epochs (default 3, as the pipeline trains), so both reach the same loss; the time covers
+trainer setup (tokenising, reference pass) and training, divided by the epochs. Each side runs in its own
+process so that peak memory is its own. Only ratios are comparable across machines.
 
     python3 benchmarks/bench_training.py --pairs runs/default/data/pairs.jsonl --num-pairs 512
 """
