@@ -208,7 +208,8 @@ def write_report(run_dir: Path, config) -> Path:
 
     lines = ["# Sweep report", "",
              f"Policy `{config.policy}`, reward `{config.reward}`, held-out judge `{config.judge}`; "
-             f"{config.num_pairs} pairs per round from {config.num_samples} samples, {_values(config.epochs)} epochs "
+             f"{config.num_pairs} pairs per round from {config.num_samples} samples, {_values(config.epochs)} "
+             f"epoch{'' if config.epochs == [1.0] else 's'} "
              f"at batch {_values(config.batch_size)} (online methods: as many steps, {_values(config.batch_size)} "
              "completions each); every "
              f"{config.eval_every} steps each policy is evaluated on {config.eval_prompts} held-out prompts "
