@@ -177,6 +177,8 @@ def write_report(run_dir: Path, config) -> Path:
     from .ceiling_samples import markdown_lines
     from .sweep import REFERENCE
 
+    from .training import is_online
+
     cells = _load_cells(run_dir)
     if not cells:
         raise PipelineError(f"{run_dir} holds no finished training yet; run `python3 sweep.py` first")
@@ -210,8 +212,9 @@ def write_report(run_dir: Path, config) -> Path:
              f"Policy `{config.policy}`, reward `{config.reward}`, held-out judge `{config.judge}`; "
              f"{config.num_pairs} pairs per round from {config.num_samples} samples, {_values(config.epochs)} "
              f"epoch{'' if config.epochs == [1.0] else 's'} "
-             f"at batch {_values(config.batch_size)} (online methods: as many steps, {_values(config.batch_size)} "
-             "completions each); every "
+             f"at batch {_values(config.batch_size)}"
+             + (f" (online methods: as many steps, {_values(config.batch_size)} completions each)"
+                if any(is_online(loss) for loss in config.losses) else "") + "; every "
              f"{config.eval_every} steps each policy is evaluated on {config.eval_prompts} held-out prompts "
              f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "
              f"{sum(c['seconds'] for c in cells) / 60:.0f} min of training and evaluation in total. "

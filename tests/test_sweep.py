@@ -46,6 +46,7 @@ def test_cells_curves_and_report(finished_sweep):
     assert set(cell["final"]) >= {"reward_mean", "kl", "self_bleu", "reference_perplexity", "distinct_2"}
     report = (finished_sweep / "report.md").read_text()
     assert "## Findings" in report and "within KL ≤ 20 nats" in report
+    assert "online methods: as many steps" not in report  # no online method in this sweep
     assert "| sigmoid | 0.1 | 2 |" in report and "| slic | 0.1 | 2 |" in report
     for png in ("frontier.png", "diversity_vs_reward.png", "reward_hists.png"):
         assert (finished_sweep / png).read_bytes()[:4] == b"\x89PNG"
@@ -173,6 +174,7 @@ def test_ceiling_judge_and_online_methods_on_one_frontier(tmp_path, tiny_policy,
     assert len(io.read_jsonl(tmp_path / "reference" / "ceiling_samples.jsonl", ("judge_p_positive",), "")) == 24
     report = (tmp_path / "report.md").read_text()
     assert "## The ceiling" in report and "| best-of-4 | ≤ 0.64 |" in report
+    assert "(online methods: as many steps, 4 completions each)" in report
     assert "| KL overhead |" in report and "judge p_positive" in report
     for method in ("sft", "rloo", "grpo", "online_dpo"):
         assert f"| {method} | " in report
