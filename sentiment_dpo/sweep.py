@@ -52,6 +52,11 @@ NOT_HONOURED = {
 READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",)}
 
 
+def reads(loss: str, option: str) -> bool:
+    """Whether method `loss` reads training option `option` (every method reads those not in `READ_BY`)."""
+    return loss in READ_BY.get(option, (loss,))
+
+
 def _stage_options(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
                    as_list: bool = False) -> list[tuple[str, Any, Any]]:
     """`cls`'s options as `make_dataclass` fields with the stage's type, default and help; `as_list`: each takes
@@ -163,7 +168,7 @@ def grid(config: SweepConfig) -> list[Cell]:
     varied = [name for name in TRAINING_NAMES if len(getattr(config, name)) > 1]
     combinations = list(itertools.product(*[[(name, value) for value in getattr(config, name)] for name in varied]))
     cells = [Cell(loss, beta, lr, seed, rounds,
-                  tuple((name, value) for name, value in combination if loss in READ_BY.get(name, (loss,))))
+                  tuple((name, value) for name, value in combination if reads(loss, name)))
              for rounds in config.rounds for loss in config.losses
              for beta in (config.betas[:1] if loss in BETA_FREE else config.betas)
              for lr in config.learning_rates for combination in combinations for seed in config.seeds
@@ -181,8 +186,8 @@ def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
         ignored |= {"strategy", "margin"}
     shared = {k: v for k, v in config_to_dict(config).items() if k not in ignored}
     training = config_to_dict(training_config(config, cell))
-    return shared | {name: training[name] for name in TRAINING_NAMES
-                     if cell.loss in READ_BY.get(name, (cell.loss,))} | dataclasses.asdict(cell)
+    return shared | {name: training[name] for name in TRAINING_NAMES if reads(cell.loss, name)} \
+        | dataclasses.asdict(cell)
 
 
 def generation_config(config: SweepConfig) -> GenerationConfig:
@@ -212,8 +217,8 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     from .online_rl import check_batch
     from .training import is_online
 
-    values = {name: getattr(config, name)[0] for name in TRAINING_NAMES
-              if cell.loss in READ_BY.get(name, (cell.loss,))} | dict(cell.options)
+    values = {name: getattr(config, name)[0] for name in TRAINING_NAMES if reads(cell.loss, name)} \
+        | dict(cell.options)
     steps = offline_steps(config.num_pairs, values["batch_size"], values["epochs"])
     training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
                               beta=cell.beta, learning_rate=cell.learning_rate,

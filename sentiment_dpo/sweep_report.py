@@ -176,7 +176,6 @@ def write_report(run_dir: Path, config) -> Path:
     from . import plots
     from .ceiling_samples import markdown_lines
     from .sweep import REFERENCE
-
     from .training import is_online
 
     cells = _load_cells(run_dir)
