@@ -91,7 +91,8 @@ class GenerationConfig(CommonConfig):
 
 @dataclass
 class PairsConfig(CommonConfig):
-    num_pairs: int = option("Preference pairs to build.", default=2000)
+    num_pairs: int = option("Preference pairs to build (0: every admissible pair of every prompt, e.g. all 28 of "
+                            "8 samples per prompt, for training with --group-by-prompt).", default=2000)
     strategy: str = option("'margin': random same-prompt pairs whose rewards differ by at least --margin; "
                           "'random': random same-prompt pairs; 'best_worst': the best and worst sample of each "
                           "prompt.", default="margin")
@@ -100,7 +101,7 @@ class PairsConfig(CommonConfig):
     def __post_init__(self) -> None:
         check_common(self)
         check_choice("strategy", self.strategy, PAIR_STRATEGIES)
-        check_positive(self, "num_pairs")
+        check_non_negative(self, "num_pairs")
         check_non_negative(self, "margin")
 
 
@@ -127,6 +128,11 @@ class TrainingConfig(CommonConfig):
         "sigmoid(chosen_reward - rejected_reward), instead of 1. The loss is then minimised by the KL-regularised "
         "optimum pi_ref * exp(reward / beta), the ceiling's point at the same beta, where hard labels push the "
         "chosen-rejected margin up without end.", default=False)
+    group_by_prompt: bool = option(
+        "DPOTrainer losses: fill each batch with whole prompts' pairs (the prompts in a seeded random order each "
+        "epoch) instead of pairs in random order, and run each distinct text of a batch through the model once. "
+        "With every pair of 8 samples per prompt (prepare_dataset.py --num-pairs 0), a batch of 448 pairs is 16 "
+        "prompts' 28 pairs, computed as 128 texts.", default=False)
     precompute_ref_log_probs: bool = option(
         "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
@@ -154,6 +160,11 @@ class TrainingConfig(CommonConfig):
             raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
                                 f"got {self.num_generations}")
         check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
+        from .training import SLIC, is_online
+
+        if self.group_by_prompt and (self.loss == SLIC or is_online(self.loss)):
+            raise PipelineError(f"--group-by-prompt batches the pairs of DPOTrainer's losses; {self.loss!r} does not "
+                                "train on pairs through it: remove --group-by-prompt")
         if self.soft_labels and self.loss != "sigmoid":
             raise PipelineError(f"--soft-labels is defined for the sigmoid loss only, not {self.loss!r}; use "
                                 "`python3 main.py sigmoid --soft-labels`")

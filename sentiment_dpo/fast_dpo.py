@@ -11,12 +11,16 @@ changes, both measured in `benchmarks/bench_training.py`:
   On CUDA the Triton kernel is kept: there the memory saving matters and the kernel is fast.
 - The reference log-probs are computed once in one length-sorted pass and added as dataset columns,
   shared across processes like the sampling stages do, instead of TRL's pass and its Arrow cache file.
+- Each distinct sequence of a batch is computed once. With `group_by_prompt` a batch holds every pair of a few
+  prompts (all 28 pairs of 8 samples share 8 texts), so the dense head runs the model on the texts, not the pairs.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import types
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -31,7 +35,10 @@ def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
     full logits of the labelled positions (labels != -100) only. Other calls go to the model's own forward.
 
     `outputs`: the per-token fields to compute (as TRL's `add_fused_lm_head`; the others are None). It is kept in
-    `model.dense_head_outputs`, so a pass that needs fewer (the reference log-probs) can narrow it."""
+    `model.dense_head_outputs`, so a pass that needs fewer (the reference log-probs) can narrow it.
+
+    Identical rows (the same text in several pairs of a batch) are run through the model once; their outputs are
+    copied back to every row, so values and gradients are those of the full batch."""
     original_forward = type(model).forward.__get__(model)
     model.dense_head_outputs = outputs
 
@@ -43,9 +50,15 @@ def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
             return original_forward(*args, **kwargs)
         wanted = self.dense_head_outputs
         kwargs["use_cache"] = False
+        rows = labels if labels is not None else shift_labels
+        first, inverse = _distinct_rows([rows] + [v for v in (*args, *kwargs.values()) if _per_row(v, rows)])
+        args = tuple(v[first] if _per_row(v, rows) else v for v in args)
+        kwargs = {k: v[first] if _per_row(v, rows) else v for k, v in kwargs.items()}
         hidden = self.base_model(*args, **kwargs).last_hidden_state
         if shift_labels is None:  # token t is predicted at position t - 1
-            hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
+            hidden, shift_labels = hidden[:, :-1], labels[first, 1:]
+        else:
+            shift_labels = shift_labels[first]
         mask = shift_labels != -100
         logits = self.get_output_embeddings()(hidden[mask]).float()  # (labelled tokens, vocab)
         targets = shift_labels[mask]
@@ -63,13 +76,31 @@ def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
             per_token["entropy"] = entropy
             if log_sum_sq is not None:
                 per_token["log_sum_sq_probs"] = log_sum_sq
-        # Back to (batch, positions) with zeros where there is no label, as TRL's head returns them.
-        full = {name: value.new_zeros(mask.shape).masked_scatter(mask, value) for name, value in per_token.items()}
+        # Back to (batch, positions) with zeros where there is no label, as TRL's head returns them, and to every
+        # row of the batch.
+        full = {name: value.new_zeros(mask.shape).masked_scatter(mask, value)[inverse]
+                for name, value in per_token.items()}
+        mask = mask[inverse]
         loss = -full["log_probs"].sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None
                                           else num_items_in_batch)
         return FusedCausalLMOutput(loss=loss, label_mask=mask, **full)
 
     model.forward = types.MethodType(dense_forward, model)
+
+
+def _per_row(value: Any, rows: torch.Tensor) -> bool:
+    return torch.is_tensor(value) and value.dim() == 2 and value.size(0) == rows.size(0)
+
+
+def _distinct_rows(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, inverse): the index of the first of each distinct row (rows compared across all `tensors`, each
+    (batch, positions)), and for every row the position of its distinct row in `first`."""
+    rows = torch.cat([t.long() for t in tensors], dim=1)
+    _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), rows.size(0), dtype=torch.long, device=rows.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(rows.size(0), device=rows.device), "amin")
+    order = first.argsort()  # distinct rows in batch order
+    return first[order], order.argsort()[inverse]
 
 
 def _distribution_stats(log_softmax: torch.Tensor, with_sum_sq: bool = True,
@@ -147,9 +178,35 @@ def dpo_trainer_class() -> type:
     return FastDPOTrainer
 
 
+class PromptGroupedSampler(torch.utils.data.Sampler):
+    """Every pair once per epoch, each prompt's pairs one after another, the prompts in a random order drawn from
+    `seed` and the epoch: consecutive batches hold whole prompts' pairs."""
+
+    def __init__(self, prompts: list[tuple[int, ...]], seed: int) -> None:
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, prompt in enumerate(prompts):
+            groups[prompt].append(index)
+        self.groups = list(groups.values())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self.groups)
+
+    def __iter__(self):
+        order = list(range(len(self.groups)))
+        random.Random(f"{self.seed}/{self.epoch}").shuffle(order)
+        for group in order:
+            yield from self.groups[group]
+
+
 class SampledTokensDPOTrainer(DPOTrainer):
     """`DPOTrainer` that trains on a dataset of token ids as it is (see the module docstring); a text dataset
-    goes through TRL's own preparation.
+    goes through TRL's own preparation. `group_by_prompt`: batches of whole prompts' pairs (`PromptGroupedSampler`)
+    instead of pairs in random order.
 
     With a `PREFERENCE` column q the sigmoid loss becomes −q·log σ(βΔ) − (1 − q)·log σ(−βΔ), whose minimiser is the
     finite margin βΔ = logit(q) (the hard label q = 1 keeps pushing Δ up without end). TRL's loss has no per-pair
@@ -157,7 +214,8 @@ class SampledTokensDPOTrainer(DPOTrainer):
     own loss, with Δ from the policy's log-probs of the same forward pass.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, group_by_prompt: bool = False, **kwargs: Any) -> None:
+        self.group_by_prompt = group_by_prompt
         super().__init__(*args, **kwargs)
         if self.train_dataset is not None and PREFERENCE in self.train_dataset.column_names:
             if self.loss_types != ["sigmoid"] or self.f_divergence_type != "reverse_kl" or self.ld_alpha is not None:
@@ -168,6 +226,12 @@ class SampledTokensDPOTrainer(DPOTrainer):
         if all(column in dataset.column_names for column in TOKEN_COLUMNS):
             return dataset
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_prompt:
+            return super()._get_train_sampler(train_dataset)
+        return PromptGroupedSampler([tuple(ids) for ids in dataset["prompt_ids"]], self.args.seed)
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
@@ -236,12 +300,20 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         self._dense_heads_added = True
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
-        """`dataset` with `ref_chosen_logps` / `ref_rejected_logps` columns from the frozen starting model."""
+        """`dataset` with `ref_chosen_logps` / `ref_rejected_logps` columns from the frozen starting model, each
+        distinct text scored once."""
         self._add_dense_heads()
         model = self.ref_model or self.model
         device = self.accelerator.device
-        rows = [dataset[i] for i in range(len(dataset))]
-        lengths = [len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) for r in rows]
+        pairs = [dataset[i] for i in range(len(dataset))]
+        texts: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        for pair in pairs:
+            for side in ("chosen_ids", "rejected_ids"):
+                texts.setdefault((tuple(pair["prompt_ids"]), tuple(pair[side])), len(texts))
+        # one text as both sides of a row: the dense head runs identical rows once
+        rows = [{"prompt_ids": list(prompt), "chosen_ids": list(ids), "rejected_ids": list(ids)}
+                for prompt, ids in texts]
+        lengths = [len(prompt) + len(ids) for prompt, ids in texts]
         head = _base(model)
         training_outputs = getattr(head, "dense_head_outputs", None)
         if training_outputs is not None:  # the reference pass needs the log-probs alone
@@ -249,15 +321,19 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         was_training = model.training
         model.eval()
 
-        def score(_: int, batch: list[int]) -> list[tuple[float, float]]:
+        def score(_: int, batch: list[int]) -> list[float]:
             inputs = {k: v.to(device) for k, v in self.data_collator([rows[i] for i in batch]).items()}
             with torch.inference_mode():
-                chosen, rejected = self.compute_ref_log_probs(model, inputs)
-            return list(zip(chosen.tolist(), rejected.tolist()))
+                logps, _ = self.compute_ref_log_probs(model, inputs)
+            return logps.tolist()
 
-        chosen_logps, rejected_logps = zip(*map_length_sorted(lengths, batch_size, score))
+        logps = map_length_sorted(lengths, batch_size, score)
         model.train(was_training)
         if training_outputs is not None:
             head.dense_head_outputs = training_outputs
-        return (dataset.add_column("ref_chosen_logps", list(chosen_logps))
-                .add_column("ref_rejected_logps", list(rejected_logps)))
+
+        def column(side: str) -> list[float]:
+            return [logps[texts[(tuple(pair["prompt_ids"]), tuple(pair[side]))]] for pair in pairs]
+
+        return (dataset.add_column("ref_chosen_logps", column("chosen_ids"))
+                .add_column("ref_rejected_logps", column("rejected_ids")))

@@ -53,7 +53,7 @@ def candidate_pairs(rows: list[dict[str, Any]], strategy: str, margin: float) ->
 
 def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margin: float,
                 seed: int) -> list[dict[str, Any]]:
-    """`num_pairs` preference pairs drawn without replacement from the admissible ones (seeded)."""
+    """`num_pairs` preference pairs drawn without replacement from the admissible ones (seeded); 0: all of them."""
     candidates = candidate_pairs(rows, strategy, margin)
     if not candidates:
         prompts = [row["prompt"] for row in rows]
@@ -69,7 +69,7 @@ def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margi
             f"asked for {num_pairs} pairs but the {len(rows)} texts allow only {len(candidates)} with --strategy "
             f"{strategy}; ask for --num-pairs {len(candidates)}{hint}, or sample more texts per prompt"
         )
-    chosen = random.Random(seed).sample(candidates, num_pairs)
+    chosen = random.Random(seed).sample(candidates, num_pairs or len(candidates))
     return [{
         "prompt": rows[winner]["prompt"],
         "chosen": rows[winner]["completion"],

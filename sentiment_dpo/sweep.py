@@ -49,12 +49,19 @@ NOT_HONOURED = {
     "report_to": "cells train in scratch folders; cell.json and report.md are the sweep's record",
 }
 # Training options only some methods read: another value must neither retrain nor multiply the other methods' cells.
-READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",)}
+READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",),
+           "group_by_prompt": "DPOTrainer"}
 
 
 def reads(loss: str, option: str) -> bool:
-    """Whether method `loss` reads training option `option` (every method reads those not in `READ_BY`)."""
-    return loss in READ_BY.get(option, (loss,))
+    """Whether method `loss` reads training option `option` (every method reads those not in `READ_BY`;
+    "DPOTrainer": every loss type of TRL's DPOTrainer)."""
+    methods = READ_BY.get(option, (loss,))
+    if methods == "DPOTrainer":
+        from .training import dpo_loss_types
+
+        return loss in dpo_loss_types()
+    return loss in methods
 
 
 def _stage_options(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
@@ -133,6 +140,9 @@ class SweepConfig(StageOptions):
         generation = generation_config(self)
         self.policy, self.reward = generation.policy, generation.reward
         pairs_config(self)
+        if self.num_pairs == 0:  # the online cells' step count and the report are computed from it
+            raise PipelineError("--num-pairs 0 (every pair) is a stage-2 option only: a sweep needs the count, e.g. "
+                                "--num-pairs 12000")
         judge = MetricsConfig(judge=self.judge, ceiling_samples=self.ceiling_samples).judge
         self.judge = judge or PRESETS[self.preset]["judge"]
         for cell in grid(self):

@@ -279,7 +279,8 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
 
             trainer = dpo_trainer_class()(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
-                                     peft_config=lora_config(config), callbacks=callbacks)
+                                     peft_config=lora_config(config), callbacks=callbacks,
+                                     group_by_prompt=config.group_by_prompt)
         trainer.add_callback(finite_guard(config.loss))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     check_finite_weights(model, config.loss)

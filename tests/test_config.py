@@ -37,7 +37,7 @@ def test_resolved_config_with_provenance_reads_back(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--strategy", "best"], "--strategy 'best' is not one of"),
-    (["--num-pairs", "0"], "--num-pairs must be a finite number > 0"),
+    (["--num-pairs", "-1"], "--num-pairs must be a finite number >= 0"),
     (["--config", "/nonexistent.yaml"], "not found"),
 ])
 def test_bad_options_are_one_line_errors(argv, message):
@@ -59,6 +59,8 @@ def test_unknown_yaml_option(tmp_path):
     (TrainingConfig, ["--warmup-ratio", "1.5"], r"--warmup-ratio must be in \[0, 1\), got 1.5; e.g. 0.1"),
     (TrainingConfig, ["--max-steps", "0"], "--max-steps must be -1"),
     (TrainingConfig, ["--loss", "ipo", "--soft-labels"], "--soft-labels is defined for the sigmoid loss only"),
+    (TrainingConfig, ["--loss", "rloo", "--group-by-prompt"], "'rloo' does not train on pairs through it"),
+    (TrainingConfig, ["--loss", "slic", "--group-by-prompt"], "'slic' does not train on pairs through it"),
     (GenerationConfig, ["--temperature", "nan"], "--temperature must be a finite number > 0"),
     (GenerationConfig, ["--seed", "-1"], "--seed must be a finite number >= 0"),
     (GenerationConfig, ["--device", "tpu"], "--device 'tpu' is not one of: auto, cpu, cuda"),

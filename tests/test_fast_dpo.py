@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from trl.trainer.utils import add_fused_lm_head
 
 from sentiment_dpo.config import TrainingConfig
-from sentiment_dpo.fast_dpo import (FastDPOTrainer, SampledTokensDPOTrainer, _distribution_stats, add_dense_lm_head,
-                                    use_fused_gelu)
+from sentiment_dpo.fast_dpo import (FastDPOTrainer, PromptGroupedSampler, SampledTokensDPOTrainer,
+                                    _distribution_stats, add_dense_lm_head, use_fused_gelu)
 from sentiment_dpo.models import load_policy
 from sentiment_dpo.training import dpo_config, pairs_dataset
 from tiny import PAIRS
@@ -73,12 +73,71 @@ def test_dense_head_matches_trl_tiled_head(tiny_policy):
     assert dense_model(input_ids=ids).logits.shape == (2, 7, dense_model.config.vocab_size)
 
 
-@pytest.mark.parametrize("loss", ["sigmoid", "ipo", "sft"])
-def test_fast_trainer_matches_trl(loss, tiny_policy, tmp_path):
-    """Several batches (4 pairs, batch 2, 2 epochs; the reference pass batches in length order, so its results
-    must be put back in dataset order): both reference log-probs of every pair, every logged loss and the final
-    weights match TRL's own path on the same token ids."""
-    config = TrainingConfig(loss=loss, epochs=2, batch_size=2, learning_rate=1e-2, run_dir=str(tmp_path))
+def test_dense_head_runs_each_distinct_row_once(tiny_policy):
+    """A batch with repeated rows (one text in several pairs): the model runs on the 3 distinct rows only, and
+    every output and every gradient equals TRL's head on the whole batch of 5."""
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    trl_model, dense_model = policy.model, copy.deepcopy(policy.model)
+    add_fused_lm_head(trl_model, outputs=FIELDS)
+    add_dense_lm_head(dense_model, outputs=FIELDS)
+    a, b, c = [1, 5, 9, 12, 7, 3, 0], [1, 8, 4, 6, 2, 0, 0], [1, 5, 9, 4, 4, 0, 0]
+    ids = torch.tensor([a, b, a, c, b])
+    mask = (ids != 0).long()
+    labels = ids.masked_fill(torch.tensor([[0, 0, 0, 1, 1, 1, 1]] * 5) * mask == 0, -100)
+    rows_run = []
+    dense_model.base_model.register_forward_hook(lambda _m, _a, out: rows_run.append(out.last_hidden_state.size(0)))
+    outputs = [model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+               for model in (trl_model, dense_model)]
+    assert rows_run == [3]
+    labelled = labels[:, 1:] != -100
+    for name in FIELDS:
+        expected, got = getattr(outputs[0], name), getattr(outputs[1], name)
+        assert got.shape == expected.shape, name
+        if name != "is_top1":
+            assert torch.allclose(got[labelled], expected[labelled], atol=1e-5), name
+    assert torch.equal(outputs[1].label_mask, labelled)
+    weights = torch.arange(1.0, 6.0)[:, None]  # rows weighted differently: each copy's gradient must count
+    for output in outputs:
+        (output.log_probs * weights).sum().backward()
+    for (name, x), y in zip(trl_model.named_parameters(), dense_model.parameters()):
+        assert torch.allclose(x.grad, y.grad, atol=1e-5), name
+
+
+def test_prompt_grouped_sampler_keeps_each_prompts_pairs_together():
+    prompts = [(i % 20,) for i in range(100)]  # 20 prompts, 5 pairs each, interleaved in the dataset
+    sampler = PromptGroupedSampler(prompts, seed=3)
+    epochs = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert sorted(order) == list(range(100)) and len(sampler) == 100
+        runs = [prompts[i] for i in order]
+        assert all(len(set(runs[k:k + 5])) == 1 for k in range(0, 100, 5))  # whole prompts, one after another
+        epochs.append(order)
+    assert epochs[0] != epochs[1]  # a new prompt order each epoch
+    sampler.set_epoch(0)
+    assert list(sampler) == epochs[0] == list(PromptGroupedSampler(prompts, seed=3))  # seeded
+
+
+# Every pair of 3 texts for each of two prompts: each text is in two pairs.
+SHARED_PAIRS = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in [
+    ("the movie was", " great .", " dull ."), ("the movie was", " great .", " bad and long ."),
+    ("the movie was", " dull .", " bad and long ."),
+    ("the plot", " is charming .", " is tedious ."), ("the plot", " is charming .", " is clumsy and slow ."),
+    ("the plot", " is tedious .", " is clumsy and slow ."),
+]]
+
+
+@pytest.mark.parametrize("loss, group_by_prompt", [("sigmoid", False), ("ipo", False), ("sft", False),
+                                                   ("sigmoid", True), ("ipo", True)])
+def test_fast_trainer_matches_trl(loss, group_by_prompt, tiny_policy, tmp_path):
+    """Several batches (batch 3, 2 epochs; the reference pass batches in length order, so its results must be put
+    back in dataset order): both reference log-probs of every pair, every logged loss and the final weights match
+    TRL's own path on the same token ids. Grouped by prompt, a batch is one prompt's 3 pairs of 3 texts, which the
+    fast path runs once each."""
+    pairs = SHARED_PAIRS if group_by_prompt else PAIRS
+    config = TrainingConfig(loss=loss, epochs=2, batch_size=3 if group_by_prompt else 2, learning_rate=1e-2,
+                            group_by_prompt=group_by_prompt, run_dir=str(tmp_path))
     results = []
     for trainer_class in (SampledTokensDPOTrainer, FastDPOTrainer):  # TRL's own path vs the fast one
         policy = load_policy(str(tiny_policy), torch.device("cpu"))
@@ -88,10 +147,13 @@ def test_fast_trainer_matches_trl(loss, tiny_policy, tmp_path):
         args = dpo_config(config, tmp_path / trainer_class.__name__, True)
         args.logging_steps = 1
         args.precompute_ref_batch_size = 3  # batches of the reference pass straddle the length order
-        trainer = trainer_class(model=policy.model, args=args, train_dataset=pairs_dataset(PAIRS, policy.tokenizer),
-                                processing_class=policy.tokenizer)
+        trainer = trainer_class(model=policy.model, args=args, train_dataset=pairs_dataset(pairs, policy.tokenizer),
+                                processing_class=policy.tokenizer, group_by_prompt=group_by_prompt)
         reference = [(trainer.train_dataset[i]["ref_chosen_logps"], trainer.train_dataset[i]["ref_rejected_logps"])
-                     for i in range(len(PAIRS))]
+                     for i in range(len(pairs))]
+        if group_by_prompt:  # each batch: one prompt's 3 pairs, 3 distinct texts
+            for batch in trainer.get_train_dataloader():
+                assert len(torch.unique(batch["input_ids"], dim=0)) == 3
         trainer.train()
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         results.append((reference, losses, {k: v.clone() for k, v in policy.model.state_dict().items()}))
@@ -99,7 +161,7 @@ def test_fast_trainer_matches_trl(loss, tiny_policy, tmp_path):
     for (trl_chosen, trl_rejected), (fast_chosen, fast_rejected) in zip(trl_reference, fast_reference):
         assert fast_chosen == pytest.approx(trl_chosen, abs=1e-4)
         assert fast_rejected == pytest.approx(trl_rejected, abs=1e-4)
-    assert len(fast_losses) == len(trl_losses) == 4  # one per step
+    assert len(fast_losses) == len(trl_losses) == 4  # one per step (4 or 6 pairs, batch 2 or 3, 2 epochs)
     assert fast_losses == pytest.approx(trl_losses, rel=1e-4)
     for name, value in trl_weights.items():
         # 4 Adam steps at lr 1e-2 move weights by ~4e-2; float rounding of the two heads leaves ~1e-5

@@ -45,3 +45,10 @@ def test_build_pairs_rows_and_seeding():
 def test_more_pairs_than_the_texts_allow_is_a_clear_error():
     with pytest.raises(PipelineError, match=r"asked for 6 pairs .* allow only 5"):
         build_pairs(DATA, 6, "random", 0.0, seed=0)
+
+
+def test_zero_pairs_means_every_admissible_pair():
+    pairs = build_pairs(DATA, 0, "random", 0.0, seed=0)
+    assert sorted((p["chosen"], p["rejected"]) for p in pairs) == sorted(
+        [("a", "b"), ("a", "c"), ("b", "c"), ("d", "f"), ("e", "f")])
+    assert len(build_pairs(DATA, 0, "margin", 1.0, seed=0)) == 4

@@ -224,6 +224,9 @@ def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
     training = sweep.training_config(config, cell)
     assert (training.loss, training.beta, training.seed, training.label_smoothing, training.lora_rank,
             training.lora_alpha, training.warmup_ratio) == ("robust", 0.2, 5, 0.1, 4, 8.0, 0.2)
+    assert sweep.reads("ipo", "group_by_prompt") and not sweep.reads("rloo", "group_by_prompt")
+    with pytest.raises(Exception, match="--num-pairs 0 .* a sweep needs the count"):
+        sweep.SweepConfig(num_pairs=0)
     file = tmp_path / "sweep.yaml"
     file.write_text("resume: true\n")
     with pytest.raises(Exception, match="sets resume, which this command cannot honour: an interrupted cell is "
