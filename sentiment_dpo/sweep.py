@@ -140,9 +140,6 @@ class SweepConfig(StageOptions):
         generation = generation_config(self)
         self.policy, self.reward = generation.policy, generation.reward
         pairs_config(self)
-        if self.num_pairs == 0:  # the online cells' step count and the report are computed from it
-            raise PipelineError("--num-pairs 0 (every pair) is a stage-2 option only: a sweep needs the count, e.g. "
-                                "--num-pairs 12000")
         judge = MetricsConfig(judge=self.judge, ceiling_samples=self.ceiling_samples).judge
         self.judge = judge or PRESETS[self.preset]["judge"]
         for cell in grid(self):
@@ -216,6 +213,15 @@ def _names(cls: type, options: list[tuple[str, Any, Any]]) -> list[str]:
     return [name for name, _, _ in options if name in fields]
 
 
+def pairs_per_round(config: SweepConfig) -> int:
+    """--num-pairs, or for 0 (every pair) the number of same-prompt pairs, prompts × k(k − 1)/2 for k samples per
+    prompt (a tie or a repeated text pairs with nothing, so the built data may hold a few fewer)."""
+    from .prompts import prompts_needed
+
+    k = config.samples_per_prompt
+    return config.num_pairs or prompts_needed(config.num_samples, k) * k * (k - 1) // 2
+
+
 def offline_steps(num_pairs: int, batch_size: int, epochs: float) -> int:
     """Optimizer steps of one offline round: the online methods train for as many."""
     return math.ceil(num_pairs / batch_size) * math.ceil(epochs)
@@ -229,7 +235,7 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
 
     values = {name: getattr(config, name)[0] for name in TRAINING_NAMES if reads(cell.loss, name)} \
         | dict(cell.options)
-    steps = offline_steps(config.num_pairs, values["batch_size"], values["epochs"])
+    steps = offline_steps(pairs_per_round(config), values["batch_size"], values["epochs"])
     training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
                               beta=cell.beta, learning_rate=cell.learning_rate,
                               max_steps=steps if is_online(cell.loss) else -1, **values)

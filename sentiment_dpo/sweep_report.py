@@ -175,7 +175,7 @@ def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_ra
 def write_report(run_dir: Path, config) -> Path:
     from . import plots
     from .ceiling_samples import markdown_lines
-    from .sweep import REFERENCE
+    from .sweep import REFERENCE, pairs_per_round
     from .training import is_online
 
     cells = _load_cells(run_dir)
@@ -209,7 +209,8 @@ def write_report(run_dir: Path, config) -> Path:
 
     lines = ["# Sweep report", "",
              f"Policy `{config.policy}`, reward `{config.reward}`, held-out judge `{config.judge}`; "
-             f"{config.num_pairs} pairs per round from {config.num_samples} samples, {_values(config.epochs)} "
+             f"{config.num_pairs or 'every pair, up to ' + str(pairs_per_round(config))} pairs per round from "
+             f"{config.num_samples} samples, {_values(config.epochs)} "
              f"epoch{'' if config.epochs == [1.0] else 's'} "
              f"at batch {_values(config.batch_size)}"
              + (f" (online methods: as many steps, {_values(config.batch_size)} completions each)"

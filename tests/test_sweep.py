@@ -225,8 +225,11 @@ def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
     assert (training.loss, training.beta, training.seed, training.label_smoothing, training.lora_rank,
             training.lora_alpha, training.warmup_ratio) == ("robust", 0.2, 5, 0.1, 4, 8.0, 0.2)
     assert sweep.reads("ipo", "group_by_prompt") and not sweep.reads("rloo", "group_by_prompt")
-    with pytest.raises(Exception, match="--num-pairs 0 .* a sweep needs the count"):
-        sweep.SweepConfig(num_pairs=0)
+    # every pair of 8 samples for each of 1,000 prompts: the online cells train as many steps as 28,000 pairs take
+    every = sweep.SweepConfig(num_pairs=0, num_samples=8000, samples_per_prompt=8, losses=["rloo"], batch_size=[448],
+                              epochs=[1.0])
+    assert sweep.pairs_per_round(every) == 28000
+    assert sweep.training_config(every, sweep.grid(every)[0]).max_steps == 63  # ceil(28000 / 448) x 1 epoch
     file = tmp_path / "sweep.yaml"
     file.write_text("resume: true\n")
     with pytest.raises(Exception, match="sets resume, which this command cannot honour: an interrupted cell is "
