@@ -68,7 +68,7 @@ class GenerationConfig(CommonConfig):
                                default=None)
     positive_label: str | None = option(
         "Name of the positive class in the classifier's id2label (found automatically if unset).", default=None)
-    num_samples: int = option("Number of texts to sample.", default=1000)
+    num_samples: int = option("Number of texts to sample.", default=8000)
     samples_per_prompt: int = option("Samples drawn for each prompt (same-prompt pairs need at least 2).", default=8)
     prompt_mode: str = option("'review': prompts are the first words of real review sentences (training split); "
                              "'bos': unconditional generation from the BOS token alone.", default="review")
@@ -92,10 +92,10 @@ class GenerationConfig(CommonConfig):
 @dataclass
 class PairsConfig(CommonConfig):
     num_pairs: int = option("Preference pairs to build (0: every admissible pair of every prompt, e.g. all 28 of "
-                            "8 samples per prompt, for training with --group-by-prompt).", default=2000)
+                            "8 samples per prompt, for training with --group-by-prompt).", default=0)
     strategy: str = option("'margin': random same-prompt pairs whose rewards differ by at least --margin; "
                           "'random': random same-prompt pairs; 'best_worst': the best and worst sample of each "
-                          "prompt.", default="margin")
+                          "prompt.", default="random")
     margin: float = option("Minimum reward (logit) gap for --strategy margin.", default=0.5)
 
     def __post_init__(self) -> None:
@@ -111,13 +111,13 @@ class TrainingConfig(CommonConfig):
                       "Preferred-FT, ...), 'slic' (SLiC-HF: reference-free hinge + NLL, TRL's CPOTrainer), or an "
                       "online RL method on the training prompts: 'rloo', 'grpo', 'online_dpo'.", default="sigmoid")
     beta: float = option("Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, "
-                        "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta.", default=0.1)
+                        "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta.", default=0.5)
     slic_lambda: float = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
                                default=1.0)
     learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
-    epochs: float = option("Passes over the pairs.", default=3.0)
+    epochs: float = option("Passes over the pairs.", default=2.0)
     max_steps: int = option("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
-    batch_size: int = option("Pairs per optimizer step (rloo, grpo, online_dpo: completions per step).", default=16)
+    batch_size: int = option("Pairs per optimizer step (rloo, grpo, online_dpo: completions per step).", default=448)
     num_generations: int = option("rloo and grpo: completions sampled per prompt (batch size must be a multiple).",
                                  default=4)
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
@@ -128,11 +128,12 @@ class TrainingConfig(CommonConfig):
         "sigmoid(chosen_reward - rejected_reward), instead of 1. The loss is then minimised by the KL-regularised "
         "optimum pi_ref * exp(reward / beta), the ceiling's point at the same beta, where hard labels push the "
         "chosen-rejected margin up without end.", default=False)
-    group_by_prompt: bool = option(
-        "DPOTrainer losses: fill each batch with whole prompts' pairs (the prompts in a seeded random order each "
-        "epoch) instead of pairs in random order, and run each distinct text of a batch through the model once. "
-        "With every pair of 8 samples per prompt (prepare_dataset.py --num-pairs 0), a batch of 448 pairs is 16 "
-        "prompts' 28 pairs, computed as 128 texts.", default=False)
+    group_by_prompt: bool | None = option(
+        "Fill each batch with whole prompts' pairs (the prompts in a seeded random order each epoch) instead of "
+        "pairs in random order, and run each distinct text of a batch through the model once: with every pair of 8 "
+        "samples per prompt (prepare_dataset.py --num-pairs 0), a batch of 448 pairs is 16 prompts' 28 pairs, "
+        "computed as 128 texts. Default: on for DPOTrainer's losses; slic and the online methods do not train on "
+        "pairs through it.", default=None)
     precompute_ref_log_probs: bool = option(
         "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
@@ -162,9 +163,12 @@ class TrainingConfig(CommonConfig):
         check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
         from .training import SLIC, is_online
 
-        if self.group_by_prompt and (self.loss == SLIC or is_online(self.loss)):
+        trains_pairs = not (self.loss == SLIC or is_online(self.loss))
+        if self.group_by_prompt and not trains_pairs:
             raise PipelineError(f"--group-by-prompt batches the pairs of DPOTrainer's losses; {self.loss!r} does not "
                                 "train on pairs through it: remove --group-by-prompt")
+        if self.group_by_prompt is None:
+            self.group_by_prompt = trains_pairs
         if self.soft_labels and self.loss != "sigmoid":
             raise PipelineError(f"--soft-labels is defined for the sigmoid loss only, not {self.loss!r}; use "
                                 "`python3 main.py sigmoid --soft-labels`")
@@ -232,7 +236,7 @@ def make_parser(config_cls: type, description: str, positional: str | None = Non
         flag = "--" + f.name.replace("_", "-")
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if typing.get_origin(kind) is list:
-            element = typing.get_args(kind)[0]
+            element = _base_type(typing.get_args(kind)[0])
             parser.add_argument(flag, type=_parse_bool if element is bool else element, nargs="+",
                                 default=argparse.SUPPRESS, metavar=f.name.upper(),
                                 help=f"{help_text} (default: {' '.join(map(str, default))})")

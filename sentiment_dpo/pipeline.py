@@ -28,7 +28,7 @@ TARGET_DISTINCT_2_DRIFT = 0.20
 @dataclass
 class PipelineConfig:
     run_dir: str = "runs/default"
-    losses: list[str] = field(default_factory=lambda: ["sigmoid", "hinge"])
+    losses: list[str] = field(default_factory=lambda: ["sigmoid"])
     seed: int = 0
     preset: str = "embedded"
     # Per-stage options, as in each script's --config file (e.g. {"learning_rate": 1e-4} for training).

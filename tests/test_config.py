@@ -10,7 +10,7 @@ def parse(cls, argv, positional=None):
 
 def test_defaults_and_preset_resolution():
     config = parse(GenerationConfig, [])
-    assert (config.policy, config.reward, config.num_samples) == ("embedded", "embedded", 1000)
+    assert (config.policy, config.reward, config.num_samples) == ("embedded", "embedded", 8000)
     reference = parse(GenerationConfig, ["--preset", "reference"])
     assert reference.policy == "lvwerra/gpt2-imdb" and reference.reward == "lvwerra/distilbert-imdb"
     mixed = parse(GenerationConfig, ["--preset", "reference", "--reward", "my/classifier"])

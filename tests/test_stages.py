@@ -115,7 +115,7 @@ def test_train_then_metrics(run_dir, tiny_judge):
     for png in ("reward_hist.png", "diversity.png", "frontier.png"):
         assert (run_dir / "results" / "sigmoid" / png).read_bytes()[:4] == b"\x89PNG"
     card = (model_dir / "README.md").read_text()  # the model card, with the evaluation once it exists
-    assert "`sigmoid` policy" in card and "| β | 0.1 |" in card and "from_pretrained" in card
+    assert "`sigmoid` policy" in card and "| β | 0.5 |" in card and "from_pretrained" in card
     assert f"KL to the reference: {metrics['kl']:.2f} nats" in card
     assert f"| this policy | {metrics['policy']['reward_mean']:.2f} |" in card
     stamp = (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns
@@ -189,7 +189,8 @@ def test_too_many_pairs(run_dir, capsys):
     assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "100000", "--strategy", "random"]) == 2
     assert "asked for 100000 pairs" in capsys.readouterr().err
     # the tiny reward's scores are close: no margin pair at all, and the hint says what to change
-    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "4", "--margin", "5"]) == 2
+    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "4", "--strategy", "margin",
+                                 "--margin", "5"]) == 2
     assert "use a lower --margin or --strategy random" in capsys.readouterr().err
     assert (run_dir / io.PAIRS).read_text() == before
 
