@@ -106,7 +106,7 @@ class SweepConfig(StageOptions):
                               "round each: they sample from the policy at every step).",
                               default_factory=lambda: ["sigmoid", "hinge", "ipo", "slic"])
     betas: list[float] = option("Values of beta (IPO's tau; slic's margin is 1/beta).",
-                               default_factory=lambda: [0.03, 0.1, 0.3])
+                               default_factory=lambda: [0.25, 0.5])
     learning_rates: list[float] = option("Peak learning rates.",
                                          default_factory=lambda: [TrainingConfig.learning_rate])
     seeds: list[int] = option("Training seeds: one independent training per seed (data order, init of nothing "
@@ -118,7 +118,7 @@ class SweepConfig(StageOptions):
     eval_prompts: int = option("Held-out prompts per evaluation (one pure sample each).", default=256)
     eval_batch_size: int = option("Sequences per sampling / scoring batch.", default=64)
     kl_budgets: list[float] = option("KL budgets (nats) at which the report compares the losses.",
-                                     default_factory=lambda: [10.0, 20.0, 30.0])
+                                     default_factory=lambda: [3.0, 5.0, 10.0])
 
     def __post_init__(self) -> None:
         from .training import check_loss
