@@ -228,9 +228,9 @@ class SampledTokensDPOTrainer(DPOTrainer):
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
     def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.group_by_prompt:
             return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
         return PromptGroupedSampler([tuple(ids) for ids in dataset["prompt_ids"]], self.args.seed)
 
     def _set_signature_columns_if_needed(self) -> None:
