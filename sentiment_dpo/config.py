@@ -161,9 +161,9 @@ class TrainingConfig(CommonConfig):
             raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
                                 f"got {self.num_generations}")
         check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
-        from .training import SLIC, is_online
+        from .training import trains_with_dpo_trainer
 
-        trains_pairs = not (self.loss == SLIC or is_online(self.loss))
+        trains_pairs = trains_with_dpo_trainer(self.loss)
         if self.group_by_prompt and not trains_pairs:
             raise PipelineError(f"--group-by-prompt batches the pairs of DPOTrainer's losses; {self.loss!r} does not "
                                 "train on pairs through it: remove --group-by-prompt")

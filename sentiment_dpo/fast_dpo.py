@@ -305,11 +305,13 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         self._add_dense_heads()
         model = self.ref_model or self.model
         device = self.accelerator.device
-        pairs = [dataset[i] for i in range(len(dataset))]
-        texts: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
-        for pair in pairs:
-            for side in ("chosen_ids", "rejected_ids"):
-                texts.setdefault((tuple(pair["prompt_ids"]), tuple(pair[side])), len(texts))
+        texts: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}  # (prompt, completion) -> its index
+
+        def index(pair: dict[str, Any], side: str) -> int:
+            return texts.setdefault((tuple(pair["prompt_ids"]), tuple(pair[side])), len(texts))
+
+        sides = [(index(pair, "chosen_ids"), index(pair, "rejected_ids"))
+                 for pair in (dataset[i] for i in range(len(dataset)))]
         # one text as both sides of a row: the dense head runs identical rows once
         rows = [{"prompt_ids": list(prompt), "chosen_ids": list(ids), "rejected_ids": list(ids)}
                 for prompt, ids in texts]
@@ -331,9 +333,5 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         model.train(was_training)
         if training_outputs is not None:
             head.dense_head_outputs = training_outputs
-
-        def column(side: str) -> list[float]:
-            return [logps[texts[(tuple(pair["prompt_ids"]), tuple(pair[side]))]] for pair in pairs]
-
-        return (dataset.add_column("ref_chosen_logps", column("chosen_ids"))
-                .add_column("ref_rejected_logps", column("rejected_ids")))
+        return (dataset.add_column("ref_chosen_logps", [logps[chosen] for chosen, _ in sides])
+                .add_column("ref_rejected_logps", [logps[rejected] for _, rejected in sides]))

@@ -55,12 +55,12 @@ READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_
 
 def reads(loss: str, option: str) -> bool:
     """Whether method `loss` reads training option `option` (every method reads those not in `READ_BY`;
-    "DPOTrainer": every loss type of TRL's DPOTrainer)."""
+    "DPOTrainer": the methods `training.trains_with_dpo_trainer` names)."""
     methods = READ_BY.get(option, (loss,))
     if methods == "DPOTrainer":
-        from .training import dpo_loss_types
+        from .training import trains_with_dpo_trainer
 
-        return loss in dpo_loss_types()
+        return trains_with_dpo_trainer(loss)
     return loss in methods
 
 

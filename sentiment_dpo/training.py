@@ -51,6 +51,11 @@ def is_online(loss: str) -> bool:
     return loss in ONLINE_METHODS
 
 
+def trains_with_dpo_trainer(loss: str) -> bool:
+    """Whether `loss` trains on pairs through (our subclasses of) TRL's DPOTrainer: not slic, not online."""
+    return loss != SLIC and not is_online(loss)
+
+
 def check_loss(loss: str) -> None:
     valid = valid_loss_types()
     if loss not in valid:
