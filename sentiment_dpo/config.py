@@ -105,6 +105,20 @@ class PairsConfig(CommonConfig):
         check_non_negative(self, "margin")
 
 
+# Pairs per step: 16 prompts' 28 pairs when grouped, 128 distinct texts; averaging this many pairs is what
+# brought the KL overhead down (README, "Batch size, soft labels ...").
+PAIR_BATCH_SIZE = 448
+# Completions per step of the online methods: 4 prompts x 4 generations, each sampled by TRL's generate.
+ONLINE_BATCH_SIZE = 16
+
+
+def default_batch_size(loss: str) -> int:
+    """`--batch-size` when unset: the online methods count completions, the others pairs."""
+    from .training import is_online
+
+    return ONLINE_BATCH_SIZE if is_online(loss) else PAIR_BATCH_SIZE
+
+
 @dataclass
 class TrainingConfig(CommonConfig):
     loss: str = option("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, sft = "
@@ -117,7 +131,9 @@ class TrainingConfig(CommonConfig):
     learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
     epochs: float = option("Passes over the pairs.", default=2.0)
     max_steps: int = option("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
-    batch_size: int = option("Pairs per optimizer step (rloo, grpo, online_dpo: completions per step).", default=448)
+    batch_size: int | None = option(
+        f"Pairs per optimizer step (default {PAIR_BATCH_SIZE}); rloo, grpo, online_dpo: completions sampled per step "
+        f"(default {ONLINE_BATCH_SIZE}).", default=None)
     num_generations: int = option("rloo and grpo: completions sampled per prompt (batch size must be a multiple).",
                                  default=4)
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
@@ -147,8 +163,12 @@ class TrainingConfig(CommonConfig):
                          default=False)
 
     def __post_init__(self) -> None:
+        from .training import trains_with_dpo_trainer
+
         check_common(self)
         check_choice("report_to", self.report_to, REPORT_TO)
+        if self.batch_size is None:
+            self.batch_size = default_batch_size(self.loss)
         check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
         check_non_negative(self, "warmup_ratio", "label_smoothing")
         if self.warmup_ratio >= 1:
@@ -161,8 +181,6 @@ class TrainingConfig(CommonConfig):
             raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
                                 f"got {self.num_generations}")
         check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
-        from .training import trains_with_dpo_trainer
-
         trains_pairs = trains_with_dpo_trainer(self.loss)
         if self.group_by_prompt and not trains_pairs:
             raise PipelineError(f"--group-by-prompt batches the pairs of DPOTrainer's losses; {self.loss!r} does not "

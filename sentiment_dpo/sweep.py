@@ -27,7 +27,7 @@ from typing import Any
 
 from . import io
 from .config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
-                     check_positive, config_to_dict, option)
+                     check_positive, config_to_dict, default_batch_size, option)
 from .errors import PipelineError
 
 logger = logging.getLogger(__name__)
@@ -235,7 +235,9 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
 
     values = {name: getattr(config, name)[0] for name in TRAINING_NAMES if reads(cell.loss, name)} \
         | dict(cell.options)
-    steps = offline_steps(pairs_per_round(config), values["batch_size"], values["epochs"])
+    # the online methods train as many steps as the offline ones (at the offline batch size when it is unset)
+    offline_batch = values["batch_size"] or default_batch_size("sigmoid")
+    steps = offline_steps(pairs_per_round(config), offline_batch, values["epochs"])
     training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
                               beta=cell.beta, learning_rate=cell.learning_rate,
                               max_steps=steps if is_online(cell.loss) else -1, **values)

@@ -29,6 +29,13 @@ def test_positional_loss_and_flags():
     assert (config.loss, config.beta, config.precompute_ref_log_probs) == ("hinge", 0.5, False)
 
 
+def test_batch_size_default_counts_pairs_offline_and_completions_online():
+    sizes = {loss: parse(TrainingConfig, [loss], positional="loss").batch_size
+             for loss in ("sigmoid", "slic", "rloo", "grpo", "online_dpo")}
+    assert sizes == {"sigmoid": 448, "slic": 448, "rloo": 16, "grpo": 16, "online_dpo": 16}
+    assert parse(TrainingConfig, ["rloo", "--batch-size", "64"], positional="loss").batch_size == 64
+
+
 def test_resolved_config_with_provenance_reads_back(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("num_pairs: 5\nprovenance: {generations: data/generations.jsonl}\n")

@@ -230,6 +230,12 @@ def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
                               epochs=[1.0])
     assert sweep.pairs_per_round(every) == 28000
     assert sweep.training_config(every, sweep.grid(every)[0]).max_steps == 63  # ceil(28000 / 448) x 1 epoch
+    # batch size unset: the offline cells take 448 pairs per step, the online ones 16 completions for as many steps
+    unset = sweep.SweepConfig(num_pairs=0, num_samples=8000, samples_per_prompt=8, losses=["sigmoid", "rloo"],
+                              seeds=[0], betas=[0.5], epochs=[1.0])
+    offline, online = (sweep.training_config(unset, cell) for cell in sweep.grid(unset))
+    assert (offline.loss, offline.batch_size, offline.max_steps) == ("sigmoid", 448, -1)
+    assert (online.loss, online.batch_size, online.max_steps) == ("rloo", 16, 63)
     file = tmp_path / "sweep.yaml"
     file.write_text("resume: true\n")
     with pytest.raises(Exception, match="sets resume, which this command cannot honour: an interrupted cell is "
