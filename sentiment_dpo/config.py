@@ -122,7 +122,7 @@ def default_batch_size(loss: str) -> int:
 @dataclass
 class TrainingConfig(CommonConfig):
     loss: str = option("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, sft = "
-                      "Preferred-FT, ...), 'slic' (SLiC-HF: reference-free hinge + NLL, TRL's CPOTrainer), or an "
+                      "Preferred-FT, ...), 'slic' (SLiC-HF: reference-free hinge + NLL, CPOTrainer's loss), or an "
                       "online RL method on the training prompts: 'rloo', 'grpo', 'online_dpo'.", default="sigmoid")
     beta: float = option("Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, "
                         "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta.", default=0.5)

@@ -206,7 +206,8 @@ class PromptGroupedSampler(torch.utils.data.Sampler):
 class SampledTokensDPOTrainer(DPOTrainer):
     """`DPOTrainer` that trains on a dataset of token ids as it is (see the module docstring); a text dataset
     goes through TRL's own preparation. `group_by_prompt`: batches of whole prompts' pairs (`PromptGroupedSampler`)
-    instead of pairs in random order.
+    instead of pairs in random order. `reference_free`: every reference log-prob is 0 (slic), so the losses see the
+    policy's own log-likelihoods; it needs `precompute_ref_log_probs`, and no reference pass runs.
 
     With a `PREFERENCE` column q the sigmoid loss becomes −q·log σ(βΔ) − (1 − q)·log σ(−βΔ), whose minimiser is the
     finite margin βΔ = logit(q) (the hard label q = 1 keeps pushing Δ up without end). TRL's loss has no per-pair
@@ -214,9 +215,13 @@ class SampledTokensDPOTrainer(DPOTrainer):
     own loss, with Δ from the policy's log-probs of the same forward pass.
     """
 
-    def __init__(self, *args: Any, group_by_prompt: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, group_by_prompt: bool = False, reference_free: bool = False,
+                 **kwargs: Any) -> None:
         self.group_by_prompt = group_by_prompt
+        self.reference_free = reference_free
         super().__init__(*args, **kwargs)
+        if reference_free and not self.args.precompute_ref_log_probs:
+            raise ValueError("reference_free needs precompute_ref_log_probs: TRL's per-step pass would use a model")
         if self.train_dataset is not None and PREFERENCE in self.train_dataset.column_names:
             if self.loss_types != ["sigmoid"] or self.f_divergence_type != "reverse_kl" or self.ld_alpha is not None:
                 raise ValueError("soft labels are defined for the plain sigmoid loss only")
@@ -226,6 +231,16 @@ class SampledTokensDPOTrainer(DPOTrainer):
         if all(column in dataset.column_names for column in TOKEN_COLUMNS):
             return dataset
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+        if self.reference_free:
+            zeros = [0.0] * len(dataset)
+            return dataset.add_column("ref_chosen_logps", zeros).add_column("ref_rejected_logps", zeros)
+        return self._reference_pass(dataset, name, batch_size)
+
+    def _reference_pass(self, dataset, name: str, batch_size: int):
+        """`dataset` with the frozen starting model's log-probs of each side as columns (TRL's own pass)."""
+        return super()._precompute_ref_logps(dataset, name, batch_size)
 
     def _get_train_sampler(self, train_dataset=None):
         if not self.group_by_prompt:
@@ -299,7 +314,7 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
             add_dense_lm_head(_base(self.ref_model))  # log-probs only, like TRL's reference head
         self._dense_heads_added = True
 
-    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+    def _reference_pass(self, dataset, name: str, batch_size: int):
         """`dataset` with `ref_chosen_logps` / `ref_rejected_logps` columns from the frozen starting model, each
         distinct text scored once."""
         self._add_dense_heads()

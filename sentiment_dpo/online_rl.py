@@ -74,9 +74,10 @@ def online_config(config: TrainingConfig, common: dict[str, Any], max_new_tokens
 def make_trainer(model, tokenizer, dataset, config: TrainingConfig, common: dict[str, Any], reward: ClassifierReward,
                  max_new_tokens: int, peft_config: Any, callbacks: list | None):
     """The TRL trainer of `config.loss` (one of ONLINE_METHODS) on an in-memory model."""
-    args = online_config(config, common, max_new_tokens)
     with warnings.catch_warnings():
+        # online DPO lives in trl.experimental: its import warning is expected
         warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+        args = online_config(config, common, max_new_tokens)
         if config.loss == "rloo":
             from trl import RLOOTrainer as Trainer
         elif config.loss == "grpo":

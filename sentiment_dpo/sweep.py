@@ -305,7 +305,7 @@ class SweepRunner:
         from .online_rl import ClassifierReward, prompts_dataset
         from .pairs import build_pairs
         from .sample_and_score import sample_and_score
-        from .training import SLIC, is_online, pairs_dataset, train_policy
+        from .training import is_online, pairs_dataset, train_policy
 
         config = self.config
         training = training_config(config, cell)
@@ -337,8 +337,7 @@ class SweepRunner:
                 dataset = prompts_dataset(self.train_prompts, policy.tokenizer)
                 reward = ClassifierReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or "")
             else:
-                dataset = pairs_dataset(pairs, policy.tokenizer, as_text=cell.loss == SLIC,
-                                        soft_labels=training.soft_labels)
+                dataset = pairs_dataset(pairs, policy.tokenizer, soft_labels=training.soft_labels)
                 reward = None
             with tempfile.TemporaryDirectory() as scratch:
                 trainer = train_policy(policy.model, policy.tokenizer, dataset, training,

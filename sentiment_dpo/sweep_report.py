@@ -266,7 +266,7 @@ def write_report(run_dir: Path, config) -> Path:
               "- `hinge` (TRL's DPOTrainer): max(0, 1 − β·Δ), anchored to the reference through Δ, margin 1/β, "
               "no likelihood term.",
               "- `ipo`: (Δ̄ − 1/(2β))², Δ̄ the per-token average of Δ (TRL's normalisation).",
-              "- `slic` (SLiC-HF, TRL's CPOTrainer hinge): max(0, 1 − β·(log π(chosen) − log π(rejected))) + "
+              "- `slic` (SLiC-HF, CPOTrainer's hinge loss): max(0, 1 − β·(log π(chosen) − log π(rejected))) + "
               f"λ·NLL(chosen), λ = {_values(config.slic_lambda)}: no reference model in the loss; the NLL term on "
               "the chosen text is what keeps the policy near the data instead.",
               "- `sft` (Preferred-FT): the NLL of the chosen texts only; β plays no part.",

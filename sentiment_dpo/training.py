@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 # EXO needs label smoothing > 0; its paper recommends 1e-3.
 EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
 # SLiC-HF (Zhao et al. 2023): hinge on the policy's own chosen-vs-rejected log-likelihood gap plus lambda times the
-# chosen text's NLL, no reference model. TRL has it as CPOTrainer's hinge loss (cpo_alpha = lambda).
+# chosen text's NLL, no reference model. TRL has it as CPOTrainer's hinge loss (cpo_alpha = lambda); CPOTrainer
+# tokenizes texts itself (EOS appended) and cannot group pairs, so it is trained as DPOTrainer's "hinge" + "sft"
+# losses with the reference log-probs fixed at 0 (the same two terms, on the sampled tokens; see `dpo_config`).
 SLIC = "slic"
 
 
@@ -52,8 +54,8 @@ def is_online(loss: str) -> bool:
 
 
 def trains_with_dpo_trainer(loss: str) -> bool:
-    """Whether `loss` trains on pairs through (our subclasses of) TRL's DPOTrainer: not slic, not online."""
-    return loss != SLIC and not is_online(loss)
+    """Whether `loss` trains on pairs through (our subclasses of) TRL's DPOTrainer: every method but the online."""
+    return not is_online(loss)
 
 
 def check_loss(loss: str) -> None:
@@ -63,8 +65,8 @@ def check_loss(loss: str) -> None:
 
 
 def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> dict[str, Any]:
-    """Arguments shared by DPOConfig and CPOConfig: fp32 on CPU, bf16 on GPUs that support it, no activation
-    checkpointing, checkpoints only if asked for, no trackers."""
+    """Arguments shared by DPOConfig and the online methods' configs: fp32 on CPU, bf16 on GPUs that support it, no
+    activation checkpointing, checkpoints only if asked for, no trackers."""
     import torch
 
     return dict(
@@ -95,29 +97,25 @@ def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> di
 
 
 def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
-    """TRL's DPOConfig for this run."""
+    """TRL's DPOConfig for this run. SLiC-HF is DPOTrainer's "hinge" relu(1 - beta * (log-ratio(chosen) -
+    log-ratio(rejected))) on reference log-probs of 0, i.e. margin 1/beta in the policy's own log-likelihood gap,
+    plus `slic_lambda` times "sft", the mean NLL of the chosen tokens: CPOTrainer's hinge loss with cpo_alpha."""
     from trl import DPOConfig
 
     label_smoothing = config.label_smoothing
     if config.loss == "exo_pair" and label_smoothing == 0.0:
         label_smoothing = EXO_DEFAULT_LABEL_SMOOTHING
+    slic = config.loss == SLIC
     return DPOConfig(
         **_trainer_args(config, output_dir, use_cpu),
-        loss_type=[config.loss],
+        loss_type=["hinge", "sft"] if slic else [config.loss],
+        loss_weights=[1.0, config.slic_lambda] if slic else None,
         label_smoothing=label_smoothing,
         max_length=None,  # generated texts are short: truncating them would only lose signal
-        precompute_ref_log_probs=config.precompute_ref_log_probs,
+        # slic has no reference: its zero log-probs are "precomputed" without a model pass or a reference copy
+        precompute_ref_log_probs=config.precompute_ref_log_probs or slic,
         precompute_ref_batch_size=max(64, config.batch_size),
     )
-
-
-def slic_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
-    """CPOConfig for SLiC-HF: hinge loss relu(1 - beta * (log p(chosen) - log p(rejected))), i.e. margin 1/beta in
-    log-likelihood, plus `slic_lambda` times the chosen text's NLL."""
-    from trl.experimental.cpo import CPOConfig
-
-    return CPOConfig(**_trainer_args(config, output_dir, use_cpu), loss_type="hinge", cpo_alpha=config.slic_lambda,
-                     remove_unused_columns=False)  # its collator needs the text columns
 
 
 def read_pairs(path: Path) -> list[dict[str, Any]]:
@@ -135,27 +133,20 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def pairs_dataset(rows: list[dict[str, Any]], tokenizer, as_text: bool = False, soft_labels: bool = False) -> Any:
+def pairs_dataset(rows: list[dict[str, Any]], tokenizer, soft_labels: bool = False) -> Any:
     """The pairs as a `datasets.Dataset` of exactly the token sequences that were sampled: `prompt_ids` as
     `models.prompt_ids` gives them to the sampler, `chosen_ids` / `rejected_ids` the sampled completion tokens
     (with EOS only where one was sampled). TRL would append EOS to every completion and re-tokenize prompt +
     completion, training "stop here" after chosen texts cut at --max-new-tokens and merging tokens across the
     boundary. Pairs without ids (written by hand, or by an older version) tokenize each completion on its own.
 
-    `as_text`: TRL's prompt/chosen/rejected text columns instead, for trainers that tokenize themselves (slic).
     `soft_labels`: a `fast_dpo.PREFERENCE` column, sigmoid(chosen_reward - rejected_reward): the Bradley-Terry
     probability under the reward that the chosen text wins.
     """
     from datasets import Dataset
 
     from .fast_dpo import PREFERENCE
-    from .models import prompt_ids, prompt_text
-
-    if as_text:
-        return Dataset.from_list([
-            {"prompt": prompt_text(tokenizer, r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
-            for r in rows
-        ])
+    from .models import prompt_ids
 
     def ids(row: dict[str, Any], side: str) -> list[int]:
         if f"{side}_ids" in row:
@@ -254,7 +245,7 @@ def check_finite_weights(model, loss: str) -> None:
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
                  resume: Path | None = None, callbacks: list | None = None, reward=None,
                  max_new_tokens: int | None = None) -> Any:
-    """Run `DPOTrainer` (with the fast path of `fast_dpo`), CPOTrainer (slic) or an online RL trainer on an
+    """Run `DPOTrainer` (with the fast path of `fast_dpo`; slic too) or an online RL trainer on an
     in-memory model; returns the trainer (model trained in place).
 
     `dataset` holds pairs, or for the online methods prompts (`online_rl.prompts_dataset`), which also need
@@ -264,8 +255,6 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
-        # SLiC-HF lives in trl.experimental on purpose (see SLIC): its import warning is expected
-        warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
         # raised inside TRL 1.16's trainers (reference pass and training) about a transformers rename; nothing a
         # user can act on
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
@@ -274,18 +263,13 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
 
             trainer = make_trainer(model, tokenizer, dataset, config, _trainer_args(config, output_dir, use_cpu),
                                    reward, max_new_tokens, lora_config(config), callbacks)
-        elif config.loss == SLIC:
-            from trl.experimental.cpo import CPOTrainer
-
-            trainer = CPOTrainer(model=model, args=slic_config(config, output_dir, use_cpu), train_dataset=dataset,
-                                 processing_class=tokenizer, peft_config=lora_config(config), callbacks=callbacks)
         else:
             from .fast_dpo import dpo_trainer_class
 
             trainer = dpo_trainer_class()(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks,
-                                     group_by_prompt=config.group_by_prompt)
+                                     group_by_prompt=config.group_by_prompt, reference_free=config.loss == SLIC)
         trainer.add_callback(finite_guard(config.loss))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     check_finite_weights(model, config.loss)
@@ -322,8 +306,6 @@ def run(config: TrainingConfig) -> Path:
     else:
         dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
-        if config.loss == SLIC:  # CPOTrainer tokenizes the texts itself
-            dataset = pairs_dataset(rows, policy.tokenizer, as_text=True)
     final = run_dir / io.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
         _train_and_save(config, policy, dataset, reward, generation, data_file, final, device)

@@ -67,7 +67,7 @@ def test_unknown_yaml_option(tmp_path):
     (TrainingConfig, ["--max-steps", "0"], "--max-steps must be -1"),
     (TrainingConfig, ["--loss", "ipo", "--soft-labels"], "--soft-labels is defined for the sigmoid loss only"),
     (TrainingConfig, ["--loss", "rloo", "--group-by-prompt"], "'rloo' does not train on pairs through it"),
-    (TrainingConfig, ["--loss", "slic", "--group-by-prompt"], "'slic' does not train on pairs through it"),
+    (TrainingConfig, ["--loss", "grpo", "--group-by-prompt"], "'grpo' does not train on pairs through it"),
     (GenerationConfig, ["--temperature", "nan"], "--temperature must be a finite number > 0"),
     (GenerationConfig, ["--seed", "-1"], "--seed must be a finite number >= 0"),
     (GenerationConfig, ["--device", "tpu"], "--device 'tpu' is not one of: auto, cpu, cuda"),

@@ -27,8 +27,7 @@ def test_every_loss_trains(loss, tiny_policy, tmp_path):
     policy = load_policy(str(tiny_policy), torch.device("cpu"))
     before = {name: p.detach().clone() for name, p in policy.model.named_parameters()}
     config = TrainingConfig(loss=loss, max_steps=2, batch_size=2, learning_rate=1e-2, run_dir=str(tmp_path))
-    dataset = pairs_dataset(PAIRS, policy.tokenizer, as_text=loss == "slic")
-    trainer = train_policy(policy.model, policy.tokenizer, dataset, config,
+    trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(PAIRS, policy.tokenizer), config,
                            tmp_path / "out", use_cpu=True)
     assert trainer.state.global_step == 2
     assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
@@ -51,18 +50,24 @@ FIRST_LOSS = {
 }
 
 
-def chosen_nll_per_token(model, tokenizer, rows) -> float:
-    """The mean negative log-prob of the chosen completions' tokens given BOS + prompt, by hand."""
+def token_logps(model, tokenizer, rows, side: str) -> list[list[float]]:
+    """Each row's log-probs of its `side` completion's tokens given BOS + prompt, by hand."""
     from sentiment_dpo.models import prompt_ids
 
-    logps = []
+    out = []
     with torch.no_grad():
         for row in rows:
             context = prompt_ids(tokenizer, row["prompt"])
-            completion = tokenizer(row["chosen"], add_special_tokens=False)["input_ids"]
+            completion = tokenizer(row[side], add_special_tokens=False)["input_ids"]
             ids = torch.tensor([context + completion])
             log_probs = torch.log_softmax(model(ids).logits[0, :-1], -1)
-            logps += [log_probs[t - 1, ids[0, t]].item() for t in range(len(context), ids.shape[1])]
+            out.append([log_probs[t - 1, ids[0, t]].item() for t in range(len(context), ids.shape[1])])
+    return out
+
+
+def chosen_nll_per_token(model, tokenizer, rows) -> float:
+    """The mean negative log-prob of the chosen completions' tokens given BOS + prompt, by hand."""
+    logps = [logp for row in token_logps(model, tokenizer, rows, "chosen") for logp in row]
     return -sum(logps) / len(logps)
 
 
@@ -77,6 +82,25 @@ def test_first_step_loss_equals_its_closed_form(loss, tiny_policy, tmp_path):
                 else FIRST_LOSS[loss])
     config = TrainingConfig(loss=loss, beta=BETA, max_steps=1, batch_size=len(PAIRS), learning_rate=1e-2,
                             run_dir=str(tmp_path))
+    trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(PAIRS, policy.tokenizer), config,
+                           tmp_path / "out", use_cpu=True)
+    assert trainer.state.log_history[-1]["train_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("group_by_prompt", [False, True])
+def test_slic_first_loss_is_the_reference_free_hinge_plus_lambda_times_the_chosen_nll(group_by_prompt, tiny_policy,
+                                                                                    tmp_path):
+    # SLiC-HF: mean relu(1 - beta * (log p(chosen) - log p(rejected))) over the pairs, from the policy's own
+    # sequence log-likelihoods (no reference), plus lambda times the mean NLL of the chosen tokens
+    beta, slic_lambda = 0.05, 0.3
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    chosen, rejected = (token_logps(policy.model, policy.tokenizer, PAIRS, side) for side in ("chosen", "rejected"))
+    hinge = sum(max(0.0, 1 - beta * (sum(c) - sum(r))) for c, r in zip(chosen, rejected)) / len(PAIRS)
+    assert abs(hinge - 1) > 1e-3  # the pairs' own gaps count: a reference-anchored hinge gives 1 at step one
+    expected = hinge + slic_lambda * chosen_nll_per_token(policy.model, policy.tokenizer, PAIRS)
+    config = TrainingConfig(loss="slic", beta=beta, slic_lambda=slic_lambda, max_steps=1, batch_size=len(PAIRS),
+                            learning_rate=1e-2, run_dir=str(tmp_path), group_by_prompt=group_by_prompt,
+                            precompute_ref_log_probs=False)  # slic has no reference: nothing to precompute
     trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(PAIRS, policy.tokenizer), config,
                            tmp_path / "out", use_cpu=True)
     assert trainer.state.log_history[-1]["train_loss"] == pytest.approx(expected, rel=1e-4)
