@@ -45,6 +45,15 @@ def _values(values: list[Any]) -> str:
     return " / ".join(_value(value) for value in values)
 
 
+def batch_sizes(values: list[int | None], online: bool) -> str:
+    """The sweep's `--batch-size` values as its offline or online cells train with them (unset: the method's
+    default)."""
+    from .config import default_batch_size
+
+    default = default_batch_size("rloo" if online else "sigmoid")
+    return _values([default if value is None else value for value in values])
+
+
 def label(loss: str, rounds: int, learning_rate: float, several_rates: bool) -> str:
     text = loss + (f", lr {learning_rate:g}" if several_rates else "")
     return text + (f", {rounds} rounds" if rounds > 1 else "")
@@ -212,8 +221,8 @@ def write_report(run_dir: Path, config) -> Path:
              f"{config.num_pairs or 'every pair, up to ' + str(pairs_per_round(config))} pairs per round from "
              f"{config.num_samples} samples, {_values(config.epochs)} "
              f"epoch{'' if config.epochs == [1.0] else 's'} "
-             f"at batch {_values(config.batch_size)}"
-             + (f" (online methods: as many steps, {_values(config.batch_size)} completions each)"
+             f"at batch {batch_sizes(config.batch_size, online=False)}"
+             + (f" (online methods: as many steps, {batch_sizes(config.batch_size, online=True)} completions each)"
                 if any(is_online(loss) for loss in config.losses) else "") + "; every "
              f"{config.eval_every} steps each policy is evaluated on {config.eval_prompts} held-out prompts "
              f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "

@@ -7,7 +7,7 @@ import pytest
 
 from sentiment_dpo.metrics import perplexity, self_bleu
 from sentiment_dpo.stats import mean_ci95, t_quantile_975
-from sentiment_dpo.sweep_report import aggregate, best_under_budget, finding
+from sentiment_dpo.sweep_report import aggregate, batch_sizes, best_under_budget, finding
 
 
 def test_mean_ci95_by_hand():
@@ -98,3 +98,9 @@ def test_finding_names_what_the_seed_spread_separates():
     # 0.70 - 0.10 = 0.60 < 0.65 + 0.10: overlap; 0.60 > 0.20 + 0.30 = 0.50: separated
     assert "**ipo**" in text and "Runner-up: sigmoid with 0.65 ± 0.10" in text and "within the seed spread" in text
     assert text.count("Below the best by more than the seed spread: slic.") == 1
+
+
+def test_the_report_names_the_batch_sizes_the_cells_train_with():
+    # unset (the default sweep): 448 pairs offline, 16 completions online; set values are reported as they are
+    assert (batch_sizes([None], online=False), batch_sizes([None], online=True)) == ("448", "16")
+    assert batch_sizes([128, None], online=False) == "128 / 448"
