@@ -151,7 +151,8 @@ class TrainingConfig(CommonConfig):
         "computed as 128 texts. Default: on for DPOTrainer's losses; slic and the online methods do not train on "
         "pairs through it.", default=None)
     precompute_ref_log_probs: bool = option(
-        "Compute the frozen reference's log-probs once before training instead of every step.", default=True)
+        "Compute the frozen reference's log-probs once before training instead of every step (slic has no "
+        "reference: its log-probs are 0 either way).", default=True)
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
                            "fine-tuning). The adapters are merged into the saved model.", default=0)
     lora_alpha: float = option("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
