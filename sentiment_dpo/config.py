@@ -148,8 +148,8 @@ class TrainingConfig(CommonConfig):
         "Fill each batch with whole prompts' pairs (the prompts in a seeded random order each epoch) instead of "
         "pairs in random order, and run each distinct text of a batch through the model once: with every pair of 8 "
         "samples per prompt (prepare_dataset.py --num-pairs 0), a batch of 448 pairs is 16 prompts' 28 pairs, "
-        "computed as 128 texts. Default: on for DPOTrainer's losses; slic and the online methods do not train on "
-        "pairs through it.", default=None)
+        "computed as 128 texts. Default: on for the pair losses (slic included); the online methods train on "
+        "prompts.", default=None)
     precompute_ref_log_probs: bool = option(
         "Compute the frozen reference's log-probs once before training instead of every step (slic has no "
         "reference: its log-probs are 0 either way).", default=True)
