@@ -112,11 +112,9 @@ PAIR_BATCH_SIZE = 448
 ONLINE_BATCH_SIZE = 16
 
 
-def default_batch_size(loss: str) -> int:
+def default_batch_size(online: bool) -> int:
     """`--batch-size` when unset: the online methods count completions, the others pairs."""
-    from .training import is_online
-
-    return ONLINE_BATCH_SIZE if is_online(loss) else PAIR_BATCH_SIZE
+    return ONLINE_BATCH_SIZE if online else PAIR_BATCH_SIZE
 
 
 @dataclass
@@ -164,12 +162,12 @@ class TrainingConfig(CommonConfig):
                          default=False)
 
     def __post_init__(self) -> None:
-        from .training import trains_with_dpo_trainer
+        from .training import is_online, trains_with_dpo_trainer
 
         check_common(self)
         check_choice("report_to", self.report_to, REPORT_TO)
         if self.batch_size is None:
-            self.batch_size = default_batch_size(self.loss)
+            self.batch_size = default_batch_size(online=is_online(self.loss))
         check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
         check_non_negative(self, "warmup_ratio", "label_smoothing")
         if self.warmup_ratio >= 1:

@@ -236,7 +236,7 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     values = {name: getattr(config, name)[0] for name in TRAINING_NAMES if reads(cell.loss, name)} \
         | dict(cell.options)
     # the online methods train as many steps as the offline ones (at the offline batch size when it is unset)
-    offline_batch = values["batch_size"] or default_batch_size("sigmoid")
+    offline_batch = values["batch_size"] or default_batch_size(online=False)
     steps = offline_steps(pairs_per_round(config), offline_batch, values["epochs"])
     training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
                               beta=cell.beta, learning_rate=cell.learning_rate,

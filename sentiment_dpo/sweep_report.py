@@ -50,7 +50,7 @@ def batch_sizes(values: list[int | None], online: bool) -> str:
     default)."""
     from .config import default_batch_size
 
-    default = default_batch_size("rloo" if online else "sigmoid")
+    default = default_batch_size(online)
     return _values([default if value is None else value for value in values])
 
 
