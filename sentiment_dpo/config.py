@@ -123,7 +123,8 @@ class TrainingConfig(CommonConfig):
                       "Preferred-FT, ...), 'slic' (SLiC-HF: reference-free hinge + NLL, CPOTrainer's loss), or an "
                       "online RL method on the training prompts: 'rloo', 'grpo', 'online_dpo'.", default="sigmoid")
     beta: float = option("Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, "
-                        "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta.", default=0.5)
+                        "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta. With soft labels "
+                        "(sigmoid's default) the policy the loss aims at is pi_ref * exp(reward / beta).", default=0.15)
     slic_lambda: float = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
                                default=1.0)
     learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
@@ -137,11 +138,11 @@ class TrainingConfig(CommonConfig):
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
     label_smoothing: float = option("Label smoothing for 'robust' / 'exo_pair' (exo_pair needs > 0: 1e-3 if 0).",
                                    default=0.0)
-    soft_labels: bool = option(
+    soft_labels: bool | None = option(
         "sigmoid only: label each pair with the reward's probability that its chosen text is preferred, "
         "sigmoid(chosen_reward - rejected_reward), instead of 1. The loss is then minimised by the KL-regularised "
         "optimum pi_ref * exp(reward / beta), the ceiling's point at the same beta, where hard labels push the "
-        "chosen-rejected margin up without end.", default=False)
+        "chosen-rejected margin up without end. Default: on for sigmoid.", default=None)
     group_by_prompt: bool | None = option(
         "Fill each batch with whole prompts' pairs (the prompts in a seeded random order each epoch) instead of "
         "pairs in random order, and run each distinct text of a batch through the model once: with every pair of 8 "
@@ -151,6 +152,13 @@ class TrainingConfig(CommonConfig):
     precompute_ref_log_probs: bool = option(
         "Compute the frozen reference's log-probs once before training instead of every step (slic has no "
         "reference: its log-probs are 0 either way).", default=True)
+    logit_bias: bool | None = option(
+        "Train only a per-token logit bias (one number per vocabulary token, added to every next-token logit: the "
+        "policy is the reference times exp(bias) at every step) instead of the network's weights. Learnt from the "
+        "same samples, it generalises to new prompts far better than an update of every weight (about half the KL "
+        "overhead on the embedded default). Saved as the same architecture with an untied LM head that adds the "
+        "bias exactly. Default: on for DPOTrainer's losses without LoRA on models whose final LayerNorm has a bias "
+        "(GPT-2 family: the embedded policy, lvwerra/gpt2-imdb); off otherwise.", default=None)
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
                            "fine-tuning). The adapters are merged into the saved model.", default=0)
     lora_alpha: float = option("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
@@ -186,6 +194,15 @@ class TrainingConfig(CommonConfig):
                                 "train on pairs through it: remove --group-by-prompt")
         if self.group_by_prompt is None:
             self.group_by_prompt = trains_pairs
+        if self.logit_bias and not trains_pairs:
+            raise PipelineError(f"--logit-bias trains DPOTrainer's losses; {self.loss!r} does not train through it: "
+                                "remove --logit-bias")
+        if self.logit_bias and self.lora_rank:
+            raise PipelineError("--logit-bias and --lora-rank are two ways to choose what trains: pass one of them")
+        if not trains_pairs or self.lora_rank:
+            self.logit_bias = False
+        if self.soft_labels is None:
+            self.soft_labels = self.loss == "sigmoid"
         if self.soft_labels and self.loss != "sigmoid":
             raise PipelineError(f"--soft-labels is defined for the sigmoid loss only, not {self.loss!r}; use "
                                 "`python3 main.py sigmoid --soft-labels`")

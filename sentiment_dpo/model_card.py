@@ -7,6 +7,14 @@ from typing import Any
 CARD = "README.md"
 
 
+def trained_parameters(training: dict[str, Any]) -> str:
+    if training.get("logit_bias"):
+        return "a per-token logit bias (the weights frozen; folded into an untied LM head)"
+    if training["lora_rank"]:
+        return f"LoRA adapters of rank {training['lora_rank']} (merged)"
+    return "all weights"
+
+
 def model_card(training: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
     """Markdown from the resolved training config (with its provenance block) and, once stage 4 ran, its metrics."""
     provenance = training.get("provenance", {})
@@ -20,7 +28,7 @@ def model_card(training: dict[str, Any], metrics: dict[str, Any] | None = None) 
         f"| method | `{loss}` |", f"| β | {training['beta']:g} |", f"| learning rate | {training['learning_rate']:g} |",
         f"| epochs / max steps | {training['epochs']:g} / {training['max_steps']} |",
         f"| batch size | {training['batch_size']} |",
-        f"| LoRA rank | {training['lora_rank'] or 'none (all weights)'} |",
+        f"| trained parameters | {trained_parameters(training)} |",
         f"| data | `{provenance.get('data')}` (SHA-256 `{str(provenance.get('data_sha256'))[:16]}…`) |",
         f"| seed | {training['seed']} |", "",
         "Load it as any causal LM:", "", "```python",

@@ -188,11 +188,31 @@ def lora_config(config: TrainingConfig) -> Any:
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
+def choose_trained_parameters(model, config: TrainingConfig) -> None:
+    """Resolve `--logit-bias` for this model (unset: on where the bias folds into the model) and, when on, freeze
+    the weights and give the LM head the trainable bias. A model still training an earlier round's bias (a sweep's
+    later rounds) first takes that bias into its weights: each round starts from the policy it reached."""
+    from .logit_bias import add_logit_bias, fold_logit_bias, supports_logit_bias
+
+    fold_logit_bias(model)
+    if config.logit_bias is None:
+        config.logit_bias = supports_logit_bias(model)
+    if config.logit_bias:
+        add_logit_bias(model, model.config.name_or_path or "this policy")
+
+
 def save_trained(trainer, folder: Path) -> None:
-    """The trained policy as a plain model folder; LoRA adapters are merged in so later stages load it as is."""
+    """The trained policy as a plain model folder; LoRA adapters are merged in and a logit bias folded into the LM
+    head, so later stages load it as is."""
     from peft import PeftModel
 
+    from .logit_bias import fold_logit_bias
+
     model = trainer.accelerator.unwrap_model(trainer.model)
+    bias = fold_logit_bias(model)
+    if bias is not None:
+        logger.info("trained logit bias: %d tokens, from %.2f to %.2f (std %.3f)", bias.numel(), bias.min(),
+                    bias.max(), bias.std())
     if isinstance(model, PeftModel):
         if is_main_process():
             model.merge_and_unload().save_pretrained(str(folder))
@@ -266,6 +286,7 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
         else:
             from .fast_dpo import dpo_trainer_class
 
+            choose_trained_parameters(model, config)
             trainer = dpo_trainer_class()(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks,

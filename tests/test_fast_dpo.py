@@ -100,7 +100,7 @@ def test_dense_head_runs_each_distinct_row_once(tiny_policy):
     for output in outputs:
         (output.log_probs * weights).sum().backward()
     for (name, x), y in zip(trl_model.named_parameters(), dense_model.parameters()):
-        assert torch.allclose(x.grad, y.grad, atol=1e-5), name
+        assert torch.allclose(x.grad, y.grad, atol=1e-5, rtol=1e-4), name
 
 
 def test_prompt_grouped_sampler_keeps_each_prompts_pairs_together():

@@ -89,8 +89,7 @@ METRICS_ARGS = ["--num-prompts", "6", "--batch-size", "8", "--ceiling-samples", 
 
 
 def test_train_then_metrics(run_dir, tiny_judge):
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
-                              "--learning-rate", "0.05"]) == 0
+    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     assert (model_dir / "config.json").exists() and (model_dir / "tokenizer_config.json").exists()
     assert (model_dir / "training.config.yaml").exists()
@@ -115,7 +114,7 @@ def test_train_then_metrics(run_dir, tiny_judge):
     for png in ("reward_hist.png", "diversity.png", "frontier.png"):
         assert (run_dir / "results" / "sigmoid" / png).read_bytes()[:4] == b"\x89PNG"
     card = (model_dir / "README.md").read_text()  # the model card, with the evaluation once it exists
-    assert "`sigmoid` policy" in card and "| β | 0.5 |" in card and "from_pretrained" in card
+    assert "`sigmoid` policy" in card and "| β | 0.15 |" in card and "from_pretrained" in card
     assert f"KL to the reference: {metrics['kl']:.2f} nats" in card
     assert f"| this policy | {metrics['policy']['reward_mean']:.2f} |" in card
     stamp = (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns

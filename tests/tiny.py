@@ -52,6 +52,9 @@ def build_tiny_policy(out: Path, seed: int = 0) -> Path:
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = GPT2LMHeadModel(config)
+    with torch.no_grad():  # a trained model's final LayerNorm is not the identity (a logit bias folds into it)
+        model.transformer.ln_f.weight.uniform_(0.5, 1.5)
+        model.transformer.ln_f.bias.normal_(0.0, 0.5)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
