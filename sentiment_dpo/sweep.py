@@ -106,7 +106,7 @@ class SweepConfig(StageOptions):
                               "round each: they sample from the policy at every step).",
                               default_factory=lambda: ["sigmoid", "hinge", "ipo", "slic"])
     betas: list[float] = option("Values of beta (IPO's tau; slic's margin is 1/beta).",
-                               default_factory=lambda: [0.25, 0.5])
+                               default_factory=lambda: [TrainingConfig.beta, 2 * TrainingConfig.beta])
     learning_rates: list[float] = option("Peak learning rates.",
                                          default_factory=lambda: [TrainingConfig.learning_rate])
     seeds: list[int] = option("Training seeds: one independent training per seed (data order, init of nothing "

@@ -15,6 +15,7 @@ from sentiment_dpo.evaluator import EvalSettings, Evaluator
 from sentiment_dpo.models import load_classifier, load_policy
 from sentiment_dpo.prompts import choose_prompts
 from sentiment_dpo.training import pairs_dataset, train_policy
+from conftest import ROOT
 from tiny import PAIRS
 
 
@@ -256,3 +257,12 @@ def test_a_training_option_with_several_values_is_a_grid_axis(tmp_path, tiny_pol
     assert hard["final"]["kl"] != soft["final"]["kl"]  # same data and seed: the labels changed the training
     report = (tmp_path / "report.md").read_text()
     assert "| sigmoid, soft_labels false | 0.1 |" in report and "| sigmoid, soft_labels true | 0.1 |" in report
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_config_is_valid_and_keeps_what_its_report_was_made_with(path):
+    """The committed reports were made before the logit bias was the default: their configs must say so."""
+    from sentiment_dpo.config import load_yaml_config
+
+    config = sweep.SweepConfig(**load_yaml_config(str(path), sweep.SweepConfig))
+    assert config.logit_bias == [False]
