@@ -301,6 +301,7 @@ class SweepRunner:
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         from .checkpoint_eval import CurveCallback
+        from .model_card import trained_parameters
         from .models import load_policy
         from .online_rl import ClassifierReward, prompts_dataset
         from .pairs import build_pairs
@@ -350,6 +351,7 @@ class SweepRunner:
         result = {"settings": cell_settings(config, cell), "curve": curve, "final": curve[-1],
                   "seconds": time.time() - start,
                   "provenance": {"policy": config.policy, "reward_model": config.reward,
+                                 "trained_parameters": trained_parameters(config_to_dict(training)),
                                  "pairs_sha256": io.sha256_of(self.run_dir / io.PAIRS),
                                  "libraries": io.library_versions()}}
         io.write_json(folder / CELL_FILE, result)  # last: its presence marks the cell finished

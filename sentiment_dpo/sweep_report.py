@@ -54,6 +54,15 @@ def batch_sizes(values: list[int | None], online: bool) -> str:
     return _values([default if value is None else value for value in values])
 
 
+def _what_trained(cells: list[dict[str, Any]]) -> str:
+    """'What trained: ...' from the cells' records (older cells have none), and sigmoid's labels."""
+    kinds = sorted({c.get("provenance", {}).get("trained_parameters") for c in cells} - {None})
+    labels = sorted({"soft" if c["settings"].get("soft_labels") else "hard" for c in cells
+                     if c["settings"]["loss"] == "sigmoid"})
+    return ((f"What trained: {'; '.join(kinds)}. " if kinds else "")
+            + (f"`sigmoid`'s labels: {' and '.join(labels)}. " if labels else ""))
+
+
 def label(loss: str, rounds: int, learning_rate: float, several_rates: bool) -> str:
     text = loss + (f", lr {learning_rate:g}" if several_rates else "")
     return text + (f", {rounds} rounds" if rounds > 1 else "")
@@ -225,7 +234,8 @@ def write_report(run_dir: Path, config) -> Path:
              + (f" (online methods: as many steps, {batch_sizes(config.batch_size, online=True)} completions each)"
                 if any(is_online(loss) for loss in config.losses) else "") + "; every "
              f"{config.eval_every} steps each policy is evaluated on {config.eval_prompts} held-out prompts "
-             f"(one pure sample each, {config.max_new_tokens} new tokens). {len(cells)} finished trainings, "
+             f"(one pure sample each, {config.max_new_tokens} new tokens). {_what_trained(cells)}"
+             f"{len(cells)} finished trainings, "
              f"{sum(c['seconds'] for c in cells) / 60:.0f} min of training and evaluation in total. "
              "Values are means over training seeds ± the half-width of the 95% t-interval.", "",
              "## Findings", "",
