@@ -57,10 +57,12 @@ def run_side(side: str, pairs_path: Path, num_pairs: int, policy_spec: str, batc
                                  processing_class=policy.tokenizer)
             trainer.train()
         else:  # the project's own training function
-            # the same pair order as TRL's sampler (grouping by prompt changes the batches, hence the loss)
+            # the same optimisation as TRL's side: its pair order (grouping by prompt changes the batches, hence the
+            # loss), DPOConfig's default beta, hard labels, every weight trained
             config = TrainingConfig(batch_size=batch_size, learning_rate=learning_rate, epochs=epochs,
                                     warmup_ratio=0.0, lora_rank=lora_rank if side == "lora" else 0,
-                                    group_by_prompt=False)
+                                    group_by_prompt=False, beta=DPOConfig.beta, soft_labels=False,
+                                    logit_bias=False)
             trainer = train_policy(policy.model, policy.tokenizer, dataset, config, Path(out), use_cpu=True)
         seconds = time.perf_counter() - start
     return {"side": side, "seconds_per_epoch": seconds / epochs,
