@@ -159,8 +159,9 @@ class TrainingConfig(CommonConfig):
         "overhead on the embedded default). Saved as the same architecture with an untied LM head that adds the "
         "bias exactly. Default: on for DPOTrainer's losses without LoRA on models whose final LayerNorm has a bias "
         "(GPT-2 family: the embedded policy, lvwerra/gpt2-imdb); off otherwise.", default=None)
-    lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: full "
-                           "fine-tuning). The adapters are merged into the saved model.", default=0)
+    lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: no "
+                           "adapters; --logit-bias then says what trains). The adapters are merged into the saved "
+                           "model.", default=0)
     lora_alpha: float = option("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
     report_to: str = option("Experiment tracker the trainer logs to: 'none', 'tensorboard' (event files in "
                            "models/LOSS/runs/) or 'wandb'.", default="none")

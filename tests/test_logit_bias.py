@@ -117,3 +117,12 @@ def test_a_logit_bias_it_cannot_train_is_refused(run_dir, argv, message, capsys)
     assert train_script.main([*argv, "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_bias_trains_against_a_reference_model_too(run_dir, tiny_policy):  # noqa: F811
+    """Without precomputed reference log-probs TRL keeps a reference model beside the parametrised policy."""
+    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+                              "--no-precompute-ref-log-probs"]) == 0
+    trained = AutoModelForCausalLM.from_pretrained(run_dir / "models" / "sigmoid")
+    shift = _logits(trained) - _logits(AutoModelForCausalLM.from_pretrained(tiny_policy))
+    assert shift.abs().max() > 1e-3 and torch.allclose(shift, shift[0, 0].expand_as(shift), atol=1e-4)
