@@ -50,7 +50,7 @@ NOT_HONOURED = {
 }
 # Training options only some methods read: another value must neither retrain nor multiply the other methods' cells.
 READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",),
-           "group_by_prompt": "DPOTrainer"}
+           "group_by_prompt": "DPOTrainer", "logit_bias": "DPOTrainer"}
 
 
 def reads(loss: str, option: str) -> bool:

@@ -229,6 +229,12 @@ def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
     assert (training.loss, training.beta, training.seed, training.label_smoothing, training.lora_rank,
             training.lora_alpha, training.warmup_ratio) == ("robust", 0.2, 5, 0.1, 4, 8.0, 0.2)
     assert sweep.reads("ipo", "group_by_prompt") and not sweep.reads("rloo", "group_by_prompt")
+    # the logit bias as a grid axis: two cells for sigmoid, one for rloo, which trains its weights (no refusal)
+    axis = sweep.SweepConfig(losses=["sigmoid", "rloo"], seeds=[0], betas=[0.5], logit_bias=[True, False])
+    cells = sweep.grid(axis)
+    assert [(c.loss, dict(c.options).get("logit_bias")) for c in cells] == [
+        ("sigmoid", True), ("sigmoid", False), ("rloo", None)]
+    assert sweep.training_config(axis, cells[-1]).logit_bias is False
     # every pair of 8 samples for each of 1,000 prompts: the online cells train as many steps as 28,000 pairs take
     every = sweep.SweepConfig(num_pairs=0, num_samples=8000, samples_per_prompt=8, losses=["rloo"], batch_size=[448],
                               epochs=[1.0])
