@@ -56,7 +56,8 @@ def fold_direction(model) -> tuple[torch.Tensor, float] | None:
     norm = _final_norm(model)
     if not isinstance(norm, torch.nn.LayerNorm) or norm.weight is None or norm.bias is None:
         return None
-    if model.get_output_embeddings() is None or getattr(model.get_output_embeddings(), "bias", None) is not None:
+    head = model.get_output_embeddings()
+    if head is None or getattr(head, "bias", None) is not None:
         return None
     gamma, shift = norm.weight.detach(), norm.bias.detach()
     if bool((gamma.abs() < 1e-6).any()):
