@@ -31,6 +31,7 @@ PRESETS: dict[str, dict[str, str]] = {
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
 PROMPT_MODES = ("review", "bos")
 REPORT_TO = ("none", "tensorboard", "wandb")
+BIAS_STARTS = ("reward", "zero")
 
 
 def option(text: str, **kwargs: Any) -> Any:
@@ -124,7 +125,7 @@ class TrainingConfig(CommonConfig):
                       "online RL method on the training prompts: 'rloo', 'grpo', 'online_dpo'.", default="sigmoid")
     beta: float = option("Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, "
                         "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta. With soft labels "
-                        "(sigmoid's default) the policy the loss aims at is pi_ref * exp(reward / beta).", default=0.15)
+                        "(sigmoid's default) the policy the loss aims at is pi_ref * exp(reward / beta).", default=0.3)
     slic_lambda: float = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
                                default=1.0)
     learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
@@ -159,6 +160,11 @@ class TrainingConfig(CommonConfig):
         "overhead on the embedded default). Saved as the same architecture with an untied LM head that adds the "
         "bias exactly. Default: on for DPOTrainer's losses without LoRA on models whose final LayerNorm has a bias "
         "(GPT-2 family: the embedded policy, lvwerra/gpt2-imdb); off otherwise.", default=None)
+    bias_start: str | None = option(
+        "Where a trained logit bias starts: 'reward' (the reward model's own score of each vocabulary token, scored "
+        "in a few short review phrases, scaled to the reward on the training pairs: the optimum pi_ref * "
+        "exp(reward / beta) if the reward were those token scores; the samples then correct it) or 'zero' (the "
+        "reference itself). Default: 'reward' whenever the logit bias trains.", default=None)
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: no "
                            "adapters; --logit-bias then says what trains). The adapters are merged into the saved "
                            "model.", default=0)
@@ -200,6 +206,11 @@ class TrainingConfig(CommonConfig):
                                 "remove --logit-bias")
         if self.logit_bias and self.lora_rank:
             raise PipelineError("--logit-bias and --lora-rank are two ways to choose what trains: pass one of them")
+        if self.bias_start is not None:
+            check_choice("bias_start", self.bias_start, BIAS_STARTS)
+            if self.logit_bias is False or not trains_pairs or self.lora_rank:
+                raise PipelineError("--bias-start says where a trained logit bias starts, and this run trains none: "
+                                    "remove --bias-start, or train the bias (--logit-bias, a DPOTrainer loss, no LoRA)")
         if not trains_pairs or self.lora_rank:
             self.logit_bias = False
         if self.soft_labels is None:

@@ -41,6 +41,11 @@ class LogitBias(torch.nn.Module):
     def bias(self) -> torch.Tensor:
         return LEARNING_RATE_MULTIPLIER * self.theta  # (vocab,)
 
+    @torch.no_grad()
+    def start_from(self, bias: torch.Tensor) -> None:
+        """Set the bias to `bias` (vocab,) before training."""
+        self.theta.copy_(bias.to(self.theta) / LEARNING_RATE_MULTIPLIER)
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:  # (vocab, hidden)
         return weight + torch.outer(self.bias, self.direction) / self.constant
 

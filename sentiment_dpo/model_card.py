@@ -9,7 +9,8 @@ CARD = "README.md"
 
 def trained_parameters(training: dict[str, Any]) -> str:
     if training.get("logit_bias"):
-        return "a per-token logit bias (the weights frozen; folded into an untied LM head)"
+        start = "the reward model's token scores" if training.get("bias_start") == "reward" else "zero"
+        return f"a per-token logit bias started from {start} (the weights frozen; folded into an untied LM head)"
     if training["lora_rank"]:
         return f"LoRA adapters of rank {training['lora_rank']} (merged)"
     return "all weights"

@@ -50,7 +50,7 @@ NOT_HONOURED = {
 }
 # Training options only some methods read: another value must neither retrain nor multiply the other methods' cells.
 READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",),
-           "group_by_prompt": "DPOTrainer", "logit_bias": "DPOTrainer"}
+           "group_by_prompt": "DPOTrainer", "logit_bias": "DPOTrainer", "bias_start": "DPOTrainer"}
 
 
 def reads(loss: str, option: str) -> bool:
@@ -273,6 +273,7 @@ class SweepRunner:
         self.reward = load_classifier(config.reward, self.device, positive_label=config.positive_label)
         judge = None if config.judge == "none" else load_classifier(config.judge, self.device, kind="judge")
         self.pairs = read_pairs(self.run_dir / io.PAIRS)
+        self._token_prior = None  # fitted when a cell first starts a logit bias from it
         generation = generation_config(config)
         # the prompts stage 1 drew the shared pairs from, and held-out ones for every evaluation
         self.train_prompts = choose_prompts(generation.prompt_mode, "train",
@@ -287,6 +288,18 @@ class SweepRunner:
             from .ceiling_samples import load_or_sample
 
             load_or_sample(self.run_dir / REFERENCE, self.evaluator, config.ceiling_samples)
+
+    def _initial_bias(self, policy, training: TrainingConfig) -> Any:
+        """Where the cell's logit bias starts (None: zero, or no bias); the token prior is fitted once per sweep, on
+        the shared pairs."""
+        from .training import resolve_trained_parameters, token_prior
+
+        resolve_trained_parameters(policy.model, training)
+        if not (training.logit_bias and training.bias_start == "reward"):
+            return None
+        if self._token_prior is None:
+            self._token_prior = token_prior(policy, self.reward, training, self.pairs, self.config.eval_batch_size)
+        return self._token_prior.bias(training.beta)
 
     def _reference_point(self) -> dict[str, float]:
         folder = self.run_dir / REFERENCE
@@ -340,11 +353,13 @@ class SweepRunner:
             else:
                 dataset = pairs_dataset(pairs, policy.tokenizer, soft_labels=training.soft_labels)
                 reward = None
+            # a later round's bias starts from zero on top of the policy reached (its weights hold the earlier bias)
+            initial_bias = self._initial_bias(policy, training) if round_index == 1 and not online else None
             with tempfile.TemporaryDirectory() as scratch:
                 trainer = train_policy(policy.model, policy.tokenizer, dataset, training,
                                        Path(scratch), use_cpu=self.device.type == "cpu",
                                        callbacks=[CurveCallback(on_checkpoint, config.eval_every)], reward=reward,
-                                       max_new_tokens=config.max_new_tokens)
+                                       max_new_tokens=config.max_new_tokens, initial_bias=initial_bias)
             steps_before += trainer.state.global_step
         folder = self.run_dir / CELLS / cell.name
         io.write_jsonl(folder / "samples.jsonl", final_rows)

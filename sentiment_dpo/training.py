@@ -188,17 +188,44 @@ def lora_config(config: TrainingConfig) -> Any:
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def choose_trained_parameters(model, config: TrainingConfig) -> None:
-    """Resolve `--logit-bias` for this model (unset: on where the bias folds into the model) and, when on, freeze
-    the weights and give the LM head the trainable bias. A model still training an earlier round's bias (a sweep's
-    later rounds) first takes that bias into its weights: each round starts from the policy it reached."""
-    from .logit_bias import add_logit_bias, fold_logit_bias, supports_logit_bias
+def resolve_trained_parameters(model, config: TrainingConfig) -> None:
+    """Resolve `--logit-bias` for this model (unset: on where the bias folds into the model) and `--bias-start`
+    (unset: 'reward' wherever the bias trains)."""
+    from .logit_bias import supports_logit_bias
 
-    fold_logit_bias(model)
     if config.logit_bias is None:
         config.logit_bias = supports_logit_bias(model)
+    if not config.logit_bias and config.bias_start is not None:
+        name = model.config.name_or_path or "this policy"
+        raise PipelineError(f"--bias-start needs a trained logit bias, and {name} cannot take one (no final "
+                            "LayerNorm with a bias): remove --bias-start")
+    if config.logit_bias and config.bias_start is None:
+        config.bias_start = "reward"
+
+
+def choose_trained_parameters(model, config: TrainingConfig, initial_bias=None) -> None:
+    """Resolve what trains (`resolve_trained_parameters`) and, for the logit bias, freeze the weights and give the LM
+    head the trainable bias, starting at `initial_bias` (None: zero). A model still training an earlier round's bias
+    (a sweep's later rounds) first takes that bias into its weights: each round starts from the policy it reached."""
+    from .logit_bias import add_logit_bias, fold_logit_bias
+
+    fold_logit_bias(model)
+    resolve_trained_parameters(model, config)
     if config.logit_bias:
-        add_logit_bias(model, model.config.name_or_path or "this policy")
+        bias = add_logit_bias(model, model.config.name_or_path or "this policy")
+        if initial_bias is not None:
+            bias.start_from(initial_bias)
+
+
+def token_prior(policy, classifier, config: TrainingConfig, pairs: list[dict[str, Any]], batch_size: int) -> Any:
+    """The `bias_start.TokenPrior` a logit bias starts from under `--bias-start reward`; None otherwise (also for a
+    policy that trains no bias). `resolve_trained_parameters` must have run."""
+    if not (config.logit_bias and config.bias_start == "reward"):
+        return None
+    from .bias_start import fit_token_prior
+
+    vocab_size = policy.model.get_output_embeddings().weight.shape[0]
+    return fit_token_prior(policy.tokenizer, classifier, pairs, vocab_size, batch_size)
 
 
 def save_trained(trainer, folder: Path) -> None:
@@ -264,13 +291,14 @@ def check_finite_weights(model, loss: str) -> None:
 
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
                  resume: Path | None = None, callbacks: list | None = None, reward=None,
-                 max_new_tokens: int | None = None) -> Any:
+                 max_new_tokens: int | None = None, initial_bias=None) -> Any:
     """Run `DPOTrainer` (with the fast path of `fast_dpo`; slic too) or an online RL trainer on an
     in-memory model; returns the trainer (model trained in place).
 
     `dataset` holds pairs, or for the online methods prompts (`online_rl.prompts_dataset`), which also need
     `reward` (an `online_rl.ClassifierReward`) and `max_new_tokens`. `output_dir` receives checkpoints when
-    `config.save_steps` is set; `resume` is a checkpoint folder to continue from.
+    `config.save_steps` is set; `resume` is a checkpoint folder to continue from. `initial_bias` is where a trained
+    logit bias starts (`token_prior`; None: zero).
     """
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
@@ -286,7 +314,7 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
         else:
             from .fast_dpo import dpo_trainer_class
 
-            choose_trained_parameters(model, config)
+            choose_trained_parameters(model, config, initial_bias)
             trainer = dpo_trainer_class()(model=model, args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks,
@@ -316,25 +344,35 @@ def run(config: TrainingConfig) -> Path:
         rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device)
-    reward = None
+    reward = initial_bias = bias_record = None
     if online:
-        from .models import load_classifier
         from .online_rl import ClassifierReward, prompts_dataset
 
-        classifier = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"))
-        reward = ClassifierReward(classifier, generation["batch_size"], policy.tokenizer.bos_token or "")
+        reward = ClassifierReward(_reward_model(generation, device), generation["batch_size"],
+                                  policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
         dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
+        resolve_trained_parameters(policy.model, config)
+        if config.logit_bias and config.bias_start == "reward":
+            prior = token_prior(policy, _reward_model(generation, device), config, rows, generation["batch_size"])
+            initial_bias, bias_record = prior.bias(config.beta), prior.record()
     final = run_dir / io.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
-        _train_and_save(config, policy, dataset, reward, generation, data_file, final, device)
+        _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, initial_bias,
+                        bias_record)
     return final
 
 
+def _reward_model(generation: dict[str, Any], device) -> Any:
+    from .models import load_classifier
+
+    return load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"))
+
+
 def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
-                    final: Path, device) -> None:
+                    final: Path, device, initial_bias=None, bias_record: dict[str, Any] | None = None) -> None:
     """Train into a staging folder and swap it in for `final` when complete (the caller holds `final`'s lock)."""
     run_dir = Path(config.run_dir)
     # Every process must agree on these folders (all of them call save_model; the main one writes).
@@ -351,7 +389,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
     try:
         trainer = train_policy(policy.model, policy.tokenizer, dataset, config, checkpoints,
                                use_cpu=device.type == "cpu", resume=resume, reward=reward,
-                               max_new_tokens=generation["max_new_tokens"])
+                               max_new_tokens=generation["max_new_tokens"], initial_bias=initial_bias)
         save_trained(trainer, staging)
         if is_main_process():
             policy.tokenizer.save_pretrained(str(staging))
@@ -362,7 +400,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
                 ("num_prompts" if online else "num_pairs"): len(dataset),
                 "reward_model": generation["reward"], "libraries": io.library_versions(),
                 "processes": process_state().num_processes,
-            }}
+            } | ({"bias_start": bias_record} if bias_record else {})}
             io.write_yaml(staging / "training.config.yaml", resolved)
             if (checkpoints / "runs").exists():  # tensorboard's event files: kept with the model
                 shutil.copytree(checkpoints / "runs", staging / "runs")

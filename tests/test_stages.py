@@ -114,7 +114,7 @@ def test_train_then_metrics(run_dir, tiny_judge):
     for png in ("reward_hist.png", "diversity.png", "frontier.png"):
         assert (run_dir / "results" / "sigmoid" / png).read_bytes()[:4] == b"\x89PNG"
     card = (model_dir / "README.md").read_text()  # the model card, with the evaluation once it exists
-    assert "`sigmoid` policy" in card and "| β | 0.15 |" in card and "from_pretrained" in card
+    assert "`sigmoid` policy" in card and "| β | 0.3 |" in card and "from_pretrained" in card
     assert f"KL to the reference: {metrics['kl']:.2f} nats" in card
     assert f"| this policy | {metrics['policy']['reward_mean']:.2f} |" in card
     stamp = (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns

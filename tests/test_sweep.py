@@ -50,7 +50,9 @@ def test_cells_curves_and_report(finished_sweep):
     assert "online methods: as many steps" not in report  # no online method in this sweep
     assert "| sigmoid | 0.1 | 2 |" in report and "| slic | 0.1 | 2 |" in report
     # what trained, as each cell recorded it (the default: the logit bias), and sigmoid's labels (soft by default)
-    assert cell["provenance"]["trained_parameters"].startswith("a per-token logit bias")
+    assert cell["provenance"]["trained_parameters"] == (
+        "a per-token logit bias started from the reward model's token scores (the weights frozen; folded into an "
+        "untied LM head)")
     assert "What trained: a per-token logit bias" in report and "`sigmoid`'s labels: soft." in report
     for png in ("frontier.png", "diversity_vs_reward.png", "reward_hists.png"):
         assert (finished_sweep / png).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,86 @@
+"""Where a trained logit bias starts: the reward model's own score of each vocabulary token.
+
+Why: 8,000 scored samples estimate 4,096 token biases noisily (on the embedded default the bias correlates with
+the reward at 0.77 on its training samples but 0.46 on new ones). The reward model can say directly how positive
+each token is: scored inside a few short review phrases, its token scores alone predict the reward of new samples
+about as well as the bias DPO fits from 8,000 of them, and DPO started from them, rather than from zero, spends
+its samples on what the scores miss (README, "A logit bias started from the reward model's token scores").
+
+The start is the KL-regularised optimum for the reward k·Σ_t s(token_t): b = k·s/β, with s the token scores and
+k the reward per unit of score, fitted on the training pairs (least squares of each pair's reward difference on
+its score difference).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .scoring import Classifier
+
+logger = logging.getLogger(__name__)
+
+# Short review phrases each token is scored in ({} is the token's text, with its own leading space if it has one).
+# Averaging the phrases evens out what one context does to a token (README: one phrase alone correlates 0.50 with
+# the reward of new samples, the eight 0.51).
+TEMPLATES = ("the movie was{}", "{} movie", "overall , it is{} and", "the acting is{} , the plot", "a{} film .",
+             "this is{} .", "i found it{}", "the story is{} but")
+
+
+def token_scores(tokenizer, classifier: Classifier, vocab_size: int, batch_size: int,
+                 templates: tuple[str, ...] = TEMPLATES) -> torch.Tensor:
+    """(vocab_size,): each token's reward in each template, standardised over the vocabulary per template (so the
+    average token scores 0 and no template dominates), averaged over the templates. Ids the tokenizer cannot
+    decode (an embedding matrix padded past the vocabulary) score 0."""
+    known = min(vocab_size, len(tokenizer))
+    texts = [tokenizer.decode([token]) for token in range(known)]
+    total = torch.zeros(vocab_size)
+    for template in templates:
+        rewards, _ = classifier.score([template.format(text) for text in texts], batch_size,
+                                      desc=f"token scores '{template}'", across_processes=False)
+        values = torch.tensor(rewards)
+        total[:known] += (values - values.mean()) / values.std().clamp_min(1e-8)
+    return total / len(templates)
+
+
+def reward_per_score(scores: torch.Tensor, pairs: list[dict[str, Any]]) -> float:
+    """k: the least-squares slope (through 0) of each pair's reward difference on its difference in summed token
+    scores; the pair's prompt cancels in both."""
+    chosen = torch.tensor([float(scores[row["chosen_ids"]].sum()) for row in pairs])
+    rejected = torch.tensor([float(scores[row["rejected_ids"]].sum()) for row in pairs])
+    gap = torch.tensor([row["chosen_reward"] - row["rejected_reward"] for row in pairs])
+    difference = chosen - rejected
+    denominator = float(difference @ difference)
+    return float(difference @ gap) / denominator if denominator > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class TokenPrior:
+    """The reward model's token scores s and the reward per unit of score k on the training pairs."""
+
+    scores: torch.Tensor
+    reward_per_score: float
+
+    def bias(self, beta: float) -> torch.Tensor:
+        """The starting bias b = k·s/β."""
+        return self.reward_per_score * self.scores / beta
+
+    def record(self) -> dict[str, Any]:
+        return {"templates": list(TEMPLATES), "reward_per_score": self.reward_per_score}
+
+
+def fit_token_prior(tokenizer, classifier: Classifier, pairs: list[dict[str, Any]], vocab_size: int,
+                    batch_size: int) -> TokenPrior:
+    """Score the vocabulary and fit k on `pairs`. A k ≤ 0 (the scores do not rise with the reward on these pairs)
+    becomes 0: the bias then starts from zero."""
+    scores = token_scores(tokenizer, classifier, vocab_size, batch_size)
+    k = reward_per_score(scores, pairs)
+    if k <= 0:
+        logger.warning("the reward model's token scores do not rise with the reward on these pairs (k = %.3g): "
+                       "the logit bias starts from zero", k)
+        k = 0.0
+    logger.info("token scores of the reward model: k = %.4f reward per unit score", k)
+    return TokenPrior(scores, k)
