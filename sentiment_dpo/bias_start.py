@@ -4,7 +4,7 @@ Why: 8,000 scored samples estimate 4,096 token biases noisily (on the embedded d
 the reward at 0.77 on its training samples but 0.46 on new ones). The reward model can say directly how positive
 each token is: scored inside a few short review phrases, its token scores alone predict the reward of new samples
 about as well as the bias DPO fits from 8,000 of them, and DPO started from them, rather than from zero, spends
-its samples on what the scores miss (README, "A logit bias started from the reward model's token scores").
+its samples on what the scores miss (README, "The reward model's token scores as the start").
 
 The start is the KL-regularised optimum for the reward k·Σ_t s(token_t): b = k·s/β, with s the token scores and
 k the reward per unit of score, fitted on the training pairs (least squares of each pair's reward difference on

@@ -298,7 +298,7 @@ class SweepRunner:
         if not (training.logit_bias and training.bias_start == "reward"):
             return None
         if self._token_prior is None:
-            self._token_prior = token_prior(policy, self.reward, training, self.pairs, self.config.eval_batch_size)
+            self._token_prior = token_prior(policy, self.reward, self.pairs, self.config.eval_batch_size)
         return self._token_prior.bias(training.beta)
 
     def _reference_point(self) -> dict[str, float]:

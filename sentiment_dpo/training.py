@@ -217,11 +217,9 @@ def choose_trained_parameters(model, config: TrainingConfig, initial_bias=None) 
             bias.start_from(initial_bias)
 
 
-def token_prior(policy, classifier, config: TrainingConfig, pairs: list[dict[str, Any]], batch_size: int) -> Any:
-    """The `bias_start.TokenPrior` a logit bias starts from under `--bias-start reward`; None otherwise (also for a
-    policy that trains no bias). `resolve_trained_parameters` must have run."""
-    if not (config.logit_bias and config.bias_start == "reward"):
-        return None
+def token_prior(policy, classifier, pairs: list[dict[str, Any]], batch_size: int) -> Any:
+    """The `bias_start.TokenPrior` (the reward model's token scores, scaled on `pairs`) a logit bias starts from
+    under `--bias-start reward`."""
     from .bias_start import fit_token_prior
 
     vocab_size = policy.model.get_output_embeddings().weight.shape[0]
@@ -356,7 +354,7 @@ def run(config: TrainingConfig) -> Path:
         check_pair_lengths(dataset, policy, run_dir / data_file)
         resolve_trained_parameters(policy.model, config)
         if config.logit_bias and config.bias_start == "reward":
-            prior = token_prior(policy, _reward_model(generation, device), config, rows, generation["batch_size"])
+            prior = token_prior(policy, _reward_model(generation, device), rows, generation["batch_size"])
             initial_bias, bias_record = prior.bias(config.beta), prior.record()
     final = run_dir / io.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
