@@ -40,7 +40,7 @@ def token_scores(tokenizer, classifier: Classifier, vocab_size: int, batch_size:
     total = torch.zeros(vocab_size)
     for template in templates:
         rewards, _ = classifier.score([template.format(text) for text in texts], batch_size,
-                                      desc=f"token scores '{template}'", across_processes=False)
+                                      desc=f"token scores '{template}'")
         values = torch.tensor(rewards)
         total[:known] += (values - values.mean()) / values.std().clamp_min(1e-8)
     return total / len(templates)

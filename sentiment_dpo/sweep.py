@@ -292,10 +292,10 @@ class SweepRunner:
     def _initial_bias(self, policy, training: TrainingConfig) -> Any:
         """Where the cell's logit bias starts (None: zero, or no bias); the token prior is fitted once per sweep, on
         the shared pairs."""
-        from .training import resolve_trained_parameters, token_prior
+        from .training import resolve_trained_parameters, starts_from_token_scores, token_prior
 
         resolve_trained_parameters(policy.model, training)
-        if not (training.logit_bias and training.bias_start == "reward"):
+        if not starts_from_token_scores(training):
             return None
         if self._token_prior is None:
             self._token_prior = token_prior(policy, self.reward, self.pairs, self.config.eval_batch_size)

@@ -217,6 +217,11 @@ def choose_trained_parameters(model, config: TrainingConfig, initial_bias=None) 
             bias.start_from(initial_bias)
 
 
+def starts_from_token_scores(config: TrainingConfig) -> bool:
+    """Whether a (resolved) training's logit bias starts from the reward model's token scores."""
+    return bool(config.logit_bias) and config.bias_start == "reward"
+
+
 def token_prior(policy, classifier, pairs: list[dict[str, Any]], batch_size: int) -> Any:
     """The `bias_start.TokenPrior` (the reward model's token scores, scaled on `pairs`) a logit bias starts from
     under `--bias-start reward`."""
@@ -342,7 +347,7 @@ def run(config: TrainingConfig) -> Path:
         rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device)
-    reward = initial_bias = bias_record = None
+    reward = prior = None
     if online:
         from .online_rl import ClassifierReward, prompts_dataset
 
@@ -353,13 +358,11 @@ def run(config: TrainingConfig) -> Path:
         dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
         resolve_trained_parameters(policy.model, config)
-        if config.logit_bias and config.bias_start == "reward":
+        if starts_from_token_scores(config):
             prior = token_prior(policy, _reward_model(generation, device), rows, generation["batch_size"])
-            initial_bias, bias_record = prior.bias(config.beta), prior.record()
     final = run_dir / io.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
-        _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, initial_bias,
-                        bias_record)
+        _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, prior)
     return final
 
 
@@ -370,8 +373,9 @@ def _reward_model(generation: dict[str, Any], device) -> Any:
 
 
 def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
-                    final: Path, device, initial_bias=None, bias_record: dict[str, Any] | None = None) -> None:
-    """Train into a staging folder and swap it in for `final` when complete (the caller holds `final`'s lock)."""
+                    final: Path, device, prior=None) -> None:
+    """Train into a staging folder and swap it in for `final` when complete (the caller holds `final`'s lock);
+    `prior`: the `bias_start.TokenPrior` the logit bias starts from (None: zero)."""
     run_dir = Path(config.run_dir)
     # Every process must agree on these folders (all of them call save_model; the main one writes).
     staging = final.with_name(f".{final.name}.staging")
@@ -387,7 +391,8 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
     try:
         trainer = train_policy(policy.model, policy.tokenizer, dataset, config, checkpoints,
                                use_cpu=device.type == "cpu", resume=resume, reward=reward,
-                               max_new_tokens=generation["max_new_tokens"], initial_bias=initial_bias)
+                               max_new_tokens=generation["max_new_tokens"],
+                               initial_bias=prior.bias(config.beta) if prior else None)
         save_trained(trainer, staging)
         if is_main_process():
             policy.tokenizer.save_pretrained(str(staging))
@@ -398,7 +403,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
                 ("num_prompts" if online else "num_pairs"): len(dataset),
                 "reward_model": generation["reward"], "libraries": io.library_versions(),
                 "processes": process_state().num_processes,
-            } | ({"bias_start": bias_record} if bias_record else {})}
+            } | ({"bias_start": prior.record()} if prior else {})}
             io.write_yaml(staging / "training.config.yaml", resolved)
             if (checkpoints / "runs").exists():  # tensorboard's event files: kept with the model
                 shutil.copytree(checkpoints / "runs", staging / "runs")
