@@ -177,6 +177,40 @@ def kl_overhead(curve: Sequence[CeilingPoint], kl: float, reward: float) -> floa
     return None if needed is None else kl / needed
 
 
+def optimum_reward_at(curve: Sequence[CeilingPoint], kl: float) -> float | None:
+    """The optimum curve's mean reward at `kl` nats, linear between its trusted points; None beyond them."""
+    trusted = sorted((p for p in curve if p.trusted), key=lambda p: p.kl)
+    for low, high in zip(trusted, trusted[1:]):
+        if low.kl <= kl <= high.kl:
+            share = (kl - low.kl) / (high.kl - low.kl) if high.kl > low.kl else 0.0
+            return low.reward + share * (high.reward - low.reward)
+    return None
+
+
+def gain_share(curve: Sequence[CeilingPoint], kl: float, reward: float) -> float | None:
+    """A method's reward gain over the reference divided by the optimum's gain at the method's own KL: 1 is the
+    most any policy gets for that KL (for Gaussian rewards about 1/√overhead).
+
+    The overhead prices a reward in KL; this share prices a KL in reward, so it needs the ceiling trusted out to
+    the method's KL, not only to the KL where the optimum reaches its reward: None beyond the trusted points
+    (more ceiling samples per prompt widen them: ½·log N nats). NaN when the method has not moved (KL ≤ 0).
+    """
+    if kl <= 0:
+        return math.nan
+    best = optimum_reward_at(curve, kl)
+    if best is None:
+        return None
+    return (reward - curve[0].reward) / (best - curve[0].reward) if best > curve[0].reward else math.nan
+
+
+def gain_share_text(share: float | None) -> str:
+    if share is None:
+        return "outside the trusted range"
+    if math.isnan(share):
+        return "–"
+    return f"{share:.0%}"
+
+
 def overhead_text(overhead: float | None) -> str:
     if overhead is None:
         return "outside the trusted range"

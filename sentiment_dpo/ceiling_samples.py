@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import io
-from .ceiling import CeilingPoint, best_of_n_curve, kl_overhead, optimum_curve, overhead_text
+from .ceiling import (TRUSTED_SHARE_OF_LOG_N, CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead,
+                      optimum_curve, overhead_text)
 from .distributed import is_main_process
 from .evaluator import Evaluator
 
@@ -94,11 +95,16 @@ def points_from_summary(block: dict[str, Any]) -> tuple[list[CeilingPoint], list
     return [point(p) for p in block["optimum"]], [point(p) for p in block["best_of_n"]]
 
 
-def overhead_fields(optimum: list[CeilingPoint], kl: float, reward: float) -> dict[str, Any]:
-    """`kl_overhead` (a number, or null) and its text for a trained policy's (KL, mean reward)."""
-    overhead = kl_overhead(optimum, kl, reward)
-    number = None if overhead is None or overhead != overhead else overhead
-    return {"kl_overhead": number, "kl_overhead_text": overhead_text(overhead)}
+def against_ceiling(optimum: list[CeilingPoint], kl: float, reward: float) -> dict[str, Any]:
+    """A trained policy's (KL, mean reward) against the optimum: `kl_overhead` and `ceiling_gain_share` (each a
+    number, or null where undefined or outside the trusted range) and their texts."""
+    overhead, share = kl_overhead(optimum, kl, reward), gain_share(optimum, kl, reward)
+
+    def number(value: float | None) -> float | None:
+        return None if value is None or math.isnan(value) else value
+
+    return {"kl_overhead": number(overhead), "kl_overhead_text": overhead_text(overhead),
+            "ceiling_gain_share": number(share), "ceiling_gain_share_text": gain_share_text(share)}
 
 
 def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -> list[str]:
@@ -113,7 +119,10 @@ def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -
              "trusted and drawn solid. **Best-of-n**: the expected best of n samples, exact over all n-subsets; its "
              "KL, log n − (n−1)/n, is an upper bound. **KL overhead** (in the tables of trained policies) = a "
              "policy's KL divided by the KL at which the optimum reaches the same mean reward: 1× is as good as it "
-             "gets.", "",
+             "gets. **Share of the ceiling's gain** = a policy's reward gain over the reference divided by the "
+             "optimum's gain at the policy's own KL: 100% is as good as it gets; it needs the optimum trusted out to "
+             f"the policy's KL ({TRUSTED_SHARE_OF_LOG_N * math.log(size):.2f} nats here; more samples per prompt "
+             "widen it).", "",
              "| ceiling | KL (nats) | reward | p_positive |" + (" judge p_positive |" if judge else ""),
              "|---|---|---|---|" + ("---|" if judge else "")]
     for p in [q for q in optimum if q.trusted] + powers_of_two(best_of_n)[1:]:

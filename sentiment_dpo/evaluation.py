@@ -76,7 +76,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         rows = ceiling_samples.load_or_sample(run_dir / REFERENCE_RESULTS, evaluator, config.ceiling_samples)
         optimum, best_of_n = ceiling_samples.curves(rows, config.seed)
         metrics["ceiling"] = ceiling_samples.summary(optimum, best_of_n)
-        metrics |= ceiling_samples.overhead_fields(optimum, metrics["kl"], metrics["policy"]["reward_mean"])
+        metrics |= ceiling_samples.against_ceiling(optimum, metrics["kl"], metrics["policy"]["reward_mean"])
     if not is_main_process():  # every process holds all samples; one writes the results
         return metrics
 
@@ -94,7 +94,8 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", config.loss,
                 metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],
                 metrics["reference"]["distinct_2"], metrics["policy"]["distinct_2"], metrics["win_rate"],
-                f", KL overhead {metrics['kl_overhead_text']}" if optimum is not None else "")
+                f", KL overhead {metrics['kl_overhead_text']}, share of the ceiling's gain "
+                f"{metrics['ceiling_gain_share_text']}" if optimum is not None else "")
     return metrics
 
 

@@ -50,6 +50,7 @@ def model_card(training: dict[str, Any], metrics: dict[str, Any] | None = None) 
             lines.append(f"| {name} | {m['reward_mean']:.2f} | {m['p_positive_mean']:.3f} |"
                          + (f" {m['judge_p_positive_mean']:.3f} |" if judge else "") + f" {m['distinct_2']:.3f} |")
         lines += ["", f"KL to the reference: {metrics['kl']:.2f} nats; win rate {metrics['win_rate']:.2f}"
-                  + (f"; KL overhead against the ceiling: {metrics['kl_overhead_text']}"
-                     if "kl_overhead_text" in metrics else "") + "."]
+                  + (f"; KL overhead against the ceiling: {metrics['kl_overhead_text']}, share of the ceiling's "
+                     f"reward gain at this KL: {metrics['ceiling_gain_share_text']}"
+                     if "ceiling_gain_share_text" in metrics else "") + "."]
     return "\n".join(lines) + "\n"

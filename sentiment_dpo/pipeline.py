@@ -130,15 +130,16 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
         f"({generation['prompt_mode']} prompts, pure sampling, {generation['max_new_tokens']} new tokens), "
         f"seed {generation['seed']}; held-out judge `{results[losses[0]]['provenance'].get('judge')}`.", "",
         "| loss | model | reward mean ± std | p_positive | judge p_positive | positive rate | distinct-1/2/3 "
-        "| word entropy (bits) | KL (nats) | KL overhead | win rate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| word entropy (bits) | KL (nats) | KL overhead | share of the ceiling's gain | win rate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for loss, metrics in results.items():
         for name in ("reference", "policy"):
             m = metrics[name]
             # KL, its overhead and the win rate describe the policy against the reference: none for the reference
-            pair_cells = (f"{metrics['kl']:.2f} | {metrics.get('kl_overhead_text', '–')} | {metrics['win_rate']:.3f}"
-                          if name == "policy" else "– | – | –")
+            pair_cells = (f"{metrics['kl']:.2f} | {metrics.get('kl_overhead_text', '–')} | "
+                          f"{metrics.get('ceiling_gain_share_text', '–')} | {metrics['win_rate']:.3f}"
+                          if name == "policy" else "– | – | – | –")
             judge = f"{m['judge_p_positive_mean']:.3f}" if "judge_p_positive_mean" in m else "–"
             lines.append(
                 f"| {loss} | {name} | {m['reward_mean']:.2f} ± {m['reward_std']:.2f} | {m['p_positive_mean']:.3f} | "
@@ -151,7 +152,9 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
                                results[losses[0]]["reference"]["reward_mean"], optimum, best_of_n,
                                run_dir / "frontier.png")
         lines += ["", "KL overhead: the policy's KL divided by the KL at which the ceiling (the KL-regularised "
-                  "optimum, below) reaches the same mean reward; 1× is the best possible.", "",
+                  "optimum, below) reaches the same mean reward; 1× is the best possible. Share of the ceiling's "
+                  "gain: the policy's reward gain over the reference divided by the optimum's at the policy's KL; "
+                  "100% is the best possible.", "",
                   "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
     lines += ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
     for what, measured, passed in target_checks(run_dir, losses):

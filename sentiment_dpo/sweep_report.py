@@ -174,19 +174,27 @@ def _ceiling(run_dir: Path) -> tuple[list, list] | None:
     return curves(io.read_jsonl(file, ("prompt_index", "reward", "p_positive"), "python3 sweep.py"))
 
 
-def _overhead(optimum: list | None, kl: float, reward: float) -> str:
-    from .ceiling_samples import overhead_fields
+def _against_ceiling(optimum: list | None, kl: float, reward: float) -> str:
+    """Table cells: the KL overhead and the share of the optimum's gain at the same KL ("–" without a ceiling)."""
+    from .ceiling_samples import against_ceiling
 
-    return overhead_fields(optimum, kl, reward)["kl_overhead_text"] if optimum else "–"
+    if not optimum:
+        return "– | –"
+    fields = against_ceiling(optimum, kl, reward)
+    return f"{fields['kl_overhead_text']} | {fields['ceiling_gain_share_text']}"
 
 
 def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool, beyond: Sequence[tuple],
                     optimum: list | None) -> str:
-    """`finding`, plus the best method's KL overhead against the ceiling when the sweep has one."""
+    """`finding`, plus the best method's KL overhead and share of the ceiling's gain when the sweep has one."""
+    from .ceiling_samples import against_ceiling
+
     text = finding(best, budget, several_rates, beyond)
     if optimum and best:
         top = max(best.values(), key=lambda b: b["reward"][0])
-        text += f" Its KL overhead against the ceiling: {_overhead(optimum, top['kl'][0], top['reward'][0])}."
+        fields = against_ceiling(optimum, top["kl"][0], top["reward"][0])
+        text += (f" Against the ceiling: KL overhead {fields['kl_overhead_text']}, share of the optimum's reward "
+                 f"gain at the same KL {fields['ceiling_gain_share_text']}.")
     return text
 
 
@@ -257,27 +265,29 @@ def write_report(run_dir: Path, config) -> Path:
     judge_header = " judge p_positive |" if has_judge else ""
     for budget, per_loss in best.items():
         lines += [f"## Best checkpoint within KL ≤ {budget:g} nats", "",
-                  f"| method | β | step | reward | KL | KL overhead | p_positive |{judge_header} seeds |",
-                  "|---|---|---|---|---|---|---|" + ("---|" if has_judge else "") + "---|"]
+                  f"| method | β | step | reward | KL | KL overhead | share of the ceiling's gain | p_positive |"
+                  f"{judge_header} seeds |",
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if has_judge else "") + "---|"]
         for key, b in sorted(per_loss.items(), key=lambda item: -item[1]["reward"][0]):
             judge = f" {_fmt(b['judge'], 3)} |" if has_judge else ""
             lines.append(f"| {label(*key, several_rates)} | {b['beta']:g} | {b['step']} | {_fmt(b['reward'], 2)} | "
-                         f"{_fmt(b['kl'], 1)} | {_overhead(optimum, b['kl'][0], b['reward'][0])} | "
+                         f"{_fmt(b['kl'], 1)} | {_against_ceiling(optimum, b['kl'][0], b['reward'][0])} | "
                          f"{_fmt(b['p_positive'], 3)} |{judge} {b['seeds']} |")
-        lines += [f"| {label(*key, several_rates)} | – | – | every checkpoint past the budget | | | |"
+        lines += [f"| {label(*key, several_rates)} | – | – | every checkpoint past the budget | | | | |"
                   + (" |" if has_judge else "") + " |" for key in beyond[budget]]
         lines.append("")
     metrics = [m for m in TABLE_METRICS if has_judge or m[0] != "judge_p_positive_mean"]
     header = " | ".join(title for _, title, _ in metrics)
-    lines += ["## Final checkpoints", "", f"| method | β | seeds | {header} | KL overhead |",
-              "|---|---|---|" + "---|" * (len(metrics) + 1),
+    lines += ["## Final checkpoints", "",
+              f"| method | β | seeds | {header} | KL overhead | share of the ceiling's gain |",
+              "|---|---|---|" + "---|" * (len(metrics) + 2),
               "| reference | – | – | " + " | ".join(f"{reference[name]:.{digits}f}" for name, _, digits in metrics)
-              + " | – |"]
+              + " | – | – |"]
     for (loss, rounds, lr, beta), group in groups.items():
         values = " | ".join(_fmt(group["final"][name], digits) for name, _, digits in metrics)
-        overhead = _overhead(optimum, group["final"]["kl"][0], group["final"]["reward_mean"][0])
+        ceiling_cells = _against_ceiling(optimum, group["final"]["kl"][0], group["final"]["reward_mean"][0])
         lines.append(f"| {label(loss, rounds, lr, several_rates)} | {beta:g} | {len(group['seeds'])} | {values} | "
-                     f"{overhead} |")
+                     f"{ceiling_cells} |")
     lines += ["", "## The methods", "",
               "- `sigmoid` (DPO): −log σ(β·Δ), Δ = (log π/π_ref)(chosen) − (log π/π_ref)(rejected).",
               "- `soft_labels true` (sigmoid): −q·log σ(β·Δ) − (1 − q)·log σ(−β·Δ) with q = σ(r_chosen − r_rejected), "

@@ -76,6 +76,33 @@ def test_kl_overhead_interpolates_on_the_trusted_curve():
     assert ceiling.overhead_text(10.0) == "10.0×"
 
 
+def test_gain_share_prices_the_methods_kl_on_the_trusted_curve():
+    point = ceiling.CeilingPoint
+    curve = [point("β=∞", 0.0, 0.5, (0, 0), 0.4, None, True), point("a", 1.0, 1.5, (0, 0), 0.6, None, True),
+             point("b", 3.0, 2.5, (0, 0), 0.8, None, True), point("c", 4.0, 3.5, (0, 0), 0.9, None, False)]
+    assert ceiling.optimum_reward_at(curve, 2.0) == pytest.approx(2.0)
+    # at 2 nats the optimum gains 2.0 − 0.5 = 1.5 over the reference; a policy gaining 0.75 there has half of it
+    assert ceiling.gain_share(curve, 2.0, 1.25) == pytest.approx(0.5)
+    assert ceiling.gain_share(curve, 0.5, 0.3) == pytest.approx(-0.4)  # below the reference: a negative share
+    assert ceiling.gain_share(curve, 3.5, 3.0) is None  # the optimum is not trusted out to 3.5 nats
+    assert math.isnan(ceiling.gain_share(curve, 0.0, 0.5))
+    assert ceiling.gain_share_text(0.5) == "50%"
+    assert ceiling.gain_share_text(None) == "outside the trusted range"
+
+
+def test_gain_share_is_one_over_root_overhead_for_gaussian_rewards():
+    # r ~ N(0, σ²) under the reference: the optimum at β gains σ²/β at KL σ²/(2β²), i.e. gain(K) = σ·√(2K)
+    sigma, point = 0.8, ceiling.CeilingPoint
+    curve = [point("β=∞", 0.0, 0.0, (0, 0), 0.5, None, True)]
+    curve += [point(f"β={b:.3g}", sigma**2 / (2 * b * b), sigma**2 / b, (0, 0), 0.5, None, True)
+              for b in [10 ** (1 - k / 200) for k in range(1, 400)]]
+    kl_needed = 0.5
+    reward = sigma * math.sqrt(2 * kl_needed)
+    for overhead in (2.0, 4.0):
+        assert ceiling.kl_overhead(curve, overhead * kl_needed, reward) == pytest.approx(overhead, rel=1e-3)
+        assert ceiling.gain_share(curve, overhead * kl_needed, reward) == pytest.approx(overhead ** -0.5, rel=1e-3)
+
+
 def test_unequal_sample_counts_are_refused():
     with pytest.raises(ValueError):
         ceiling.optimum_curve([[0.0, 1.0], [1.0]], [[0.5, 0.5], [0.5]])

@@ -1,6 +1,7 @@
 """Each stage as the user runs it (the scripts' main()), on tiny models, including the bad inputs."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -13,6 +14,8 @@ import run_pipeline
 import text_generation
 from conftest import ROOT
 from sentiment_dpo import io
+from sentiment_dpo.ceiling import gain_share, gain_share_text
+from sentiment_dpo.ceiling_samples import points_from_summary
 
 GEN_ARGS = ["--num-samples", "24", "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "8"]
 
@@ -111,6 +114,10 @@ def test_train_then_metrics(run_dir, tiny_judge):
     assert metrics["ceiling"]["optimum"][0]["reward"] == pytest.approx(sum(r["reward"] for r in ceiling_rows) / 24)
     assert [p["label"] for p in metrics["ceiling"]["best_of_n"]] == ["n=1", "n=2", "n=4"]
     assert metrics["kl_overhead_text"] in ("outside the trusted range", "no reward gain") or metrics["kl_overhead"] > 0
+    optimum, _ = points_from_summary(metrics["ceiling"])
+    share = gain_share(optimum, metrics["kl"], metrics["policy"]["reward_mean"])
+    assert metrics["ceiling_gain_share_text"] == gain_share_text(share)
+    assert metrics["ceiling_gain_share"] == (None if share is None or math.isnan(share) else pytest.approx(share))
     for png in ("reward_hist.png", "diversity.png", "frontier.png"):
         assert (run_dir / "results" / "sigmoid" / png).read_bytes()[:4] == b"\x89PNG"
     card = (model_dir / "README.md").read_text()  # the model card, with the evaluation once it exists
@@ -220,8 +227,8 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
     # the ceiling and best-of-n beside the trained losses, each loss with its KL overhead
     assert "## The ceiling" in summary and "| optimum β=∞ | 0.00 |" in summary and "| best-of-4 | ≤ " in summary
     for loss in ("sigmoid", "hinge"):
-        overhead = json.loads((tmp_path / "run" / "results" / loss / "metrics.json").read_text())["kl_overhead_text"]
-        assert f"| {overhead} |" in summary
+        metrics = json.loads((tmp_path / "run" / "results" / loss / "metrics.json").read_text())
+        assert f"| {metrics['kl_overhead_text']} | {metrics['ceiling_gain_share_text']} |" in summary
     assert (tmp_path / "run" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -181,7 +181,7 @@ def test_ceiling_judge_and_online_methods_on_one_frontier(tmp_path, tiny_policy,
     report = (tmp_path / "report.md").read_text()
     assert "## The ceiling" in report and "| best-of-4 | ≤ 0.64 |" in report
     assert "(online methods: as many steps, 4 completions each)" in report
-    assert "| KL overhead |" in report and "judge p_positive" in report
+    assert "| KL overhead | share of the ceiling's gain |" in report and "judge p_positive" in report
     for method in ("sft", "rloo", "grpo", "online_dpo"):
         assert f"| {method} | " in report
     assert (tmp_path / "judge_frontier.png").read_bytes()[:4] == b"\x89PNG"
