@@ -44,12 +44,17 @@ def test_best_of_n_equals_enumeration_of_all_subsets():
     rewards = [[round(rng.gauss(0, 1), 1) for _ in range(7)] for _ in range(3)]  # rounding makes ties
     rewards[0][2] = rewards[0][5]
     values = [[rng.random() for _ in range(7)] for _ in range(3)]
+    curve = ceiling.best_of_n_curve(rewards, values)
     for n in range(1, 8):
+        brute_values, brute_rewards = [], []
         for r, v in zip(rewards, values):
             subsets = list(itertools.combinations(range(7), n))
-            brute = sum(v[max(s, key=lambda i: (r[i], i))] for s in subsets) / len(subsets)
-            assert ceiling.best_of_n_prompt(r, v, n) == pytest.approx(brute)
-    curve = ceiling.best_of_n_curve(rewards, values)
+            brute_values.append(sum(v[max(s, key=lambda i: (r[i], i))] for s in subsets) / len(subsets))
+            brute_rewards.append(sum(max(r[i] for i in s) for s in subsets) / len(subsets))
+            assert ceiling.best_of_n_prompt(r, v, n) == pytest.approx(brute_values[-1])
+        # the curve computes every n at once: the same numbers, averaged over prompts
+        assert curve[n - 1].p_positive == pytest.approx(sum(brute_values) / 3)
+        assert curve[n - 1].reward == pytest.approx(sum(brute_rewards) / 3)
     assert curve[0].reward == pytest.approx(sum(sum(r) / 7 for r in rewards) / 3)  # n = 1: the reference
     assert curve[-1].reward == pytest.approx(sum(max(r) for r in rewards) / 3)  # n = N: the best sample
     assert curve[3].kl == pytest.approx(math.log(4) - 3 / 4)
