@@ -180,17 +180,22 @@ def best_of_n_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seq
     return points
 
 
+def _along_trusted(curve: Sequence[CeilingPoint], given: str, value: float, wanted: str) -> float | None:
+    """The optimum curve's `wanted` ("kl" or "reward") where its `given` one equals `value`, linear between its
+    trusted points (both grow along the curve); None outside them."""
+    trusted = sorted((p for p in curve if p.trusted), key=lambda p: p.kl)
+    for low, high in zip(trusted, trusted[1:]):
+        start, end = getattr(low, given), getattr(high, given)
+        if start <= value <= end:
+            share = (value - start) / (end - start) if end > start else 0.0
+            return getattr(low, wanted) + share * (getattr(high, wanted) - getattr(low, wanted))
+    return None
+
+
 def ceiling_kl_at(curve: Sequence[CeilingPoint], reward: float) -> float | None:
     """The KL at which the optimum curve (starting at the reference, KL 0) reaches `reward`, linear between its
     points; None when the reward lies beyond its trusted points or below its start."""
-    trusted = sorted((p for p in curve if p.trusted), key=lambda p: p.kl)
-    if not trusted or reward < trusted[0].reward:
-        return None
-    for low, high in zip(trusted, trusted[1:]):
-        if low.reward <= reward <= high.reward:
-            share = (reward - low.reward) / (high.reward - low.reward) if high.reward > low.reward else 0.0
-            return low.kl + share * (high.kl - low.kl)
-    return None
+    return _along_trusted(curve, "reward", reward, "kl")
 
 
 def kl_overhead(curve: Sequence[CeilingPoint], kl: float, reward: float) -> float | None:
@@ -207,12 +212,7 @@ def kl_overhead(curve: Sequence[CeilingPoint], kl: float, reward: float) -> floa
 
 def optimum_reward_at(curve: Sequence[CeilingPoint], kl: float) -> float | None:
     """The optimum curve's mean reward at `kl` nats, linear between its trusted points; None beyond them."""
-    trusted = sorted((p for p in curve if p.trusted), key=lambda p: p.kl)
-    for low, high in zip(trusted, trusted[1:]):
-        if low.kl <= kl <= high.kl:
-            share = (kl - low.kl) / (high.kl - low.kl) if high.kl > low.kl else 0.0
-            return low.reward + share * (high.reward - low.reward)
-    return None
+    return _along_trusted(curve, "kl", kl, "reward")
 
 
 def gain_share(curve: Sequence[CeilingPoint], kl: float, reward: float) -> float | None:
