@@ -123,6 +123,12 @@ def test_train_then_metrics(run_dir, tiny_judge):
     card = (model_dir / "README.md").read_text()  # the model card, with the evaluation once it exists
     assert "`sigmoid` policy" in card and "| β | 0.3 |" in card and "from_pretrained" in card
     assert f"KL to the reference: {metrics['kl']:.2f} nats" in card
+    # the logit bias's limit from the run's samples and its ceiling samples: 24 samples, fitted in one step
+    limit = subprocess.run([sys.executable, str(ROOT / "scripts" / "bag_of_tokens_limit.py"), str(run_dir)],
+                           capture_output=True, text=True, timeout=120)
+    assert limit.returncode == 0, limit.stderr
+    last = limit.stdout.strip().splitlines()[-1].split()
+    assert last[0] == "24" and -1 <= float(last[1]) <= 1 and -1 <= float(last[2]) <= 1
     assert f"| this policy | {metrics['policy']['reward_mean']:.2f} |" in card
     stamp = (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns
     assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
@@ -202,7 +208,8 @@ def test_too_many_pairs(run_dir, capsys):
 
 
 @pytest.mark.parametrize("script", ["text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py",
-                                    "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py"])
+                                    "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py",
+                                    "scripts/bag_of_tokens_limit.py"])
 def test_help(script):
     result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
                             timeout=60)
