@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sentiment_dpo.bag_of_tokens import fit_token_scores, within_prompt_rho
+    from sentiment_dpo.bag_of_tokens import fit_token_scores, token_counts, within_prompt_rho
     from sentiment_dpo.models import load_policy
 
     policy = load_policy(generation["policy"], torch.device("cpu"))
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in held:  # the held-out file keeps text only: tokenised as the policy would continue a prompt
         ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         held_groups.setdefault(row["prompt_index"], []).append((ids, row["reward"]))
+    held_texts = token_counts(list(held_groups.values()), vocab_size)  # scored once per fit below
     print(f"{len(train)} training samples of {run_dir}, {len(held)} held-out samples of {held_out}; ridge l2 "
           f"{args.l2:g}")
     print(f"{'samples':>8}  {'rho train':>9}  {'rho held-out':>12}  {'1/rho^2 held-out':>16}")
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in train[:size]:
             groups.setdefault(row["prompt"], []).append((row["completion_ids"], row["reward"]))
         scores = fit_token_scores(list(groups.values()), vocab_size, args.l2)
-        fitted = within_prompt_rho(list(groups.values()), scores)
-        rho = within_prompt_rho(list(held_groups.values()), scores)
+        fitted = within_prompt_rho(token_counts(list(groups.values()), vocab_size), scores)
+        rho = within_prompt_rho(held_texts, scores)
         print(f"{size:>8}  {fitted:>9.3f}  {rho:>12.3f}  {1 / rho ** 2 if rho > 0 else float('inf'):>15.1f}×",
               flush=True)
         if size == len(train):

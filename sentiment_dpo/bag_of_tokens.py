@@ -7,21 +7,28 @@ held-out texts bounds what any bias can reach. The best score is estimated by ri
 prompt-centred reward on its prompt-centred token counts; fitted on more samples, its held-out ρ rises and its
 ρ on its own training texts falls, and where they meet is the limit.
 
-Pure functions: groups of (token ids, reward) per prompt in, numbers out.
+Pure functions: groups of (token ids, reward) per prompt (or their `token_counts`) in, numbers out.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
 Group = Sequence[tuple[Sequence[int], float]]  # one prompt's texts: (token ids, reward)
 
 
-def _counts(groups: Sequence[Group], vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(sparse token counts (texts, vocab), rewards (texts,), the prompt each text belongs to (texts,))."""
+class TokenCounts(NamedTuple):
+    counts: torch.Tensor  # sparse (texts, vocab)
+    rewards: torch.Tensor  # (texts,)
+    prompts: torch.Tensor  # (texts,): the prompt each text belongs to
+
+
+def token_counts(groups: Sequence[Group], vocab_size: int) -> TokenCounts:
+    """Each text's token counts, reward and prompt; built once for texts that are scored repeatedly."""
     rows, cols, rewards, prompts = [], [], [], []
     text = 0
     for prompt, group in enumerate(groups):
@@ -33,7 +40,7 @@ def _counts(groups: Sequence[Group], vocab_size: int) -> tuple[torch.Tensor, tor
             text += 1
     counts = torch.sparse_coo_tensor(torch.tensor([rows, cols], dtype=torch.long), torch.ones(len(rows)),
                                      (text, vocab_size), dtype=torch.float64, check_invariants=True).coalesce()
-    return counts, torch.tensor(rewards, dtype=torch.float64), torch.tensor(prompts, dtype=torch.long)
+    return TokenCounts(counts, torch.tensor(rewards, dtype=torch.float64), torch.tensor(prompts, dtype=torch.long))
 
 
 def _centre(values: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
@@ -53,8 +60,8 @@ def fit_token_scores(groups: Sequence[Group], vocab_size: int, l2: float) -> tor
     # only tokens the samples contain get a column: a 50,257-token vocabulary would not fit as a dense Gram matrix
     seen = sorted({token for group in groups for ids, _ in group for token in ids})
     column = {token: k for k, token in enumerate(seen)}
-    counts, rewards, prompts = _counts([[([column[t] for t in ids], r) for ids, r in group] for group in groups],
-                                       len(seen))
+    counts, rewards, prompts = token_counts([[([column[t] for t in ids], r) for ids, r in group] for group in groups],
+                                            len(seen))
     size = int(prompts.max()) + 1
     per_prompt = torch.bincount(prompts, minlength=size).to(torch.float64)
     rows, columns = counts.indices()
@@ -70,9 +77,9 @@ def fit_token_scores(groups: Sequence[Group], vocab_size: int, l2: float) -> tor
     return scores  # unseen tokens: 0, which the ridge penalty would give them too
 
 
-def within_prompt_rho(groups: Sequence[Group], scores: torch.Tensor) -> float:
+def within_prompt_rho(texts: TokenCounts, scores: torch.Tensor) -> float:
     """Correlation of Σ_t scores[y_t] with the reward over all texts, each centred within its prompt."""
-    counts, rewards, prompts = _counts(groups, len(scores))
+    counts, rewards, prompts = texts
     predicted = _centre(torch.sparse.mm(counts, scores[:, None]).squeeze(1), prompts)
     actual = _centre(rewards, prompts)
     return float(predicted @ actual / (predicted.norm() * actual.norm()))

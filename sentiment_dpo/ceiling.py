@@ -49,6 +49,11 @@ class CeilingPoint:
     trusted: bool
 
 
+def trusted_kl(samples_per_prompt: int) -> float:
+    """The largest KL of the optimum an estimate from this many reference samples per prompt is trusted at."""
+    return TRUSTED_SHARE_OF_LOG_N * math.log(samples_per_prompt)
+
+
 def _logsumexp(values: Sequence[float]) -> float:
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
@@ -92,11 +97,16 @@ def _best_of_n_matrix(size: int) -> np.ndarray:
     return np.array([best_of_n_weights(n, size) for n in range(1, size + 1)])
 
 
+def _by_reward(rewards: Sequence[float], values: Sequence[float]) -> list[float]:
+    """`values` from the lowest reward to the highest; ties broken by sample position (the later sample ranks
+    higher), as `max` over (reward, index) would."""
+    return [values[i] for i in sorted(range(len(rewards)), key=lambda i: (rewards[i], i))]
+
+
 def _best_of_n_every_n(rewards: Sequence[float], values: Sequence[float]) -> np.ndarray:
     """`best_of_n_prompt(rewards, values, n)` for n = 1..N at once: one sort and one matrix product instead of
     N of each (N = 512 ceiling samples on 256 prompts took minutes the other way)."""
-    order = sorted(range(len(rewards)), key=lambda i: (rewards[i], i))
-    return _best_of_n_matrix(len(rewards)) @ np.array([values[i] for i in order])
+    return _best_of_n_matrix(len(rewards)) @ np.array(_by_reward(rewards, values))
 
 
 def best_of_n_prompt(rewards: Sequence[float], values: Sequence[float], n: int) -> float:
@@ -104,8 +114,7 @@ def best_of_n_prompt(rewards: Sequence[float], values: Sequence[float], n: int) 
 
     Ties in reward are broken by sample position (the later sample wins), as `max` over (reward, index) would.
     """
-    order = sorted(range(len(rewards)), key=lambda i: (rewards[i], i))
-    return sum(w * values[i] for w, i in zip(best_of_n_weights(n, len(rewards)), order))
+    return sum(w * v for w, v in zip(best_of_n_weights(n, len(rewards)), _by_reward(rewards, values)))
 
 
 def best_of_n_kl_bound(n: int) -> float:
@@ -142,7 +151,6 @@ def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seque
     judge's positive probability) are averaged with the same weights.
     """
     size = _check(rewards)
-    trusted_kl = TRUSTED_SHARE_OF_LOG_N * math.log(size)
     # β = ∞ is the reference itself: uniform weights, KL 0
     reference = [mean(r) for r in rewards]
     points = [CeilingPoint("β=∞", 0.0, mean(reference), _bootstrap(reference, seed),
@@ -157,7 +165,7 @@ def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seque
 
         points.append(CeilingPoint(f"β={beta:.3g}", kl, mean(reward_per_prompt), _bootstrap(reward_per_prompt, seed),
                                    weighted(p_positive), weighted(judge) if judge is not None else None,
-                                   kl <= trusted_kl))
+                                   kl <= trusted_kl(size)))
     return points
 
 

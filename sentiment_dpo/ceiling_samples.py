@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import io
-from .ceiling import (TRUSTED_SHARE_OF_LOG_N, CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead,
-                      optimum_curve, overhead_text)
+from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
+                      overhead_text, trusted_kl)
 from .distributed import is_main_process
 from .evaluator import Evaluator
 
@@ -121,7 +121,7 @@ def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -
              "policy's KL divided by the KL at which the optimum reaches the same mean reward: 1× is as good as it "
              "gets. **Share of the ceiling's gain** = a policy's reward gain over the reference divided by the "
              "optimum's gain at the policy's own KL: 100% is as good as it gets; it needs the optimum trusted out to "
-             f"the policy's KL ({TRUSTED_SHARE_OF_LOG_N * math.log(size):.2f} nats here; more samples per prompt "
+             f"the policy's KL ({trusted_kl(size):.2f} nats here; more samples per prompt "
              "widen it).", "",
              "| ceiling | KL (nats) | reward | p_positive |" + (" judge p_positive |" if judge else ""),
              "|---|---|---|---|" + ("---|" if judge else "")]

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from sentiment_dpo.bag_of_tokens import fit_token_scores, within_prompt_rho
+from sentiment_dpo.bag_of_tokens import fit_token_scores, token_counts, within_prompt_rho
 
 VOCAB = 12
 
@@ -54,7 +54,7 @@ def test_an_additive_reward_is_recovered_and_ranks_held_out_texts_perfectly():
     # within a prompt only differences count: the scores equal the weights up to one shared constant
     shift = scores[0] - weights[0]
     assert torch.allclose(scores[:-1] - shift, torch.tensor(weights[:-1], dtype=torch.float64), atol=1e-6)
-    assert within_prompt_rho(_groups(weights, 0.0, 40, seed=4), scores) == pytest.approx(1.0)
+    assert within_prompt_rho(token_counts(_groups(weights, 0.0, 40, seed=4), VOCAB), scores) == pytest.approx(1.0)
 
 
 def test_held_out_rho_is_signal_over_total_spread():
@@ -64,5 +64,5 @@ def test_held_out_rho_is_signal_over_total_spread():
     signal_var = 6 * torch.tensor(weights[:-1]).var(unbiased=False).item()  # 6 i.i.d. tokens per text
     within = signal_var * 3 / 4  # centring 4 texts per prompt keeps (n−1)/n of each variance, signal and noise alike
     expected = math.sqrt(within / (within + 1.0 * 3 / 4))
-    rho = within_prompt_rho(held_out, torch.tensor(weights, dtype=torch.float64))
+    rho = within_prompt_rho(token_counts(held_out, VOCAB), torch.tensor(weights, dtype=torch.float64))
     assert rho == pytest.approx(expected, abs=0.01)
