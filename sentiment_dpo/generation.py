@@ -67,7 +67,8 @@ def sample_completions(model, tokenizer, prompts: list[str], samples_per_prompt:
     Prompts are bucketed by token length (less padding) and left-padded; generation uses the KV cache.
     """
     device = next(model.parameters()).device
-    jobs = [(p, prompt_ids(tokenizer, prompt)) for p, prompt in enumerate(prompts) for _ in range(samples_per_prompt)]
+    prompt_tokens = [prompt_ids(tokenizer, prompt) for prompt in prompts]  # once per prompt, not once per sample
+    jobs = [(p, prompt_tokens[p]) for p in range(len(prompts)) for _ in range(samples_per_prompt)]
     order = sorted(range(len(jobs)), key=lambda j: (len(jobs[j][1]), j))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     # One seed per batch, drawn from the stage seed: reproducible for the same batch size, on any process.
