@@ -35,8 +35,25 @@ def test_optimum_kl_is_the_weights_kl_to_uniform_and_saturates_at_log_n():
         assert kl == pytest.approx(sum(w * math.log(8 * w) for w in weights if w > 0))
         assert kl <= math.log(8) + 1e-12
     curve = ceiling.optimum_curve([rewards], [[0.5] * 8], betas=[2.0, 0.01])
-    assert [p.trusted for p in curve] == [True, True, False]  # β = 0.01 is near log 8: not trusted
-    assert curve[1].kl < curve[2].kl and curve[1].reward < curve[2].reward
+    # β = 0.01 is near log 8: not trusted. Between it and β = 2 the curve gains the point at the trusted KL itself.
+    assert [p.trusted for p in curve] == [True, True, True, False]
+    assert [p.kl for p in curve] == sorted(p.kl for p in curve)
+    assert [p.reward for p in curve] == sorted(p.reward for p in curve)
+    assert curve[2].kl == pytest.approx(ceiling.trusted_kl(8), rel=1e-6)
+    expected, kl = ceiling.optimum_prompt(rewards, ceiling._beta_at_trusted_limit([rewards], [2.0, 0.01],
+                                                                                  ceiling.trusted_kl(8)))
+    assert curve[2].reward == pytest.approx(expected) and kl == pytest.approx(curve[2].kl)
+
+
+def test_a_policy_up_to_the_trusted_kl_gets_a_share():
+    rng = random.Random(3)
+    rewards = [[rng.gauss(0, 1) for _ in range(64)] for _ in range(4)]
+    curve = ceiling.optimum_curve(rewards, [[0.5] * 64] * 4)
+    limit = ceiling.trusted_kl(64)
+    last_grid_point = max(p.kl for p in curve if p.kl < limit * (1 - 1e-6))
+    kl = (last_grid_point + limit) / 2  # beyond the grid's last trusted β, within ½·log 64
+    assert ceiling.gain_share(curve, kl, curve[0].reward + 0.1) is not None
+    assert ceiling.gain_share(curve, limit * 1.01, curve[0].reward + 0.1) is None
 
 
 def test_best_of_n_equals_enumeration_of_all_subsets():
