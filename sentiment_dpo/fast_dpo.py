@@ -156,8 +156,8 @@ UNTESTED_SETUPS = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
 
 
 def token_columns(dataset) -> tuple[list, list, list]:
-    """The prompt, chosen and rejected token ids of every pair, as lists: reading the columns at once is far faster
-    than reading a `datasets.Dataset` row by row (about 1 s against 5 s per 200,000 pairs)."""
+    """The prompt, chosen and rejected token ids of every pair, as lists: a `datasets.Dataset` read column-wise
+    at once, which costs far less per pair than reading it row by row (each row is a formatted dict)."""
     data = dataset.select_columns(list(TOKEN_COLUMNS)).to_dict()
     return data["prompt_ids"], data["chosen_ids"], data["rejected_ids"]
 
