@@ -184,8 +184,9 @@ def _beta_at_trusted_limit(rewards: Sequence[Sequence[float]], betas: Sequence[f
         return float(np.mean(np.sum(np.exp(log_weights) * (log_weights + math.log(scaled.shape[1])), axis=1)))
 
     limit *= 1 - 1e-9  # a hair inside, so that the curve's own (unvectorised) KL of the point is within it too
-    inside = [b for b in betas if mean_kl(b) <= limit]
-    outside = [b for b in betas if mean_kl(b) > limit]
+    kls = {beta: mean_kl(beta) for beta in betas}
+    inside = [beta for beta, kl in kls.items() if kl <= limit]
+    outside = [beta for beta, kl in kls.items() if kl > limit]
     if not inside or not outside:
         return None
     low, high = math.log(max(outside)), math.log(min(inside))  # log β: KL above the limit at low, within at high
