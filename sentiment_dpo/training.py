@@ -174,14 +174,18 @@ def check_pair_lengths(dataset, policy, path: Path) -> None:
     limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
     if limit is None:
         return
-    from .fast_dpo import token_columns
+    import pyarrow.compute as pc
 
-    for line_no, (prompt, chosen, rejected) in enumerate(zip(*token_columns(dataset)), start=1):
-        length = len(prompt) + max(len(chosen), len(rejected))
-        if length > limit:
-            raise PipelineError(f"{path} line {line_no}: prompt + completion is {length} tokens but the policy "
-                                f"handles {limit}; shorten or remove the pair, or rerun `python3 text_generation.py` "
-                                "with a smaller --max-new-tokens")
+    def lengths(column: str):  # from the Arrow column itself: no token ids copied out to Python
+        return pc.list_value_length(dataset.data.column(column))
+
+    length = pc.add(lengths("prompt_ids"), pc.max_element_wise(lengths("chosen_ids"), lengths("rejected_ids")))
+    too_long = pc.indices_nonzero(pc.greater(length, limit))
+    if len(too_long):
+        first = too_long[0].as_py()
+        raise PipelineError(f"{path} line {first + 1}: prompt + completion is {length[first].as_py()} tokens but the "
+                            f"policy handles {limit}; shorten or remove the pair, or rerun `python3 "
+                            "text_generation.py` with a smaller --max-new-tokens")
 
 
 def lora_config(config: TrainingConfig) -> Any:
