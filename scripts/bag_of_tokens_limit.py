@@ -23,17 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l2", type=float, default=10.0, help="ridge penalty (10 was best of 3/10/30/100 here)")
     args = parser.parse_args(argv)
 
-    from sentiment_dpo import io
+    from sentiment_dpo import ceiling_samples, io
     from sentiment_dpo.errors import PipelineError
 
     run_dir = Path(args.run_dir)
-    held_out = args.held_out or next((p for p in (run_dir / "results" / "reference" / "ceiling_samples.jsonl",
-                                                  run_dir / "reference" / "ceiling_samples.jsonl") if p.exists()),
-                                     None)
     try:
-        if held_out is None:
-            raise PipelineError(f"{run_dir} has no ceiling samples; run `python3 calculate_metrics.py sigmoid "
-                                f"--run-dir {run_dir}` first, or pass --held-out FILE")
+        held_out = args.held_out or ceiling_samples.of_run(run_dir)
         if args.l2 <= 0:
             raise PipelineError(f"--l2 must be > 0, got {args.l2}")
         generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-Group = Sequence[tuple[Sequence[int], float]]  # one prompt's texts: (token ids, reward)
+from .within_prompt import Group, centre, correlation
 
 
 class TokenCounts(NamedTuple):
@@ -43,14 +43,6 @@ def token_counts(groups: Sequence[Group], vocab_size: int) -> TokenCounts:
     return TokenCounts(counts, torch.tensor(rewards, dtype=torch.float64), torch.tensor(prompts, dtype=torch.long))
 
 
-def _centre(values: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """`values` (texts, ...) minus their prompt's mean."""
-    size = int(prompts.max()) + 1
-    sums = torch.zeros((size, *values.shape[1:]), dtype=values.dtype).index_add_(0, prompts, values)
-    per_prompt = torch.bincount(prompts, minlength=size).to(values.dtype).reshape(-1, *[1] * (values.dim() - 1))
-    return values - (sums / per_prompt)[prompts]
-
-
 def fit_token_scores(groups: Sequence[Group], vocab_size: int, l2: float) -> torch.Tensor:
     """Ridge regression of prompt-centred rewards on prompt-centred token counts: one score per token (vocab,).
 
@@ -71,7 +63,7 @@ def fit_token_scores(groups: Sequence[Group], vocab_size: int, l2: float) -> tor
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         gram = torch.sparse.mm(counts.t(), counts).to_dense()
     gram -= prompt_sums.T @ (prompt_sums / per_prompt[:, None])
-    target = torch.sparse.mm(counts.t(), _centre(rewards, prompts)[:, None]).squeeze(1)
+    target = torch.sparse.mm(counts.t(), centre(rewards, prompts)[:, None]).squeeze(1)
     scores = torch.zeros(vocab_size, dtype=torch.float64)
     scores[seen] = torch.linalg.solve(gram + l2 * torch.eye(len(seen), dtype=torch.float64), target)
     return scores  # unseen tokens: 0, which the ridge penalty would give them too
@@ -80,6 +72,4 @@ def fit_token_scores(groups: Sequence[Group], vocab_size: int, l2: float) -> tor
 def within_prompt_rho(texts: TokenCounts, scores: torch.Tensor) -> float:
     """Correlation of Σ_t scores[y_t] with the reward over all texts, each centred within its prompt."""
     counts, rewards, prompts = texts
-    predicted = _centre(torch.sparse.mm(counts, scores[:, None]).squeeze(1), prompts)
-    actual = _centre(rewards, prompts)
-    return float(predicted @ actual / (predicted.norm() * actual.norm()))
+    return correlation(torch.sparse.mm(counts, scores[:, None]).squeeze(1), rewards, prompts)

@@ -14,12 +14,22 @@ from . import io
 from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
                       overhead_text, trusted_kl)
 from .distributed import is_main_process
+from .errors import PipelineError
 from .evaluator import Evaluator
 
 logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = "ceiling_samples.jsonl"
 RECORD_FILE = "ceiling_samples.config.yaml"
+
+
+def of_run(run_dir: Path) -> Path:
+    """The ceiling samples a run directory holds: stage 4's (results/reference/) or a sweep's (reference/)."""
+    for folder in (run_dir / "results" / "reference", run_dir / "reference"):
+        if (folder / SAMPLES_FILE).exists():
+            return folder / SAMPLES_FILE
+    raise PipelineError(f"{run_dir} has no ceiling samples; run `python3 calculate_metrics.py sigmoid --run-dir "
+                        f"{run_dir}` first, or pass --held-out FILE")
 
 
 def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -129,6 +130,21 @@ def test_train_then_metrics(run_dir, tiny_judge):
     assert limit.returncode == 0, limit.stderr
     last = limit.stdout.strip().splitlines()[-1].split()
     assert last[0] == "24" and -1 <= float(last[1]) <= 1 and -1 <= float(last[2]) <= 1
+    # the network's limit likewise: its held-out prompts redrawn and checked against the ceiling samples' record
+    limit = subprocess.run([sys.executable, str(ROOT / "scripts" / "network_reward_limit.py"), str(run_dir),
+                            "--start", "12", "--epochs", "1"], capture_output=True, text=True, timeout=120)
+    assert limit.returncode == 0, limit.stderr
+    sizes = [line.split()[0] for line in limit.stdout.strip().splitlines()[2:]]
+    assert sizes == ["12", "24"] and -1 <= float(limit.stdout.strip().splitlines()[-1].split()[2]) <= 1
+    other = run_dir / "other_ceiling"  # samples drawn for other prompts: refused, not scored against the wrong ones
+    other.mkdir()
+    shutil.copy(run_dir / "results" / "reference" / "ceiling_samples.jsonl", other)
+    record = io.read_yaml(run_dir / "results" / "reference" / "ceiling_samples.config.yaml", "")
+    io.write_yaml(other / "ceiling_samples.config.yaml", record | {"prompts_sha256": "0" * 64})
+    refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "network_reward_limit.py"), str(run_dir),
+                              "--held-out", str(other / "ceiling_samples.jsonl")], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "drawn for other prompts" in refused.stderr
     assert f"| this policy | {metrics['policy']['reward_mean']:.2f} |" in card
     stamp = (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns
     assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
@@ -209,7 +225,7 @@ def test_too_many_pairs(run_dir, capsys):
 
 @pytest.mark.parametrize("script", ["text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py",
                                     "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py",
-                                    "scripts/bag_of_tokens_limit.py"])
+                                    "scripts/bag_of_tokens_limit.py", "scripts/network_reward_limit.py"])
 def test_help(script):
     result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
                             timeout=60)
