@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
         train = io.read_jsonl(run_dir / io.GENERATIONS, ("prompt", "completion_ids", "reward"),
                               "python3 text_generation.py")
-        record = io.read_yaml(held_out.with_name("ceiling_samples.config.yaml"), "python3 calculate_metrics.py")
+        record = io.read_yaml(held_out.with_name(ceiling_samples.RECORD_FILE), "python3 calculate_metrics.py")
         held = io.read_jsonl(held_out, ("prompt_index", "completion", "reward"), "python3 calculate_metrics.py")
         held_prompts = _held_out_prompts(generation, record)
     except PipelineError as err:
@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             groups.setdefault(row["prompt"], []).append(
                 (prompt_ids(tokenizer, row["prompt"]) + row["completion_ids"], row["reward"]))
         fitted_groups = [g for g in groups.values() if len(g) > 1]  # a lone text has no within-prompt rank
+        if not fitted_groups:
+            print(f"error: no prompt has two of the first {size} samples, and the fit compares a prompt's texts; "
+                  "pass a larger --start or a run drawn with --samples-per-prompt ≥ 2", file=sys.stderr)
+            return 2
         policy = load_policy(generation["policy"], torch.device("cpu"))  # every fit starts from the policy
         regressor = fit_reward_regressor(policy.model, tokenizer.pad_token_id, fitted_groups, args.epochs,
                                          args.learning_rate, args.prompts_per_step, args.seed)

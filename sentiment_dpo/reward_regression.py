@@ -61,6 +61,8 @@ def fit_reward_regressor(causal_lm, pad_token_id: int, groups: Sequence[Group], 
     """Train every weight of `causal_lm` (in place) and a new head on `centred_squared_error` over `groups` (each
     needs ≥ 2 texts): AdamW, 10% linear warm-up then linear decay, gradient norm clipped at 1, whole prompts per
     step. Dropout stays off, as in the project's DPO training."""
+    if not groups or min(len(group) for group in groups) < 2:
+        raise ValueError("every group needs at least two texts: the loss compares a prompt's texts")
     regressor = RewardRegressor(causal_lm, pad_token_id)
     regressor.eval()
     generator = random.Random(seed)

@@ -84,3 +84,9 @@ def test_the_fit_learns_a_reward_the_network_can_express():
     assert rho > 0.9
     shuffled = rewards[torch.randperm(len(rewards), generator=torch.Generator().manual_seed(0))]
     assert abs(correlation(predict_rewards(regressor, held_out, batch_size=7), shuffled, prompts)) < 0.3
+
+
+def test_a_fit_without_two_texts_of_a_prompt_is_refused():
+    with pytest.raises(ValueError, match="at least two texts"):
+        fit_reward_regressor(_tiny_lm(), PAD, [[([1, 2], 0.5)]], epochs=1, learning_rate=1e-3, prompts_per_step=1,
+                             seed=0)
