@@ -71,13 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         return correlation(predict_rewards(regressor, groups, args.batch_size), rewards, prompts)
 
     tokenizer = load_policy(generation["policy"], torch.device("cpu")).tokenizer
+    contexts: dict[str, list[int]] = {}  # each prompt tokenized once, not once per sample
+
+    def context(prompt: str) -> list[int]:
+        if prompt not in contexts:
+            contexts[prompt] = prompt_ids(tokenizer, prompt)
+        return contexts[prompt]
+
     held_groups: dict[int, list] = {}
     for row in held:  # the held-out file keeps text only: tokenised as the policy would continue its prompt
         if args.held_out_prompts and row["prompt_index"] >= args.held_out_prompts:
             continue
         ids = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         held_groups.setdefault(row["prompt_index"], []).append(
-            (prompt_ids(tokenizer, held_prompts[row["prompt_index"]]) + ids, row["reward"]))
+            (context(held_prompts[row["prompt_index"]]) + ids, row["reward"]))
     held_list = list(held_groups.values())
     print(f"{len(train)} training samples of {run_dir}; {sum(map(len, held_list))} held-out samples of "
           f"{len(held_list)} prompts from {held_out}; {args.epochs:g} epochs, learning rate {args.learning_rate:g}")
@@ -87,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         size = min(size, len(train))
         groups: dict[str, list] = {}
         for row in train[:size]:
-            groups.setdefault(row["prompt"], []).append(
-                (prompt_ids(tokenizer, row["prompt"]) + row["completion_ids"], row["reward"]))
+            groups.setdefault(row["prompt"], []).append((context(row["prompt"]) + row["completion_ids"], row["reward"]))
         fitted_groups = [g for g in groups.values() if len(g) > 1]  # a lone text has no within-prompt rank
         if not fitted_groups:
             print(f"error: no prompt has two of the first {size} samples, and the fit compares a prompt's texts; "

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import map_length_sorted
 from .within_prompt import Group, centre
 
 
@@ -102,9 +103,12 @@ def fit_reward_regressor(causal_lm, pad_token_id: int, groups: Sequence[Group], 
 def predict_rewards(regressor: RewardRegressor, groups: Sequence[Group], batch_size: int) -> torch.Tensor:
     """(texts,) predictions for every text of `groups`, in order, computed in length-sorted batches."""
     sequences = [ids for group in groups for ids, _ in group]
-    order = sorted(range(len(sequences)), key=lambda k: len(sequences[k]))
-    out = torch.empty(len(sequences), dtype=torch.float64)
-    for start in tqdm(range(0, len(order), batch_size), desc="held-out predictions", unit="batch"):
-        chunk = order[start : start + batch_size]
-        out[chunk] = regressor([sequences[k] for k in chunk]).double().cpu()
-    return out
+    progress = tqdm(total=-(-len(sequences) // batch_size), desc="predictions", unit="batch")
+
+    def predict(_: int, batch: list[int]) -> list[float]:
+        progress.update()
+        return regressor([sequences[k] for k in batch]).tolist()
+
+    out = map_length_sorted([len(s) for s in sequences], batch_size, predict, across_processes=False)
+    progress.close()
+    return torch.tensor(out, dtype=torch.float64)
