@@ -113,14 +113,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _held_out_prompts(generation: dict, record: dict) -> list[str]:
     """The prompts the ceiling samples were drawn for, redrawn as stage 4 drew them and checked by their hash."""
-    import hashlib
-
+    from sentiment_dpo.ceiling_samples import prompts_digest
     from sentiment_dpo.errors import PipelineError
     from sentiment_dpo.prompts import choose_prompts
 
     prompts = choose_prompts(generation["prompt_mode"], "heldout", record["num_prompts"], generation["prompt_words"],
                              record["seed"])
-    if hashlib.sha256("\n".join(prompts).encode()).hexdigest() != record["prompts_sha256"]:
+    if prompts_digest(prompts) != record["prompts_sha256"]:
         raise PipelineError("the held-out samples were drawn for other prompts than this run's held-out prompts; "
                             "pass the ceiling samples of a run with the same text_generation.py prompt settings")
     return prompts

@@ -32,12 +32,17 @@ def of_run(run_dir: Path) -> Path:
                         f"{run_dir}` first, or pass --held-out FILE")
 
 
+def prompts_digest(prompts: list[str]) -> str:
+    """The record's `prompts_sha256`: which held-out prompts the samples were drawn for."""
+    return hashlib.sha256("\n".join(prompts).encode()).hexdigest()
+
+
 def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, Any]:
     """Everything that determines the cached samples and their scores."""
     s = evaluator.settings
     judge = evaluator.judge.model.spec if evaluator.judge is not None else None
     return {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec, "judge": judge,
-            "prompts_sha256": hashlib.sha256("\n".join(s.prompts).encode()).hexdigest(), "num_prompts": len(s.prompts),
+            "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
             "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
             "temperature": s.temperature, "seed": s.seed}
 
