@@ -18,12 +18,17 @@ from sentiment_dpo.errors import PipelineError
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from sentiment_dpo.pipeline import PipelineConfig
+
+    default = PipelineConfig()  # the help states PipelineConfig's own defaults: unset options fall back to them
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", metavar="FILE.yaml", help="pipeline YAML (top-level keys and per-stage sections)")
-    parser.add_argument("--run-dir", help="where data/, models/, results/ and SUMMARY.md go (default: runs/default)")
-    parser.add_argument("--losses", nargs="+", metavar="LOSS", help="loss types to train (default: sigmoid hinge)")
-    parser.add_argument("--seed", type=int, help="seed for every stage (default: 0)")
-    parser.add_argument("--preset", choices=list(PRESETS), help="model pair (default: embedded, offline)")
+    parser.add_argument("--run-dir",
+                        help=f"where data/, models/, results/ and SUMMARY.md go (default: {default.run_dir})")
+    parser.add_argument("--losses", nargs="+", metavar="LOSS",
+                        help=f"loss types to train (default: {' '.join(default.losses)})")
+    parser.add_argument("--seed", type=int, help=f"seed for every stage (default: {default.seed})")
+    parser.add_argument("--preset", choices=list(PRESETS), help=f"model pair (default: {default.preset})")
     return parser
 
 

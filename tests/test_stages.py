@@ -233,6 +233,17 @@ def test_help(script):
     assert "usage:" in result.stdout
 
 
+def test_pipeline_help_states_the_defaults_it_runs_with():
+    """The help once promised `sigmoid hinge` while an unset --losses trained sigmoid alone."""
+    from sentiment_dpo.pipeline import PipelineConfig
+
+    default = PipelineConfig()
+    help_text = " ".join(run_pipeline.make_parser().format_help().split())
+    assert f"loss types to train (default: {' '.join(default.losses)})" in help_text
+    assert f"(default: {default.run_dir})" in help_text and f"(default: {default.preset})" in help_text
+    assert default.losses == ["sigmoid"]  # what the README's "What the default run shows" documents
+
+
 def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
     config = tmp_path / "pipeline.yaml"
     config.write_text(json.dumps({
