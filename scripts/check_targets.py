@@ -14,14 +14,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", default="runs/default", help="a run directory of run_pipeline.py")
+    parser.add_argument("run_dir", nargs="?",
+                        help="a run directory of run_pipeline.py (default: the pipeline's default run directory)")
     parser.add_argument("--losses", nargs="+", help="losses the run trained (default: the pipeline's default)")
     args = parser.parse_args(argv)
 
     from sentiment_dpo.errors import PipelineError
     from sentiment_dpo.pipeline import PipelineConfig, target_checks
 
-    args.losses = args.losses or PipelineConfig().losses
+    default = PipelineConfig()  # what an unset run_pipeline.py option ran with
+    args.run_dir = args.run_dir or default.run_dir
+    args.losses = args.losses or default.losses
 
     try:
         rows = target_checks(Path(args.run_dir), args.losses)
