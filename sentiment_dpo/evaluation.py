@@ -14,6 +14,7 @@ from .distributed import is_main_process
 from .errors import PipelineError
 from .evaluator import PAIR_METRICS, EvalSettings, Evaluator
 from .locks import exclusive
+from .methods import check_method
 from .model_card import CARD, model_card
 from .models import load_classifier, load_policy, resolve_device
 from .prompts import choose_prompts
@@ -33,9 +34,7 @@ def judge_spec(config: MetricsConfig, generation: dict[str, Any]) -> str | None:
 
 def run(config: MetricsConfig) -> dict[str, Any]:
     """Write results/LOSS/metrics.json, samples.jsonl, plots and resolved config; return the metrics."""
-    from .training import check_loss
-
-    check_loss(config.loss)
+    check_method(config.loss)
     run_dir = Path(config.run_dir)
     generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
     trained_dir = run_dir / io.model_dir(config.loss)

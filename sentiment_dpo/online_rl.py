@@ -22,9 +22,6 @@ from .errors import PipelineError
 from .models import prompt_text
 from .scoring import Classifier
 
-ONLINE_METHODS = ("rloo", "grpo", "online_dpo")
-
-
 class ClassifierReward:
     """TRL reward function: the classifier's positive-class logit of prompt + completion, as stage 1 scores.
 

@@ -14,6 +14,7 @@ from .config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfi
                      read_yaml_mapping)
 from .distributed import is_main_process
 from .errors import PipelineError
+from .methods import check_method
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def run(config: PipelineConfig) -> Path:
     from . import evaluation, pairs, sample_and_score, training
 
     for loss in config.losses:
-        training.check_loss(loss)  # fail before the long stages, not after
+        check_method(loss)  # fail before the long stages, not after
     common = {"run_dir": config.run_dir, "seed": config.seed}
     timings: dict[str, float] = {}
 

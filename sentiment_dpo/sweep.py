@@ -29,6 +29,7 @@ from . import io
 from .config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
                      check_positive, config_to_dict, default_batch_size, option)
 from .errors import PipelineError
+from .methods import BETA_FREE, check_method, is_online, reads
 
 logger = logging.getLogger(__name__)
 
@@ -48,22 +49,6 @@ NOT_HONOURED = {
     "resume": "an interrupted cell is rerun from its start",
     "report_to": "cells train in scratch folders; cell.json and report.md are the sweep's record",
 }
-# Training options only some methods read: another value must neither retrain nor multiply the other methods' cells.
-READ_BY = {"slic_lambda": ("slic",), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",),
-           "group_by_prompt": "DPOTrainer", "logit_bias": "DPOTrainer", "bias_start": "DPOTrainer"}
-
-
-def reads(loss: str, option: str) -> bool:
-    """Whether method `loss` reads training option `option` (every method reads those not in `READ_BY`;
-    "DPOTrainer": the methods `training.trains_with_dpo_trainer` names)."""
-    methods = READ_BY.get(option, (loss,))
-    if methods == "DPOTrainer":
-        from .training import trains_with_dpo_trainer
-
-        return trains_with_dpo_trainer(loss)
-    return loss in methods
-
-
 def _stage_options(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
                    as_list: bool = False) -> list[tuple[str, Any, Any]]:
     """`cls`'s options as `make_dataclass` fields with the stage's type, default and help; `as_list`: each takes
@@ -121,8 +106,6 @@ class SweepConfig(StageOptions):
                                      default_factory=lambda: [3.0, 5.0, 10.0])
 
     def __post_init__(self) -> None:
-        from .training import check_loss
-
         check_common(self)
         for name in ("losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets", *TRAINING_NAMES):
             if not isinstance(getattr(self, name), list):  # `betas: 0.1` in a YAML file means one value
@@ -130,7 +113,7 @@ class SweepConfig(StageOptions):
             if not getattr(self, name):
                 raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
         for loss in self.losses:
-            check_loss(loss)
+            check_method(loss)
         if min(self.betas) <= 0 or min(self.learning_rates) <= 0 or min(self.rounds) < 1:
             raise PipelineError("--betas and --learning-rates must be > 0 and --rounds >= 1")
         check_positive(self, "eval_every", "eval_prompts", "eval_batch_size")
@@ -162,16 +145,10 @@ class Cell:
                               for name, value in self.options)
 
 
-# Preferred-FT: the chosen texts' NLL alone, which no β enters; one cell per lr and seed (with the first β).
-BETA_FREE = ("sft",)
-
-
 def grid(config: SweepConfig) -> list[Cell]:
     """Every cell, in an order that finishes whole settings early: all seeds of one setting first. Online
     methods run one round (they sample from the policy throughout), Preferred-FT one β; a training option a method
-    does not read (`READ_BY`) adds no cells for it."""
-    from .training import is_online
-
+    does not read (`methods.reads`) adds no cells for it."""
     varied = [name for name in TRAINING_NAMES if len(getattr(config, name)) > 1]
     combinations = list(itertools.product(*[[(name, value) for value in getattr(config, name)] for name in varied]))
     cells = [Cell(loss, beta, lr, seed, rounds,
@@ -185,8 +162,6 @@ def grid(config: SweepConfig) -> list[Cell]:
 
 def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
     """Everything that determines a cell's result; a finished cell with other settings is recomputed."""
-    from .training import is_online
-
     ignored = {"run_dir", "device", "losses", "betas", "learning_rates", "seeds", "rounds", "kl_budgets",
                "ceiling_samples", *TRAINING_NAMES}
     if is_online(cell.loss):  # they sample their own pairs (num_pairs still sets their step count)
@@ -231,8 +206,6 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     """The cell's stage-3 config: the sweep's value of each training option (the cell's own where the sweep lists
     several; the stage default for an option its method does not read)."""
     from .online_rl import check_batch
-    from .training import is_online
-
     values = {name: getattr(config, name)[0] for name in TRAINING_NAMES if reads(cell.loss, name)} \
         | dict(cell.options)
     # the online methods train as many steps as the offline ones (at the offline batch size when it is unset)
@@ -319,7 +292,7 @@ class SweepRunner:
         from .online_rl import ClassifierReward, prompts_dataset
         from .pairs import build_pairs
         from .sample_and_score import sample_and_score
-        from .training import is_online, pairs_dataset, train_policy
+        from .training import pairs_dataset, train_policy
 
         config = self.config
         training = training_config(config, cell)

@@ -202,7 +202,7 @@ def write_report(run_dir: Path, config) -> Path:
     from . import plots
     from .ceiling_samples import markdown_lines
     from .sweep import REFERENCE, pairs_per_round
-    from .training import is_online
+    from .methods import is_online
 
     cells = _load_cells(run_dir)
     if not cells:

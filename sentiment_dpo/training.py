@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import shutil
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ from .config import TrainingConfig, config_to_dict
 from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
 from .locks import exclusive
+from .methods import SLIC, check_method, is_online
 from .model_card import CARD, model_card
 from .pairs import PAIR_COLUMNS
 
@@ -24,44 +24,6 @@ logger = logging.getLogger(__name__)
 
 # EXO needs label smoothing > 0; its paper recommends 1e-3.
 EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
-# SLiC-HF (Zhao et al. 2023): hinge on the policy's own chosen-vs-rejected log-likelihood gap plus lambda times the
-# chosen text's NLL, no reference model. TRL has it as CPOTrainer's hinge loss (cpo_alpha = lambda); CPOTrainer
-# tokenizes texts itself (EOS appended) and cannot group pairs, so it is trained as DPOTrainer's "hinge" + "sft"
-# losses with the reference log-probs fixed at 0 (the same two terms, on the sampled tokens; see `dpo_config`).
-SLIC = "slic"
-
-
-def dpo_loss_types() -> list[str]:
-    """The loss types the installed TRL's `DPOTrainer` accepts, read from its `DPOConfig.loss_type` help."""
-    import dataclasses
-
-    from trl import DPOConfig
-
-    help_text = next(f for f in dataclasses.fields(DPOConfig) if f.name == "loss_type").metadata["help"]
-    return re.findall(r"`'([a-z_]+)'`", help_text)
-
-
-def valid_loss_types() -> list[str]:
-    from .online_rl import ONLINE_METHODS
-
-    return [*dpo_loss_types(), SLIC, *ONLINE_METHODS]
-
-
-def is_online(loss: str) -> bool:
-    from .online_rl import ONLINE_METHODS
-
-    return loss in ONLINE_METHODS
-
-
-def trains_with_dpo_trainer(loss: str) -> bool:
-    """Whether `loss` trains on pairs through (our subclasses of) TRL's DPOTrainer: every method but the online."""
-    return not is_online(loss)
-
-
-def check_loss(loss: str) -> None:
-    valid = valid_loss_types()
-    if loss not in valid:
-        raise PipelineError(f"unknown loss {loss!r}; choose one of: {', '.join(valid)}")
 
 
 def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> dict[str, Any]:
@@ -342,7 +304,7 @@ def run(config: TrainingConfig) -> Path:
     """Train on data/pairs.jsonl, save models/LOSS (model, tokenizer, config, training log); return its path."""
     from .models import load_policy, resolve_device
 
-    check_loss(config.loss)
+    check_method(config.loss)
     run_dir = Path(config.run_dir)
     generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
     online = is_online(config.loss)

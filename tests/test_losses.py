@@ -6,23 +6,14 @@ import pytest
 import torch
 
 from sentiment_dpo.config import TrainingConfig
-from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.models import load_policy
-from sentiment_dpo.online_rl import ONLINE_METHODS
-from sentiment_dpo.training import check_loss, dpo_loss_types, pairs_dataset, train_policy, valid_loss_types
+from sentiment_dpo.methods import DPO_LOSS_TYPES, METHODS, ONLINE_METHODS
+from sentiment_dpo.training import pairs_dataset, train_policy
 from tiny import PAIRS
 
 
-def test_valid_loss_types_come_from_trl():
-    valid = valid_loss_types()
-    assert {"sigmoid", "hinge", "ipo"} <= set(valid)
-    check_loss("hinge")
-    with pytest.raises(PipelineError, match="unknown loss 'dpo'; choose one of: sigmoid, hinge"):
-        check_loss("dpo")
-
-
 # the online methods train on prompts, not pairs: tests/test_stages.py trains each
-@pytest.mark.parametrize("loss", [loss for loss in valid_loss_types() if loss not in ONLINE_METHODS])
+@pytest.mark.parametrize("loss", [loss for loss in METHODS if loss not in ONLINE_METHODS])
 def test_every_loss_trains(loss, tiny_policy, tmp_path):
     policy = load_policy(str(tiny_policy), torch.device("cpu"))
     probe = torch.tensor([[1, 5, 9, 13]])
@@ -75,7 +66,7 @@ def chosen_nll_per_token(model, tokenizer, rows) -> float:
 
 
 def test_every_offline_loss_type_has_a_closed_form_first_loss():
-    assert set(FIRST_LOSS) | {"sft"} == set(dpo_loss_types())
+    assert set(FIRST_LOSS) | {"sft"} == set(DPO_LOSS_TYPES)
 
 
 @pytest.mark.parametrize("loss", sorted(FIRST_LOSS) + ["sft"])

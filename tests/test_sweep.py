@@ -12,6 +12,7 @@ from sentiment_dpo import io, sweep
 from sentiment_dpo.checkpoint_eval import CurveCallback
 from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.evaluator import EvalSettings, Evaluator
+from sentiment_dpo.methods import reads
 from sentiment_dpo.models import load_classifier, load_policy
 from sentiment_dpo.prompts import choose_prompts
 from sentiment_dpo.training import pairs_dataset, train_policy
@@ -230,7 +231,7 @@ def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
     training = sweep.training_config(config, cell)
     assert (training.loss, training.beta, training.seed, training.label_smoothing, training.lora_rank,
             training.lora_alpha, training.warmup_ratio) == ("robust", 0.2, 5, 0.1, 4, 8.0, 0.2)
-    assert sweep.reads("ipo", "group_by_prompt") and not sweep.reads("rloo", "group_by_prompt")
+    assert reads("ipo", "group_by_prompt") and not reads("rloo", "group_by_prompt")
     # the logit bias as a grid axis: two cells for sigmoid, one for rloo, which trains its weights (no refusal)
     axis = sweep.SweepConfig(losses=["sigmoid", "rloo"], seeds=[0], betas=[0.5], logit_bias=[True, False])
     cells = sweep.grid(axis)
