@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Stage 3: fine-tune the starting policy on the pairs with TRL's DPOTrainer and the given LOSS (models/LOSS)."""
+"""Stage 3: train the starting policy with the given LOSS (models/LOSS): by default the method as its paper and TRL
+define it (every weight fine-tuned on hard labels against the frozen starting policy); --recipe token-bias for the
+project's per-token logit-bias recipe."""
 
 import sys
 
@@ -13,8 +15,14 @@ def stage(config: TrainingConfig) -> None:
     run(config)
 
 
+def defaults(values: dict) -> dict:
+    from sentiment_dpo.training import defaults_from_run
+
+    return defaults_from_run(values)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return main_for(TrainingConfig, __doc__, stage, positional="loss", argv=argv)
+    return main_for(TrainingConfig, __doc__, stage, positional="loss", argv=argv, defaults=defaults)
 
 
 if __name__ == "__main__":

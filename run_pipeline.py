@@ -13,6 +13,7 @@ import sys
 
 from sentiment_dpo.cli import environment_problem, setup_logging
 from sentiment_dpo.config import PRESETS
+from sentiment_dpo.methods import RECIPES
 from sentiment_dpo.distributed import shutdown
 from sentiment_dpo.errors import PipelineError
 
@@ -29,6 +30,10 @@ def make_parser() -> argparse.ArgumentParser:
                         help=f"loss types to train (default: {' '.join(default.losses)})")
     parser.add_argument("--seed", type=int, help=f"seed for every stage (default: {default.seed})")
     parser.add_argument("--preset", choices=list(PRESETS), help=f"model pair (default: {default.preset})")
+    parser.add_argument("--recipe", choices=list(RECIPES),
+                        help="what the pair methods train: 'standard' (every weight, hard labels: the methods as "
+                             "their papers and TRL define them; the default) or 'token-bias' (the project's "
+                             "per-token logit-bias recipe)")
     return parser
 
 

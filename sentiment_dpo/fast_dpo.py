@@ -28,6 +28,7 @@ from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
 from .distributed import map_length_sorted
+from .logit_bias import bias_disabled
 
 
 def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
@@ -261,7 +262,12 @@ class SampledTokensDPOTrainer(DPOTrainer):
             self._signature_columns = [*self._signature_columns, PREFERENCE]
 
     def compute_ref_log_probs(self, model, inputs):
-        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != PREFERENCE})
+        """The reference's log-probs of a batch. Without a separate reference model TRL scores the reference
+        through the policy itself (`precompute_ref_log_probs`, or LoRA with its adapters off): its trained logit
+        bias, start value included, is switched off, so the reference is the starting policy either way."""
+        inputs = {k: v for k, v in inputs.items() if k != PREFERENCE}
+        with bias_disabled(_base(self.accelerator.unwrap_model(model))):
+            return super().compute_ref_log_probs(model, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         preference = inputs.pop(PREFERENCE, None)

@@ -14,6 +14,9 @@ same architecture with that head, and later stages load it with `from_pretrained
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch.nn.utils import parametrize
 
@@ -36,6 +39,7 @@ class LogitBias(torch.nn.Module):
         self.theta = torch.nn.Parameter(torch.zeros(vocab_size, dtype=direction.dtype, device=direction.device))
         self.register_buffer("direction", direction)
         self.constant = constant
+        self.enabled = True  # off: the head is the starting policy's (the DPO reference), whatever the bias holds
 
     @property
     def bias(self) -> torch.Tensor:
@@ -47,6 +51,8 @@ class LogitBias(torch.nn.Module):
         self.theta.copy_(bias.to(self.theta) / LEARNING_RATE_MULTIPLIER)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:  # (vocab, hidden)
+        if not self.enabled:
+            return weight
         return weight + torch.outer(self.bias, self.direction) / self.constant
 
 
@@ -101,6 +107,21 @@ def trained_logit_bias(model) -> LogitBias | None:
     if head is None or not parametrize.is_parametrized(head, "weight"):
         return None
     return next((p for p in head.parametrizations.weight if isinstance(p, LogitBias)), None)
+
+
+@contextmanager
+def bias_disabled(model) -> Iterator[None]:
+    """`model` without its trained logit bias for the body (any start value included): the starting policy, which
+    DPO's reference log-probs must come from. A model without a bias is left as it is."""
+    bias = trained_logit_bias(model)
+    if bias is None:
+        yield
+        return
+    bias.enabled = False
+    try:
+        yield
+    finally:
+        bias.enabled = True
 
 
 def fold_logit_bias(model) -> torch.Tensor | None:

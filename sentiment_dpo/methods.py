@@ -7,6 +7,8 @@ and config validation stay instant. The DPOTrainer loss types are TRL 1.16's (`D
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .errors import PipelineError
 
 # TRL 1.16's DPOTrainer loss types, in the order of `DPOConfig.loss_type`'s help.
@@ -21,13 +23,43 @@ METHODS = (*DPO_LOSS_TYPES, SLIC, *ONLINE_METHODS)
 # Preferred-FT: the chosen texts' NLL alone, which no β enters.
 BETA_FREE = ("sft",)
 
-# Training options only some methods read ("pairs": every method that trains on preference pairs through
-# DPOTrainer, slic included); every other option is read by every method.
-PAIRS = "pairs"
-READ_BY: dict[str, tuple[str, ...] | str] = {
-    "slic_lambda": (SLIC,), "num_generations": ("rloo", "grpo"), "soft_labels": ("sigmoid",),
-    "group_by_prompt": PAIRS, "logit_bias": PAIRS, "bias_start": PAIRS,
+# TRL 1.16 reads `label_smoothing` for these loss types only (its sigmoid, hinge and ipo ignore it).
+LABEL_SMOOTHING_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
+# EXO needs label smoothing > 0; its paper recommends 1e-3.
+EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
+PAIR_METHODS = tuple(m for m in METHODS if m not in ONLINE_METHODS)
+
+# Training options only some methods read, and why the others do not; every other option is read by every method.
+# An option set for a method that does not read it is refused (`check_reads`), never ignored.
+READ_BY: dict[str, tuple[tuple[str, ...], str]] = {
+    "beta": (tuple(m for m in METHODS if m not in BETA_FREE), "sft (Preferred-FT) is the chosen texts' NLL, with no β"),
+    "label_smoothing": (LABEL_SMOOTHING_LOSSES,
+                        f"TRL 1.16 reads it only for {', '.join(LABEL_SMOOTHING_LOSSES)}"),
+    "slic_lambda": ((SLIC,), "it weights slic's NLL term"),
+    "num_generations": (("rloo", "grpo"), "only rloo and grpo sample several completions per prompt"),
+    "soft_labels": (("sigmoid",), "soft labels are defined for the sigmoid loss only"),
+    "recipe": (PAIR_METHODS, "the online methods train on their own samples, not on pairs"),
+    "group_by_prompt": (PAIR_METHODS, "the online methods train on prompts, not pairs"),
+    "logit_bias": (PAIR_METHODS, "the online methods train their weights (or LoRA)"),
+    "bias_start": (PAIR_METHODS, "the online methods train no logit bias"),
+    "precompute_ref_log_probs": (tuple(m for m in PAIR_METHODS if m != SLIC),
+                                 "slic has no reference, and the online methods score theirs every step"),
 }
+
+# What trains, and on which labels, when the user names only a method. "standard": the method as its paper and TRL
+# define it (every weight fine-tuned on hard labels against the frozen starting policy). "token-bias": the
+# project's measured recipe (a per-token logit bias started from the reward's token scores, soft labels for
+# sigmoid; docs/methods.md). Each part stays its own option; an explicit option beats the recipe.
+STANDARD, TOKEN_BIAS = "standard", "token-bias"
+RECIPES: dict[str, dict[str, object]] = {
+    # β 0.5: whole-network DPO at β 0.25 and 0.5 paid the same KL overhead (7.2x, 7.3x; studies/default_sweep), and
+    # 0.5 reaches +0.29 p_positive at 3.9 nats, the target gain at the least drift.
+    STANDARD: {"logit_bias": False, "soft_labels": False, "beta": 0.5},
+    # β 0.3: the recipe's measured default (0.840 p_positive at 4.67 nats, 2.9x, before the reference fix).
+    TOKEN_BIAS: {"logit_bias": True, "bias_start": "reward", "soft_labels": True, "beta": 0.3},
+}
+# β of the online methods (their KL coefficient), whatever the recipe.
+ONLINE_BETA = 0.3
 
 
 def check_method(loss: str) -> None:
@@ -46,7 +78,28 @@ def trains_on_pairs(loss: str) -> bool:
 
 def reads(loss: str, option: str) -> bool:
     """Whether method `loss` reads training option `option`."""
-    methods = READ_BY.get(option, (loss,))
-    if methods == PAIRS:
-        return trains_on_pairs(loss)
-    return loss in methods
+    return option not in READ_BY or loss in READ_BY[option][0]
+
+
+def flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def check_reads(loss: str, option: str) -> None:
+    """Refuse an option `loss` does not read: one line naming why and the fix."""
+    if not reads(loss, option):
+        raise PipelineError(f"{flag(option)} does nothing for {loss!r} ({READ_BY[option][1]}): remove it")
+
+
+def check_read_by_some(options: Iterable[str], losses: list[str], where: str) -> None:
+    """Refuse an option that none of `losses` reads (a pipeline or sweep passes each method only what it reads)."""
+    for option in options:
+        if not any(reads(loss, option) for loss in losses):
+            raise PipelineError(f"{where} sets {flag(option)}, which none of {', '.join(losses)} reads "
+                                f"({READ_BY[option][1]}): remove it")
+
+
+def recipe_defaults(recipe: str, loss: str) -> dict[str, object]:
+    """The recipe's part of the options `loss` reads (β: the online methods' own)."""
+    parts = dict(RECIPES[recipe]) | ({"beta": ONLINE_BETA} if is_online(loss) else {})
+    return {name: value for name, value in parts.items() if reads(loss, name)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .methods import BETA_FREE, ONLINE_METHODS, SLIC
+
 CARD = "README.md"
 
 
@@ -16,6 +18,21 @@ def trained_parameters(training: dict[str, Any]) -> str:
     return "all weights"
 
 
+def what_trains(training: dict[str, Any]) -> str:
+    """One line: what trains, from where, on which labels, against which reference (a resolved training config)."""
+    loss = training["loss"]
+    if loss in ONLINE_METHODS:
+        return (f"{trained_parameters(training)} of the starting policy, on its own samples of the training prompts "
+                f"scored by the reward, KL coefficient β {training['beta']:g} to the frozen starting policy")
+    labels = ("soft labels σ(r_chosen − r_rejected)" if training.get("soft_labels")
+              else "hard chosen/rejected labels")
+    reference = ("no reference model (slic)" if loss == SLIC else
+                 "the chosen texts' NLL, no reference term (sft)" if loss in BETA_FREE else
+                 f"β {training['beta']:g} against the frozen starting policy")
+    recipe = training.get("recipe") or "standard"
+    return f"{trained_parameters(training)}, on {labels}, {reference} (recipe {recipe})"
+
+
 def model_card(training: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
     """Markdown from the resolved training config (with its provenance block) and, once stage 4 ran, its metrics."""
     provenance = training.get("provenance", {})
@@ -23,10 +40,15 @@ def model_card(training: dict[str, Any], metrics: dict[str, Any] | None = None) 
     lines = [
         "---", "library_name: transformers", "pipeline_tag: text-generation",
         f"tags: [sentiment-dpo, trl, {loss}]", "---", "", f"# `{loss}` policy (sentiment-dpo)", "",
-        f"Fine-tuned from `{provenance.get('reference_policy')}` toward positive movie reviews, with the sentiment "
-        f"classifier `{provenance.get('reward_model')}` as the reward.", "",
+        (f"A per-token logit bias trained on top of `{provenance.get('reference_policy')}` (the network's weights "
+         "unchanged; the bias is folded into an untied LM head)" if training.get("logit_bias") else
+         f"Fine-tuned from `{provenance.get('reference_policy')}`")
+        + f" toward positive movie reviews, with the sentiment classifier `{provenance.get('reward_model')}` as the "
+        f"reward. Trained: {what_trains(training)}.", "",
         "| setting | value |", "|---|---|",
-        f"| method | `{loss}` |", f"| β | {training['beta']:g} |", f"| learning rate | {training['learning_rate']:g} |",
+        f"| method | `{loss}`" + (f" (recipe `{training['recipe']}`)" if training.get("recipe") else "") + " |",
+        f"| β | {'–' if training['beta'] is None else format(training['beta'], 'g')} |",
+        f"| learning rate | {training['learning_rate']:g} |",
         f"| epochs / max steps | {training['epochs']:g} / {training['max_steps']} |",
         f"| batch size | {training['batch_size']} |",
         f"| trained parameters | {trained_parameters(training)} |",

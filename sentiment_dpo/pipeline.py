@@ -11,10 +11,10 @@ from typing import Any
 
 from . import embedded, io
 from .config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, check_types,
-                     read_yaml_mapping)
+                     preset_training_defaults, read_yaml_mapping)
 from .distributed import is_main_process
 from .errors import PipelineError
-from .methods import check_method
+from .methods import check_method, check_read_by_some, reads
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,12 @@ TARGET_DISTINCT_2_DRIFT = 0.20
 @dataclass
 class PipelineConfig:
     run_dir: str = "runs/default"
-    losses: list[str] = field(default_factory=lambda: ["sigmoid"])
+    # the seed experiment: DPO and the SLiC-style hinge, each against the ceiling
+    losses: list[str] = field(default_factory=lambda: ["sigmoid", "hinge"])
     seed: int = 0
     preset: str = "embedded"
+    # stage 3's --recipe for every pair method (None: 'standard'); the online methods have none
+    recipe: str | None = None
     # Per-stage options, as in each script's --config file (e.g. {"learning_rate": 1e-4} for training).
     generation: dict[str, Any] = field(default_factory=dict)
     pairs: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +69,7 @@ def run(config: PipelineConfig) -> Path:
     """Run every stage into `config.run_dir`, then write SUMMARY.md there; return its path."""
     from . import evaluation, pairs, sample_and_score, training
 
-    for loss in config.losses:
-        check_method(loss)  # fail before the long stages, not after
+    training_configs = {loss: training_config(config, loss) for loss in config.losses}  # fail now, not later
     common = {"run_dir": config.run_dir, "seed": config.seed}
     timings: dict[str, float] = {}
 
@@ -79,11 +81,10 @@ def run(config: PipelineConfig) -> Path:
         return result
 
     start = time.time()
-    timed("text_generation", sample_and_score.run,
-          GenerationConfig(**(common | {"preset": config.preset} | config.generation)))
+    timed("text_generation", sample_and_score.run, generation_config(config))
     timed("prepare_dataset", pairs.run, PairsConfig(**(common | config.pairs)))
     for loss in config.losses:
-        timed(f"main {loss}", training.run, TrainingConfig(**(common | config.training | {"loss": loss})))
+        timed(f"main {loss}", training.run, training_configs[loss])
         timed(f"calculate_metrics {loss}", evaluation.run,
               MetricsConfig(**(common | config.metrics | {"loss": loss})))
     timings["total"] = time.time() - start
@@ -91,6 +92,21 @@ def run(config: PipelineConfig) -> Path:
         return Path(config.run_dir) / SUMMARY
     io.write_json(Path(config.run_dir) / "timings.json", timings)
     return write_summary(Path(config.run_dir), config.losses, timings)
+
+
+def generation_config(config: PipelineConfig) -> GenerationConfig:
+    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, **({"preset": config.preset} | config.generation))
+
+
+def training_config(config: PipelineConfig, loss: str) -> TrainingConfig:
+    """Stage 3's config for `loss`: the preset's training defaults, then the pipeline's training options, each
+    method getting those it reads (an option none of the losses reads is refused)."""
+    check_method(loss)
+    options = config.training | ({"recipe": config.recipe} if config.recipe else {})
+    check_read_by_some(options, config.losses, "the pipeline")
+    policy = generation_config(config).policy
+    values = preset_training_defaults(policy, loss) | {k: v for k, v in options.items() if reads(loss, k)}
+    return TrainingConfig(run_dir=config.run_dir, seed=config.seed, loss=loss, **values)
 
 
 def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool | None]]:

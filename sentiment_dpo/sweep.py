@@ -29,9 +29,11 @@ from . import io
 from .config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
                      check_positive, config_to_dict, default_batch_size, option)
 from .errors import PipelineError
-from .methods import BETA_FREE, check_method, is_online, reads
+from .methods import BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, reads
 
 logger = logging.getLogger(__name__)
+
+STANDARD_BETA = RECIPES[STANDARD]["beta"]
 
 CELLS = "cells"
 REFERENCE = "reference"
@@ -91,7 +93,7 @@ class SweepConfig(StageOptions):
                               "round each: they sample from the policy at every step).",
                               default_factory=lambda: ["sigmoid", "hinge", "ipo", "slic"])
     betas: list[float] = option("Values of beta (IPO's tau; slic's margin is 1/beta).",
-                               default_factory=lambda: [TrainingConfig.beta, 2 * TrainingConfig.beta])
+                               default_factory=lambda: [STANDARD_BETA / 2, STANDARD_BETA])
     learning_rates: list[float] = option("Peak learning rates.",
                                          default_factory=lambda: [TrainingConfig.learning_rate])
     seeds: list[int] = option("Training seeds: one independent training per seed (data order, init of nothing "
@@ -114,6 +116,9 @@ class SweepConfig(StageOptions):
                 raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
         for loss in self.losses:
             check_method(loss)
+        # each cell gets only the options its method reads: one that no method here reads would do nothing
+        check_read_by_some([name for name in TRAINING_NAMES if getattr(self, name) != [None]], self.losses,
+                           "the sweep")
         if min(self.betas) <= 0 or min(self.learning_rates) <= 0 or min(self.rounds) < 1:
             raise PipelineError("--betas and --learning-rates must be > 0 and --rounds >= 1")
         check_positive(self, "eval_every", "eval_prompts", "eval_batch_size")
@@ -212,7 +217,7 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     offline_batch = values["batch_size"] or default_batch_size(online=False)
     steps = offline_steps(pairs_per_round(config), offline_batch, values["epochs"])
     training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
-                              beta=cell.beta, learning_rate=cell.learning_rate,
+                              beta=cell.beta if reads(cell.loss, "beta") else None, learning_rate=cell.learning_rate,
                               max_steps=steps if is_online(cell.loss) else -1, **values)
     check_batch(training)
     return training
@@ -262,16 +267,16 @@ class SweepRunner:
 
             load_or_sample(self.run_dir / REFERENCE, self.evaluator, config.ceiling_samples)
 
-    def _initial_bias(self, policy, training: TrainingConfig) -> Any:
+    def _initial_bias(self, policy, training: TrainingConfig, dataset) -> Any:
         """Where the cell's logit bias starts (None: zero, or no bias); the token prior is fitted once per sweep, on
-        the shared pairs."""
-        from .training import resolve_trained_parameters, starts_from_token_scores, token_prior
+        the shared pairs (`dataset`: their token ids)."""
+        from .training import check_trained_parameters, starts_from_token_scores, token_prior
 
-        resolve_trained_parameters(policy.model, training)
+        check_trained_parameters(policy.model, training)
         if not starts_from_token_scores(training):
             return None
         if self._token_prior is None:
-            self._token_prior = token_prior(policy, self.reward, self.pairs, self.config.eval_batch_size)
+            self._token_prior = token_prior(policy, self.reward, dataset, self.pairs, self.config.eval_batch_size)
         return self._token_prior.bias(training.beta)
 
     def _reference_point(self) -> dict[str, float]:
@@ -326,13 +331,16 @@ class SweepRunner:
             else:
                 dataset = pairs_dataset(pairs, policy.tokenizer, soft_labels=training.soft_labels)
                 reward = None
-            # a later round's bias starts from zero on top of the policy reached (its weights hold the earlier bias)
-            initial_bias = self._initial_bias(policy, training) if round_index == 1 and not online else None
+            # a later round's bias starts from zero on top of the policy reached (its weights hold the earlier bias),
+            # and its DPO reference is still the starting policy, loaded afresh
+            initial_bias = self._initial_bias(policy, training, dataset) if round_index == 1 and not online else None
+            ref_model = load_policy(config.policy, self.device).model if round_index > 1 and not online else None
             with tempfile.TemporaryDirectory() as scratch:
                 trainer = train_policy(policy.model, policy.tokenizer, dataset, training,
                                        Path(scratch), use_cpu=self.device.type == "cpu",
                                        callbacks=[CurveCallback(on_checkpoint, config.eval_every)], reward=reward,
-                                       max_new_tokens=config.max_new_tokens, initial_bias=initial_bias)
+                                       max_new_tokens=config.max_new_tokens, initial_bias=initial_bias,
+                                       ref_model=ref_model)
             steps_before += trainer.state.global_step
         folder = self.run_dir / CELLS / cell.name
         io.write_jsonl(folder / "samples.jsonl", final_rows)

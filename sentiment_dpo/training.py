@@ -12,18 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from . import io
-from .config import TrainingConfig, config_to_dict
+from .config import TrainingConfig, config_to_dict, preset_training_defaults
 from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
 from .locks import exclusive
 from .methods import SLIC, check_method, is_online
-from .model_card import CARD, model_card
+from .model_card import CARD, model_card, what_trains
 from .pairs import PAIR_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-# EXO needs label smoothing > 0; its paper recommends 1e-3.
-EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
+def defaults_from_run(values: dict[str, Any]) -> dict[str, Any]:
+    """`main.py`'s defaults that depend on the run directory: the training defaults of the preset whose policy
+    stage 1 sampled from (none when stage 1 has not run: the stage then says so itself)."""
+    record = Path(values.get("run_dir", ".")) / io.GENERATION_CONFIG
+    if not record.exists():
+        return {}
+    policy = io.read_yaml(record, "python3 text_generation.py").get("policy")
+    return preset_training_defaults(policy, values.get("loss", "sigmoid")) if isinstance(policy, str) else {}
 
 
 def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> dict[str, Any]:
@@ -33,7 +39,8 @@ def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> di
 
     return dict(
         output_dir=str(output_dir),
-        beta=config.beta,
+        # sft reads no β (None): TRL's default then stands, unused
+        **({} if config.beta is None else {"beta": config.beta}),
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -64,18 +71,15 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
     plus `slic_lambda` times "sft", the mean NLL of the chosen tokens: CPOTrainer's hinge loss with cpo_alpha."""
     from trl import DPOConfig
 
-    label_smoothing = config.label_smoothing
-    if config.loss == "exo_pair" and label_smoothing == 0.0:
-        label_smoothing = EXO_DEFAULT_LABEL_SMOOTHING
     slic = config.loss == SLIC
     return DPOConfig(
         **_trainer_args(config, output_dir, use_cpu),
         loss_type=["hinge", "sft"] if slic else [config.loss],
         loss_weights=[1.0, config.slic_lambda] if slic else None,
-        label_smoothing=label_smoothing,
+        label_smoothing=config.label_smoothing or 0.0,  # None: a loss type that does not read it
         max_length=None,  # generated texts are short: truncating them would only lose signal
         # slic has no reference: its zero log-probs are "precomputed" without a model pass or a reference copy
-        precompute_ref_log_probs=config.precompute_ref_log_probs or slic,
+        precompute_ref_log_probs=bool(config.precompute_ref_log_probs) or slic,
         precompute_ref_batch_size=max(64, config.batch_size),
     )
 
@@ -160,29 +164,25 @@ def lora_config(config: TrainingConfig) -> Any:
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
-def resolve_trained_parameters(model, config: TrainingConfig) -> None:
-    """Resolve `--logit-bias` for this model (unset: on where the bias folds into the model) and `--bias-start`
-    (unset: 'reward' wherever the bias trains)."""
+def check_trained_parameters(model, config: TrainingConfig) -> None:
+    """Refuse a logit bias on a model it cannot be folded into (no final LayerNorm with a bias, e.g. SmolLM2)."""
     from .logit_bias import supports_logit_bias
 
-    if config.logit_bias is None:
-        config.logit_bias = supports_logit_bias(model)
-    if not config.logit_bias and config.bias_start is not None:
+    if config.logit_bias and not supports_logit_bias(model):
         name = model.config.name_or_path or "this policy"
-        raise PipelineError(f"--bias-start needs a trained logit bias, and {name} cannot take one (no final "
-                            "LayerNorm with a bias): remove --bias-start")
-    if config.logit_bias and config.bias_start is None:
-        config.bias_start = "reward"
+        what = "--recipe token-bias trains" if config.recipe == "token-bias" else "--logit-bias trains"
+        raise PipelineError(f"{what} a per-token logit bias, which needs a final LayerNorm with a bias (GPT-2 style) "
+                            f"to fold into; {name} has none: use --recipe standard (every weight) or --lora-rank R")
 
 
 def choose_trained_parameters(model, config: TrainingConfig, initial_bias=None) -> None:
-    """Resolve what trains (`resolve_trained_parameters`) and, for the logit bias, freeze the weights and give the LM
-    head the trainable bias, starting at `initial_bias` (None: zero). A model still training an earlier round's bias
-    (a sweep's later rounds) first takes that bias into its weights: each round starts from the policy it reached."""
+    """For the logit bias, freeze the weights and give the LM head the trainable bias, starting at `initial_bias`
+    (None: zero). A model still training an earlier round's bias (a sweep's later rounds) first takes that bias
+    into its weights: each round starts from the policy it reached."""
     from .logit_bias import add_logit_bias, fold_logit_bias
 
     fold_logit_bias(model)
-    resolve_trained_parameters(model, config)
+    check_trained_parameters(model, config)
     if config.logit_bias:
         bias = add_logit_bias(model, model.config.name_or_path or "this policy")
         if initial_bias is not None:
@@ -194,13 +194,16 @@ def starts_from_token_scores(config: TrainingConfig) -> bool:
     return bool(config.logit_bias) and config.bias_start == "reward"
 
 
-def token_prior(policy, classifier, pairs: list[dict[str, Any]], batch_size: int) -> Any:
-    """The `bias_start.TokenPrior` (the reward model's token scores, scaled on `pairs`) a logit bias starts from
-    under `--bias-start reward`."""
+def token_prior(policy, classifier, dataset, rows: list[dict[str, Any]], batch_size: int) -> Any:
+    """The `bias_start.TokenPrior` (the reward model's token scores, scaled on the pairs: `dataset`'s token ids,
+    `rows`' rewards) a logit bias starts from under `--bias-start reward`."""
     from .bias_start import fit_token_prior
+    from .fast_dpo import token_columns
 
     vocab_size = policy.model.get_output_embeddings().weight.shape[0]
-    return fit_token_prior(policy.tokenizer, classifier, pairs, vocab_size, batch_size)
+    _, chosen, rejected = token_columns(dataset)
+    gaps = [row["chosen_reward"] - row["rejected_reward"] for row in rows]
+    return fit_token_prior(policy.tokenizer, classifier, chosen, rejected, gaps, vocab_size, batch_size)
 
 
 def save_trained(trainer, folder: Path) -> None:
@@ -266,15 +269,17 @@ def check_finite_weights(model, loss: str) -> None:
 
 def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
                  resume: Path | None = None, callbacks: list | None = None, reward=None,
-                 max_new_tokens: int | None = None, initial_bias=None) -> Any:
+                 max_new_tokens: int | None = None, initial_bias=None, ref_model=None) -> Any:
     """Run `DPOTrainer` (with the fast path of `fast_dpo`; slic too) or an online RL trainer on an
     in-memory model; returns the trainer (model trained in place).
 
     `dataset` holds pairs, or for the online methods prompts (`online_rl.prompts_dataset`), which also need
     `reward` (an `online_rl.ClassifierReward`) and `max_new_tokens`. `output_dir` receives checkpoints when
     `config.save_steps` is set; `resume` is a checkpoint folder to continue from. `initial_bias` is where a trained
-    logit bias starts (`token_prior`; None: zero).
+    logit bias starts (`token_prior`; None: zero). `ref_model`: the starting policy, where `model` no longer is it
+    (a sweep's later rounds); None: the reference is `model` as it is passed in, before any bias or adapter.
     """
+    logger.info("training %s: %s", config.loss, what_trains(config_to_dict(config)))
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
@@ -290,7 +295,8 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
             from .fast_dpo import dpo_trainer_class
 
             choose_trained_parameters(model, config, initial_bias)
-            trainer = dpo_trainer_class()(model=model, args=dpo_config(config, output_dir, use_cpu),
+            trainer = dpo_trainer_class()(model=model, ref_model=ref_model,
+                                     args=dpo_config(config, output_dir, use_cpu),
                                      train_dataset=dataset, processing_class=tokenizer,
                                      peft_config=lora_config(config), callbacks=callbacks,
                                      group_by_prompt=config.group_by_prompt, reference_free=config.loss == SLIC)
@@ -329,9 +335,9 @@ def run(config: TrainingConfig) -> Path:
     else:
         dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
-        resolve_trained_parameters(policy.model, config)
+        check_trained_parameters(policy.model, config)
         if starts_from_token_scores(config):
-            prior = token_prior(policy, _reward_model(generation, device), rows, generation["batch_size"])
+            prior = token_prior(policy, _reward_model(generation, device), dataset, rows, generation["batch_size"])
     final = run_dir / io.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
         _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, prior)

@@ -137,7 +137,7 @@ def test_fast_trainer_matches_trl(loss, group_by_prompt, tiny_policy, tmp_path):
     fast path runs once each."""
     pairs = SHARED_PAIRS if group_by_prompt else PAIRS
     config = TrainingConfig(loss=loss, epochs=2, batch_size=3 if group_by_prompt else 2, learning_rate=1e-2,
-                            group_by_prompt=group_by_prompt, run_dir=str(tmp_path))
+                            group_by_prompt=group_by_prompt, run_dir=str(tmp_path), beta=None if loss == "sft" else 0.3)
     results = []
     for trainer_class in (SampledTokensDPOTrainer, FastDPOTrainer):  # TRL's own path vs the fast one
         policy = load_policy(str(tiny_policy), torch.device("cpu"))
@@ -229,3 +229,57 @@ def test_soft_labels_loss_and_gradient_by_hand(trainer_class, tiny_policy, tmp_p
     assert abs(loss.item() - (-F.logsigmoid(x)).mean().item()) > 1e-3  # the hard loss differs
     for (name, got), want in zip(policy.model.named_parameters(), by_hand.parameters()):
         assert torch.allclose(got.grad, want.grad, rtol=1e-4, atol=1e-6), name
+
+
+def _sequence_logps(model, tokenizer, rows, side: str) -> list[float]:
+    """Each row's summed log-prob of its `side` completion given BOS + prompt, by hand."""
+    from sentiment_dpo.models import prompt_ids
+
+    out = []
+    with torch.no_grad():
+        for row in rows:
+            context = prompt_ids(tokenizer, row["prompt"])
+            ids = torch.tensor([context + tokenizer(row[side], add_special_tokens=False)["input_ids"]])
+            log_probs = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+            out.append(sum(log_probs[t - 1, ids[0, t]].item() for t in range(len(context), ids.shape[1])))
+    return out
+
+
+@pytest.mark.parametrize("trainer_class", [SampledTokensDPOTrainer, FastDPOTrainer])
+def test_the_reference_is_the_starting_policy_whatever_the_start_bias(trainer_class, tiny_policy, tmp_path):
+    """The token-bias recipe puts a start bias on the model before the trainer is built. With precomputed reference
+    log-probs TRL scores the reference through that model: they must still be the starting policy's own, and with
+    or without precomputation (which reloads the reference from its folder) the first loss and gradient agree."""
+    from sentiment_dpo.logit_bias import trained_logit_bias
+    from sentiment_dpo.training import choose_trained_parameters
+
+    start_bias = torch.randn(len(load_policy(str(tiny_policy), torch.device("cpu")).tokenizer),
+                             generator=torch.Generator().manual_seed(0))  # about ±1 nat per token
+    starting = load_policy(str(tiny_policy), torch.device("cpu"))
+    use_fused_gelu(starting.model)
+    own = [_sequence_logps(starting.model, starting.tokenizer, PAIRS, side) for side in ("chosen", "rejected")]
+    # soft labels (the recipe's) from made-up rewards: their loss term reads the reference log-probs too
+    scored = [pair | {"chosen_reward": 1.0 + k, "rejected_reward": -0.5} for k, pair in enumerate(PAIRS)]
+    results = []
+    for precompute in (True, False):
+        config = TrainingConfig(loss="sigmoid", recipe="token-bias", bias_start="zero", batch_size=len(PAIRS),
+                                precompute_ref_log_probs=precompute, run_dir=str(tmp_path))
+        policy = load_policy(str(tiny_policy), torch.device("cpu"))
+        use_fused_gelu(policy.model)
+        choose_trained_parameters(policy.model, config, initial_bias=start_bias)
+        biased = [_sequence_logps(policy.model, policy.tokenizer, PAIRS, side) for side in ("chosen", "rejected")]
+        assert abs(biased[0][0] - own[0][0]) > 0.1  # the start bias moves the policy: the test can tell them apart
+        trainer = trainer_class(model=policy.model, args=dpo_config(config, tmp_path / str(precompute), True),
+                                train_dataset=pairs_dataset(scored, policy.tokenizer, soft_labels=True),
+                                processing_class=policy.tokenizer)
+        if precompute:
+            for side, column in enumerate(("ref_chosen_logps", "ref_rejected_logps")):
+                assert trainer.train_dataset[column] == pytest.approx(own[side], abs=1e-4)
+        batch = next(iter(trainer.get_train_dataloader()))
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        results.append((loss.item(), trained_logit_bias(policy.model).theta.grad.clone()))
+    (loss_pre, grad_pre), (loss_live, grad_live) = results
+    assert loss_pre == pytest.approx(loss_live, rel=1e-5)
+    assert torch.allclose(grad_pre, grad_live, atol=1e-6 * float(grad_pre.abs().max()) + 1e-9)
+    assert float(grad_pre.abs().max()) > 0

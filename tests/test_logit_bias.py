@@ -52,7 +52,7 @@ def test_only_the_bias_trains(tiny_policy):
 def test_a_later_round_starts_from_the_bias_the_last_one_reached(tiny_policy):
     reference = AutoModelForCausalLM.from_pretrained(tiny_policy)
     model = AutoModelForCausalLM.from_pretrained(tiny_policy)
-    config = TrainingConfig(loss="sigmoid")
+    config = TrainingConfig(loss="sigmoid", logit_bias=True)
     choose_trained_parameters(model, config)
     first = trained_logit_bias(model)
     with torch.no_grad():
@@ -68,15 +68,18 @@ def test_a_model_without_a_foldable_layernorm_trains_its_weights_or_says_what_to
     with torch.no_grad():
         model.transformer.ln_f.bias.zero_()  # nothing constant to fold a bias into
     assert not supports_logit_bias(model)
-    config = TrainingConfig(loss="sigmoid")
-    choose_trained_parameters(model, config)
-    assert config.logit_bias is False and all(p.requires_grad for p in model.parameters())
+    choose_trained_parameters(model, TrainingConfig(loss="sigmoid"))  # standard: every weight, nothing to fold
+    assert trained_logit_bias(model) is None and all(p.requires_grad for p in model.parameters())
+    with pytest.raises(PipelineError, match="--recipe token-bias trains a per-token logit bias, which needs a final "
+                                            "LayerNorm with a bias .*: use --recipe standard"):
+        choose_trained_parameters(model, TrainingConfig(loss="sigmoid", recipe="token-bias"))
     with pytest.raises(PipelineError, match="--no-logit-bias"):
         add_logit_bias(model, "tiny")
 
 
-def test_the_default_training_moves_only_the_logit_bias(run_dir, tiny_policy):  # noqa: F811
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4"]) == 0
+def test_the_token_bias_recipe_moves_only_the_logit_bias(run_dir, tiny_policy):  # noqa: F811
+    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+                              "--recipe", "token-bias", "--bias-start", "zero"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     trained = AutoModelForCausalLM.from_pretrained(model_dir)
     reference = AutoModelForCausalLM.from_pretrained(tiny_policy)
@@ -87,22 +90,31 @@ def test_the_default_training_moves_only_the_logit_bias(run_dir, tiny_policy):  
     assert shift.abs().max() > 1e-3
     assert torch.allclose(shift, shift[0, 0].expand_as(shift), atol=1e-4)
     settings = io.read_yaml(model_dir / "training.config.yaml", "")
-    assert settings["logit_bias"] is True and settings["learning_rate"] == 2e-4
-    assert "per-token logit bias" in (model_dir / "README.md").read_text()
+    # the recipe and each of its parts are recorded; an explicit part (the start) beat the recipe's
+    assert (settings["recipe"], settings["logit_bias"], settings["soft_labels"], settings["beta"],
+            settings["bias_start"]) == ("token-bias", True, True, 0.3, "zero")
+    card = (model_dir / "README.md").read_text()
+    assert "A per-token logit bias trained on top of" in card.split("\n# ", 1)[1].split("\n\n", 2)[1]
+    assert "Fine-tuned" not in card
 
 
-def test_no_logit_bias_trains_every_weight(run_dir, tiny_policy):  # noqa: F811
+def test_the_default_trains_every_weight_on_hard_labels(run_dir, tiny_policy):  # noqa: F811
     assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
-                              "--no-logit-bias", "--learning-rate", "0.01"]) == 0
+                              "--learning-rate", "0.01"]) == 0
     trained = AutoModelForCausalLM.from_pretrained(run_dir / "models" / "sigmoid").state_dict()
     start = AutoModelForCausalLM.from_pretrained(tiny_policy).state_dict()
     assert not torch.equal(start["transformer.h.0.mlp.c_fc.weight"], trained["transformer.h.0.mlp.c_fc.weight"])
-    assert io.read_yaml(run_dir / "models" / "sigmoid" / "training.config.yaml", "")["logit_bias"] is False
+    settings = io.read_yaml(run_dir / "models" / "sigmoid" / "training.config.yaml", "")
+    assert (settings["recipe"], settings["logit_bias"], settings["soft_labels"], settings["beta"]) == (
+        "standard", False, False, 0.5)
+    card = (run_dir / "models" / "sigmoid" / "README.md").read_text()
+    assert "Trained: all weights, on hard chosen/rejected labels, β 0.5 against the frozen starting policy" in card
 
 
-@pytest.mark.parametrize(("argv", "logit_bias"), [(["sigmoid"], None), (["slic"], None), (["rloo"], False),
-                                                  (["sigmoid", "--lora-rank", "4"], False),
-                                                  (["sigmoid", "--no-logit-bias"], False)])
+@pytest.mark.parametrize(("argv", "logit_bias"), [(["sigmoid"], False), (["slic"], False), (["rloo"], None),
+                                                  (["sigmoid", "--recipe", "token-bias"], True),
+                                                  (["hinge", "--recipe", "token-bias", "--no-logit-bias"], False),
+                                                  (["sigmoid", "--lora-rank", "4"], False)])
 def test_what_trains_by_default(argv, logit_bias):
     from sentiment_dpo.config import make_parser, parse_config
 
@@ -111,8 +123,9 @@ def test_what_trains_by_default(argv, logit_bias):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["rloo", "--logit-bias"], "--logit-bias trains DPOTrainer's losses; 'rloo'"),
-    (["sigmoid", "--logit-bias", "--lora-rank", "4"], "--logit-bias and --lora-rank")])
+    (["rloo", "--logit-bias"], "--logit-bias does nothing for 'rloo'"),
+    (["sigmoid", "--logit-bias", "--lora-rank", "4"], "a logit bias (--logit-bias, or --recipe token-bias) and "
+                                                      "--lora-rank are two ways")])
 def test_a_logit_bias_it_cannot_train_is_refused(run_dir, argv, message, capsys):  # noqa: F811
     assert train_script.main([*argv, "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err
@@ -122,7 +135,7 @@ def test_a_logit_bias_it_cannot_train_is_refused(run_dir, argv, message, capsys)
 def test_the_bias_trains_against_a_reference_model_too(run_dir, tiny_policy):  # noqa: F811
     """Without precomputed reference log-probs TRL keeps a reference model beside the parametrised policy."""
     assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
-                              "--no-precompute-ref-log-probs"]) == 0
+                              "--logit-bias", "--no-precompute-ref-log-probs"]) == 0
     trained = AutoModelForCausalLM.from_pretrained(run_dir / "models" / "sigmoid")
     shift = _logits(trained) - _logits(AutoModelForCausalLM.from_pretrained(tiny_policy))
     assert shift.abs().max() > 1e-3 and torch.allclose(shift, shift[0, 0].expand_as(shift), atol=1e-4)

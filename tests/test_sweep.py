@@ -50,11 +50,9 @@ def test_cells_curves_and_report(finished_sweep):
     assert "## Findings" in report and "within KL ≤ 5 nats" in report
     assert "online methods: as many steps" not in report  # no online method in this sweep
     assert "| sigmoid | 0.1 | 2 |" in report and "| slic | 0.1 | 2 |" in report
-    # what trained, as each cell recorded it (the default: the logit bias), and sigmoid's labels (soft by default)
-    assert cell["provenance"]["trained_parameters"] == (
-        "a per-token logit bias started from the reward model's token scores (the weights frozen; folded into an "
-        "untied LM head)")
-    assert "What trained: a per-token logit bias" in report and "`sigmoid`'s labels: soft." in report
+    # what trained, as each cell recorded it (the standard default: every weight), and sigmoid's labels (hard)
+    assert cell["provenance"]["trained_parameters"] == "all weights"
+    assert "What trained: all weights" in report and "`sigmoid`'s labels: hard." in report
     for png in ("frontier.png", "diversity_vs_reward.png", "reward_hists.png"):
         assert (finished_sweep / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -195,8 +193,11 @@ def test_sweep_settings_for_online_methods():
     # their own pairing settings do not exist for them; the number of generations does
     assert sweep.cell_settings(sweep.SweepConfig(margin=0.5), rloo) == sweep.cell_settings(
         sweep.SweepConfig(margin=1.0), rloo)
-    assert sweep.cell_settings(sweep.SweepConfig(num_generations=[2]), rloo) != sweep.cell_settings(
-        sweep.SweepConfig(num_generations=[4]), rloo)
+    assert sweep.cell_settings(sweep.SweepConfig(losses=["rloo"], num_generations=[2]), rloo) != sweep.cell_settings(
+        sweep.SweepConfig(losses=["rloo"], num_generations=[4]), rloo)
+    # an option none of the sweep's methods reads would do nothing: refused
+    with pytest.raises(Exception, match="the sweep sets --num-generations, which none of sigmoid, hinge reads"):
+        sweep.SweepConfig(losses=["sigmoid", "hinge"], num_generations=[2])
     with pytest.raises(Exception, match="multiple of --num-generations"):
         sweep.SweepConfig(losses=["grpo"], batch_size=[6], num_generations=[4])
     assert [c.name for c in sweep.grid(sweep.SweepConfig(losses=["rloo"], betas=[0.1], seeds=[0], rounds=[1, 3]))] \
@@ -237,7 +238,7 @@ def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
     cells = sweep.grid(axis)
     assert [(c.loss, dict(c.options).get("logit_bias")) for c in cells] == [
         ("sigmoid", True), ("sigmoid", False), ("rloo", None)]
-    assert sweep.training_config(axis, cells[-1]).logit_bias is False
+    assert sweep.training_config(axis, cells[-1]).logit_bias is None  # not an option rloo has
     # every pair of 8 samples for each of 1,000 prompts: the online cells train as many steps as 28,000 pairs take
     every = sweep.SweepConfig(num_pairs=0, num_samples=8000, samples_per_prompt=8, losses=["rloo"], batch_size=[448],
                               epochs=[1.0])
