@@ -123,7 +123,7 @@ def best_of_n_kl_bound(n: int) -> float:
 
 
 @functools.lru_cache(maxsize=16)
-def _bootstrap_draws(count: int, seed: int) -> np.ndarray:
+def bootstrap_draws(count: int, seed: int) -> np.ndarray:
     """(BOOTSTRAP_RESAMPLES, count) prompt indices drawn with replacement; the same draws for every curve point."""
     rng = random.Random(seed)
     return np.array([[rng.randrange(count) for _ in range(count)] for _ in range(BOOTSTRAP_RESAMPLES)])
@@ -131,7 +131,7 @@ def _bootstrap_draws(count: int, seed: int) -> np.ndarray:
 
 def _bootstrap(per_prompt: Sequence[float], seed: int) -> tuple[float, float]:
     """95% percentile interval of the mean over prompts, resampling prompts with replacement."""
-    means = np.sort(np.asarray(per_prompt)[_bootstrap_draws(len(per_prompt), seed)].mean(axis=1))
+    means = np.sort(np.asarray(per_prompt)[bootstrap_draws(len(per_prompt), seed)].mean(axis=1))
     return float(means[int(0.025 * BOOTSTRAP_RESAMPLES)]), float(means[int(0.975 * BOOTSTRAP_RESAMPLES) - 1])
 
 

@@ -69,6 +69,11 @@ def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) 
     return rows
 
 
+def per_prompt_rewards(rows: list[dict[str, Any]]) -> list[list[float]]:
+    """Each held-out prompt's ceiling-sample rewards, prompts in index order."""
+    return _per_prompt(rows, "reward")
+
+
 def _per_prompt(rows: list[dict[str, Any]], column: str) -> list[list[float]]:
     groups: dict[int, list[float]] = {}
     for row in rows:

@@ -13,6 +13,7 @@ from .config import PRESETS, MetricsConfig, config_to_dict
 from .distributed import is_main_process
 from .errors import PipelineError
 from .evaluator import PAIR_METRICS, EvalSettings, Evaluator
+from .intervals import policy_intervals
 from .locks import exclusive
 from .methods import check_method
 from .model_card import CARD, model_card
@@ -70,12 +71,14 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         },
     }
     metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
-    optimum = best_of_n = None
+    optimum = best_of_n = ceiling_rewards = None
     if config.ceiling_samples:
         rows = ceiling_samples.load_or_sample(run_dir / REFERENCE_RESULTS, evaluator, config.ceiling_samples)
         optimum, best_of_n = ceiling_samples.curves(rows, config.seed)
+        ceiling_rewards = ceiling_samples.per_prompt_rewards(rows)
         metrics["ceiling"] = ceiling_samples.summary(optimum, best_of_n)
         metrics |= ceiling_samples.against_ceiling(optimum, metrics["kl"], metrics["policy"]["reward_mean"])
+    metrics["intervals"] = policy_intervals(policy_rows, ceiling_rewards, config.seed)
     if not is_main_process():  # every process holds all samples; one writes the results
         return metrics
 

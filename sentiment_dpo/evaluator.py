@@ -103,8 +103,10 @@ class Evaluator:
         }
         if "judge_p_positive" in scores:
             metrics["judge_p_positive_mean"] = mean(scores["judge_p_positive"])
+        # log_ratio: log π(y|x) − log π_ref(y|x) of each sample, whose mean is the KL estimate
         rows = [{"prompt_index": x.prompt_index, "prompt": x.prompt, "completion": x.completion,
-                 **{name: values[k] for name, values in scores.items()}} for k, x in enumerate(samples)]
+                 **{name: values[k] for name, values in scores.items()},
+                 "log_ratio": policy_logps[k] - reference_logps[k]} for k, x in enumerate(samples)]
         return metrics, rows
 
     def evaluate_reference(self) -> tuple[dict[str, float], list[dict[str, Any]]]:

@@ -133,6 +133,43 @@ def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool
     return rows
 
 
+SAMPLE_PROMPTS = 4
+
+
+def _interval(interval: list[float] | None, spec: str, unit: str = "") -> str:
+    return f" [{interval[0]:{spec}}, {interval[1]:{spec}}]{unit}" if interval else ""
+
+
+def sample_lines(run_dir: Path, losses: list[str], prompts: int = SAMPLE_PROMPTS) -> list[str]:
+    """A few held-out prompts with the reference's completion and each trained policy's (the same sampling seed),
+    each with its reward: what the numbers above look like."""
+    rows = {loss: io.read_jsonl(run_dir / io.results_dir(loss) / "samples.jsonl", ("model", "prompt_index"),
+                                "python3 calculate_metrics.py") for loss in losses}
+
+    def first(loss: str, model: str, index: int) -> dict[str, Any] | None:
+        return next((r for r in rows[loss] if r["model"] == model and r["prompt_index"] == index), None)
+
+    lines = ["", "## Samples", "", f"The first {prompts} held-out prompts, one sample of each model drawn with the "
+             "same seed, and its reward:", ""]
+    for index in range(prompts):
+        reference = first(losses[0], "reference", index)
+        if reference is None:
+            break
+        lines += [f"**{reference['prompt']}**", "", "| model | completion | reward |", "|---|---|---|",
+                  f"| reference | {_cell(reference['completion'])} | {reference['reward']:.2f} |"]
+        for loss in losses:
+            sample = first(loss, "policy", index)
+            if sample is not None:
+                lines.append(f"| {loss} | {_cell(sample['completion'])} | {sample['reward']:.2f} |")
+        lines.append("")
+    return lines
+
+
+def _cell(text: str) -> str:
+    """A completion as one markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|") or "(empty)"
+
+
 def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | None = None) -> Path:
     """SUMMARY.md: the metrics table per loss, the ceiling and each loss's KL overhead, the target checks, the
     plots, and the stage timings."""
@@ -151,17 +188,24 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for loss, metrics in results.items():
+        intervals = metrics.get("intervals", {})
         for name in ("reference", "policy"):
             m = metrics[name]
-            # KL, its overhead and the win rate describe the policy against the reference: none for the reference
-            pair_cells = (f"{metrics['kl']:.2f} | {metrics.get('kl_overhead_text', '–')} | "
+            # the policy's point carries its 95% bootstrap interval over prompts; KL, its overhead and the win rate
+            # describe the policy against the reference: none for the reference
+            ci = intervals if name == "policy" else {}
+            overhead = metrics.get("kl_overhead_text", "–") + _interval(ci.get("kl_overhead_ci95"), ".1f", "×")
+            pair_cells = (f"{metrics['kl']:.2f}{_interval(ci.get('kl_ci95'), '.2f')} | {overhead} | "
                           f"{metrics.get('ceiling_gain_share_text', '–')} | {metrics['win_rate']:.3f}"
                           if name == "policy" else "– | – | – | –")
             judge = f"{m['judge_p_positive_mean']:.3f}" if "judge_p_positive_mean" in m else "–"
             lines.append(
-                f"| {loss} | {name} | {m['reward_mean']:.2f} ± {m['reward_std']:.2f} | {m['p_positive_mean']:.3f} | "
-                f"{judge} | {m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / "
+                f"| {loss} | {name} | {m['reward_mean']:.2f}{_interval(ci.get('reward_mean_ci95'), '.2f')} ± "
+                f"{m['reward_std']:.2f} | {m['p_positive_mean']:.3f}{_interval(ci.get('p_positive_mean_ci95'), '.3f')} "
+                f"| {judge} | {m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / "
                 f"{m['distinct_3']:.3f} | {m['token_entropy']:.2f} | {pair_cells} |")
+    lines += ["", "Brackets: 95% bootstrap intervals over the held-out prompts (the ceiling resampled with them); "
+              "± : the standard deviation over samples."]
     ceiling = results[losses[0]].get("ceiling")
     if ceiling:
         optimum, best_of_n = points_from_summary(ceiling)
@@ -173,6 +217,7 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
                   "gain: the policy's reward gain over the reference divided by the optimum's at the policy's KL; "
                   "100% is the best possible.", "",
                   "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
+    lines += sample_lines(run_dir, losses)
     lines += ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
     for what, measured, passed in target_checks(run_dir, losses):
         verdict = "–" if passed is None else ("pass" if passed else "**FAIL**")

@@ -267,6 +267,16 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
         metrics = json.loads((tmp_path / "run" / "results" / loss / "metrics.json").read_text())
         assert f"| {metrics['kl_overhead_text']} | {metrics['ceiling_gain_share_text']} |" in summary
     assert (tmp_path / "run" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    # what the numbers look like: a few held-out prompts, the reference's sample and each policy's (same seed)
+    samples = summary.split("## Samples", 1)[1].split("## Targets", 1)[0]
+    first = json.loads((tmp_path / "run" / "results" / "hinge" / "samples.jsonl").read_text().splitlines()[0])
+    assert f"**{first['prompt']}**" in samples and samples.count("| reference | ") == 4
+    assert samples.count("| sigmoid | ") == 4 and samples.count("| hinge | ") == 4
+    # the policy's point carries its 95% interval over prompts, the reference's none
+    metrics = json.loads((tmp_path / "run" / "results" / "sigmoid" / "metrics.json").read_text())
+    low, high = metrics["intervals"]["p_positive_mean_ci95"]
+    assert low <= metrics["policy"]["p_positive_mean"] <= high
+    assert f"{metrics['policy']['p_positive_mean']:.3f} [{low:.3f}, {high:.3f}]" in summary
 
 
 def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tiny_reward, capsys):
