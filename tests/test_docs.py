@@ -33,3 +33,13 @@ def test_every_relative_link_resolves(page):
         if not file.exists() or (anchor and file.suffix == ".md" and anchor not in _anchors(file)):
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
+
+
+def test_the_configuration_page_is_generated_and_current():
+    """docs/configuration.md is generated from the config dataclasses: a new or changed option must regenerate it."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "write_config_docs.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
