@@ -16,6 +16,7 @@ from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text
 from .distributed import is_main_process
 from .errors import PipelineError
 from .evaluator import Evaluator
+from .metrics import measurable_drift
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,17 @@ def points_from_summary(block: dict[str, Any]) -> tuple[list[CeilingPoint], list
     return [point(p) for p in block["optimum"]], [point(p) for p in block["best_of_n"]]
 
 
-def against_ceiling(optimum: list[CeilingPoint], kl: float, reward: float) -> dict[str, Any]:
+NO_DRIFT = "no measurable drift"
+
+
+def against_ceiling(optimum: list[CeilingPoint], kl: float, reward: float,
+                    kl_standard_error: float = 0.0) -> dict[str, Any]:
     """A trained policy's (KL, mean reward) against the optimum: `kl_overhead` and `ceiling_gain_share` (each a
-    number, or null where undefined or outside the trusted range) and their texts."""
+    number, or null where undefined or outside the trusted range) and their texts. A KL within one standard error
+    of 0 prices nothing: both are null, "no measurable drift" (never a negative overhead)."""
+    if not measurable_drift(kl, kl_standard_error):
+        return {"kl_overhead": None, "kl_overhead_text": NO_DRIFT, "ceiling_gain_share": None,
+                "ceiling_gain_share_text": NO_DRIFT}
     overhead, share = kl_overhead(optimum, kl, reward), gain_share(optimum, kl, reward)
 
     def number(value: float | None) -> float | None:

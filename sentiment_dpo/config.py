@@ -39,6 +39,7 @@ PRESET_TRAINING: dict[str, dict[str, Any]] = {
                 "group_by_prompt": False},
 }
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
+DEFAULT_MARGIN = 0.5
 PROMPT_MODES = ("review", "bos")
 REPORT_TO = ("none", "tensorboard", "wandb")
 BIAS_STARTS = ("reward", "zero")
@@ -61,9 +62,15 @@ class CommonConfig:
         check_common(self)
 
 
+# numpy's generators (the Trainer seeds them) take seeds below 2**32; every stage accepts the same range.
+MAX_SEED = 2**32 - 1
+
+
 def check_common(config: Any) -> None:
     """The checks every stage config shares (each subclass's `__post_init__` calls it)."""
     check_non_negative(config, "seed")
+    if config.seed > MAX_SEED:
+        raise PipelineError(f"--seed must be at most {MAX_SEED} (numpy's limit), got {config.seed}; e.g. --seed 0")
     if config.device not in DEVICES and not (config.device.startswith("cuda:") and config.device[5:].isdigit()):
         raise PipelineError(f"--device {config.device!r} is not one of: {', '.join(DEVICES)} (or cuda:N)")
 
@@ -107,12 +114,19 @@ class PairsConfig(CommonConfig):
     strategy: str = option("'margin': random same-prompt pairs whose rewards differ by at least --margin; "
                           "'random': random same-prompt pairs; 'best_worst': the best and worst sample of each "
                           "prompt.", default="random")
-    margin: float = option("Minimum reward (logit) gap for --strategy margin.", default=0.5)
+    margin: float | None = option("--strategy margin only: minimum reward (logit) gap of a pair. Default: 0.5.",
+                                  default=None)
 
     def __post_init__(self) -> None:
         check_common(self)
         check_choice("strategy", self.strategy, PAIR_STRATEGIES)
         check_non_negative(self, "num_pairs")
+        if self.strategy != "margin":
+            if self.margin is not None:  # an option the strategy does not read is refused, not ignored
+                raise PipelineError(f"--margin is read by --strategy margin only, not {self.strategy!r}: remove "
+                                    "--margin, or pass --strategy margin")
+            return
+        self.margin = DEFAULT_MARGIN if self.margin is None else self.margin
         check_non_negative(self, "margin")
 
 

@@ -16,8 +16,9 @@ from .evaluator import PAIR_METRICS, EvalSettings, Evaluator
 from .intervals import policy_intervals
 from .locks import exclusive
 from .methods import check_method
+from .metrics import kl_standard_error
 from .model_card import CARD, model_card
-from .models import load_classifier, load_policy, resolve_device
+from .models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
 from .prompts import choose_prompts
 from .sample_and_score import sampling_settings
 
@@ -39,13 +40,17 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     run_dir = Path(config.run_dir)
     generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
     trained_dir = run_dir / io.model_dir(config.loss)
+    io.check_no_file_in_the_way(run_dir / io.results_dir(config.loss))  # before the minutes of sampling
     if not (trained_dir / "config.json").exists():
         raise PipelineError(f"{trained_dir} holds no trained model; run `python3 main.py {config.loss}` first")
     device = resolve_device(config.device)
     judge = judge_spec(config, generation)
-    reference = load_policy(generation["policy"], device)
-    policy = load_policy(str(trained_dir), device)
-    reward = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"))
+    reference = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
+    retrain = f"retrain it: `python3 main.py {config.loss}`"
+    policy = load_policy(str(trained_dir), device, fix=retrain)
+    refuse_non_finite_weights(policy.model, str(trained_dir), retrain + " with a lower --learning-rate")
+    reward = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
+                             fix=RECORDED_MODEL_FIX)
     judge_classifier = load_classifier(judge, device, kind="judge") if judge is not None else None
     prompts = choose_prompts(generation["prompt_mode"], "heldout", config.num_prompts, generation["prompt_words"],
                              config.seed)
@@ -70,6 +75,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
             "sampling": sampling_settings(max_new_tokens, temperature), "seed": config.seed,
         },
     }
+    metrics["kl_standard_error"] = kl_standard_error([row["log_ratio"] for row in policy_rows])
     metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
     optimum = best_of_n = ceiling_rewards = None
     if config.ceiling_samples:
@@ -77,7 +83,8 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         optimum, best_of_n = ceiling_samples.curves(rows, config.seed)
         ceiling_rewards = ceiling_samples.per_prompt_rewards(rows)
         metrics["ceiling"] = ceiling_samples.summary(optimum, best_of_n)
-        metrics |= ceiling_samples.against_ceiling(optimum, metrics["kl"], metrics["policy"]["reward_mean"])
+        metrics |= ceiling_samples.against_ceiling(optimum, metrics["kl"], metrics["policy"]["reward_mean"],
+                                                   metrics["kl_standard_error"])
     metrics["intervals"] = policy_intervals(policy_rows, ceiling_rewards, config.seed)
     if not is_main_process():  # every process holds all samples; one writes the results
         return metrics
@@ -86,7 +93,13 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     with exclusive(out, f"python3 calculate_metrics.py {config.loss}", all_processes=False):
         staging = io.make_staging_dir(out)  # results/LOSS is replaced as a whole, or not at all
         try:
-            _write_results(staging, config, metrics, reference_rows, policy_rows, optimum, best_of_n, trained_dir)
+            try:
+                _write_results(staging, config, metrics, reference_rows, policy_rows, optimum, best_of_n,
+                               trained_dir)
+            except OSError as err:  # a plot or file write that names no path (a full disk): name the folder
+                if err.filename is None:
+                    err.filename = str(out)
+                raise
             io.replace_dir_atomic(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -102,9 +102,17 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+def check_no_file_in_the_way(folder: Path) -> None:
+    """Refuse a plain file where an artifact folder goes: it is the user's, and is neither moved aside nor replaced."""
+    if folder.exists() and not folder.is_dir():
+        raise PipelineError(f"{folder} is a file, where this stage writes a folder; remove the file in the way (or "
+                            "use another --run-dir)")
+
+
 def replace_dir_atomic(staged: Path, final: Path) -> None:
     """Move a fully written folder into place; an existing folder is replaced only once the new one is complete.
     Its files get the permissions a plain open() would give (safetensors writes model files private, 0600)."""
+    check_no_file_in_the_way(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     file_mode, dir_mode = _default_mode(directory=False), _default_mode(directory=True)
     for file in staged.rglob("*"):

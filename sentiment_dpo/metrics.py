@@ -102,6 +102,21 @@ def kl_estimate(policy_logps: Sequence[float], reference_logps: Sequence[float])
     return mean([p - r for p, r in zip(policy_logps, reference_logps)])
 
 
+def kl_standard_error(log_ratios: Sequence[float]) -> float:
+    """The standard error of `kl_estimate`: the sample standard deviation of the log-ratios over √n (n ≥ 2)."""
+    n = len(log_ratios)
+    if n < 2:
+        raise ValueError("need at least two log-ratios")
+    m = mean(log_ratios)
+    return math.sqrt(sum((x - m) ** 2 for x in log_ratios) / (n - 1) / n)
+
+
+def measurable_drift(kl: float, standard_error: float) -> bool:
+    """Whether a KL estimate is distinguishable from no drift at all: |KL| at least one standard error. Below it
+    the sign of the estimate is noise (a policy that did not move can read −0.01 nats), so nothing is priced."""
+    return abs(kl) >= standard_error
+
+
 def win_rate(policy_rewards: Sequence[float], reference_rewards: Sequence[float]) -> float:
     """Share of prompts where the policy's reward beats the reference's; ties count 0.5."""
     if len(policy_rewards) != len(reference_rewards) or not policy_rewards:

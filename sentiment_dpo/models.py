@@ -7,6 +7,7 @@ a pad token get their EOS (or UNK) token as pad, and the positive class is found
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +48,23 @@ def resolve_source(spec: str, kind: str) -> str:
     return spec
 
 
-def _load_error(kind: str, spec: str, err: Exception) -> PipelineError:
-    hint = "a local folder with config.json, or a hub id reachable from this machine"
-    if not Path(spec).exists() and "/" in spec:
-        hint += " (this machine may have no hub access: use the offline default, --preset embedded)"
-    return PipelineError(f"cannot load {kind} {spec!r} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                         f"pass {hint}")
+# Stages 3 and 4 take their models from stage 1's record: the fix for one that does not load is there.
+RECORDED_MODEL_FIX = ("restore it, or rerun `python3 text_generation.py` with a --policy / --reward that loads "
+                      "(e.g. --preset embedded)")
+
+
+def _load_error(kind: str, spec: str, err: Exception, fix: str | None = None) -> PipelineError:
+    """One line for a model that does not load; `fix`: what to do at a stage that takes no model option (the
+    model was recorded by an earlier stage), instead of passing another one."""
+    if fix is None:
+        fix = "pass a local folder with config.json, or a hub id reachable from this machine"
+        if not Path(spec).exists() and "/" in spec:
+            fix += " (this machine may have no hub access: use the offline default, --preset embedded)"
+    if isinstance(err, pickle.UnpicklingError):  # torch's weights-only loader refuses an arbitrary pickle
+        what = "its weights are a pickle that torch's safe loader refuses (save them as safetensors)"
+    else:
+        what = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}" if str(err) else type(err).__name__
+    return PipelineError(f"cannot load {kind} {spec!r} ({what}); {fix}")
 
 
 def prepare_tokenizer(tokenizer, padding_side: str):
@@ -70,53 +82,59 @@ HEADS = {"AutoModelForCausalLM": ("CausalLM", "LMHeadModel"), "AutoModelForSeque
          ("SequenceClassification",)}
 
 
-def check_architecture(config, spec: str, kind: str, auto_class_name: str) -> None:
+def check_architecture(config, spec: str, kind: str, auto_class_name: str, fix: str | None = None) -> None:
     """Refuse a model whose saved head is of another kind: a classifier loaded as a policy would get a random LM
     head (and write garbage), a language model loaded as a reward a random classification head."""
     architectures = getattr(config, "architectures", None) or []
     wanted = HEADS[auto_class_name]
     if architectures and not any(part in name for name in architectures for part in wanted):
         expected = "a causal language model" if kind == "policy" else "a sequence classifier"
-        raise PipelineError(f"--{kind} {spec} is a {architectures[0]}, not {expected}; pass "
-                            + ("a causal LM (e.g. --policy embedded)" if kind == "policy"
-                               else f"a sentiment classifier (e.g. --{kind} embedded)"))
+        name = f"--{kind} {spec}" if fix is None else f"the {kind} {spec}"  # an option, or a recorded model
+        fix = fix or ("pass " + ("a causal LM (e.g. --policy embedded)" if kind == "policy"
+                                 else f"a sentiment classifier (e.g. --{kind} embedded)"))
+        raise PipelineError(f"{name} is a {architectures[0]}, not {expected}; {fix}")
 
 
-def _from_pretrained(spec: str, kind: str, auto_class_name: str, padding_side: str):
-    """(source, model, tokenizer) for a spec, with one clear error whatever goes wrong in loading."""
+def _from_pretrained(spec: str, kind: str, auto_class_name: str, padding_side: str, fix: str | None = None):
+    """(source, model, tokenizer) for a spec, with one clear error whatever goes wrong in loading; `fix` as in
+    `_load_error`."""
     import transformers
     from safetensors import SafetensorError
 
     source = resolve_source(spec, kind)
     try:
-        check_architecture(transformers.AutoConfig.from_pretrained(source), spec, kind, auto_class_name)
+        check_architecture(transformers.AutoConfig.from_pretrained(source), spec, kind, auto_class_name, fix)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         model = getattr(transformers, auto_class_name).from_pretrained(source, dtype=torch.float32)
-    except (OSError, ValueError, KeyError, SafetensorError) as err:  # SafetensorError: a truncated weights file
-        raise _load_error(kind, spec, err) from None
+    # SafetensorError: a truncated weights file; UnpicklingError: a pickled .bin the weights-only loader refuses
+    except (OSError, ValueError, KeyError, SafetensorError, pickle.UnpicklingError) as err:
+        raise _load_error(kind, spec, err, fix) from None
     return source, model, prepare_tokenizer(tokenizer, padding_side)
 
 
-def load_policy(spec: str, device: torch.device) -> LoadedModel:
+def load_policy(spec: str, device: torch.device, fix: str | None = None) -> LoadedModel:
+    """A causal LM; `fix`: what a failure should tell the user to do, at a stage that takes no model option."""
     # Left padding: batched generation appends new tokens on the right, so prompts must end at the same column.
-    source, model, tokenizer = _from_pretrained(spec, "policy", "AutoModelForCausalLM", "left")
+    source, model, tokenizer = _from_pretrained(spec, "policy", "AutoModelForCausalLM", "left", fix)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model.to(device).eval(), tokenizer, spec, source)
 
 
-def load_reward(spec: str, device: torch.device, kind: str = "reward") -> LoadedModel:
-    """A sentiment classifier: the reward (`kind` "reward") or the held-out judge ("judge")."""
-    source, model, tokenizer = _from_pretrained(spec, kind, "AutoModelForSequenceClassification", "right")
+def load_reward(spec: str, device: torch.device, kind: str = "reward", fix: str | None = None) -> LoadedModel:
+    """A sentiment classifier: the reward (`kind` "reward") or the held-out judge ("judge"); `fix` as in
+    `load_policy`."""
+    source, model, tokenizer = _from_pretrained(spec, kind, "AutoModelForSequenceClassification", "right", fix)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model.to(device).eval(), tokenizer, spec, source)
 
 
-def load_classifier(spec: str, device: torch.device, kind: str = "reward", positive_label: str | None = None):
+def load_classifier(spec: str, device: torch.device, kind: str = "reward", positive_label: str | None = None,
+                    fix: str | None = None):
     """A sentiment classifier with its positive class found by name (`positive_label` overrides the lookup)."""
     from .scoring import Classifier
 
-    loaded = load_reward(spec, device, kind)
+    loaded = load_reward(spec, device, kind, fix)
     return Classifier(loaded, positive_label_index(loaded.model.config.id2label, positive_label))
 
 
@@ -134,6 +152,13 @@ def positive_label_index(id2label: dict, override: str | None = None) -> int:
         raise PipelineError(f"cannot tell which class of the reward model is positive (its labels: "
                             f"{', '.join(labels.values())}); pass --positive-label NAME")
     return matches[0]
+
+
+def refuse_non_finite_weights(model, name: str, fix: str) -> None:
+    """Refuse a model with NaN or infinite weights (a diverged training): it would fail deep inside sampling."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise PipelineError(f"{name} has non-finite weights in {len(bad)} tensors (e.g. {bad[0]}); {fix}")
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:

@@ -25,6 +25,28 @@ GENERATION_COLUMNS = ("prompt", "completion", "reward", "p_positive")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected", "chosen_reward", "rejected_reward")
 
 
+def _finite_number(value: Any) -> bool:
+    # json reads NaN and Infinity, and a bool is an int to Python: none of them is a score
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def check_generation_row(row: dict[str, Any], path: Path, line_no: int) -> None:
+    """One line naming the field of a generations row that cannot be what stage 1 wrote."""
+    def bad(problem: str) -> PipelineError:
+        return PipelineError(f"{path} line {line_no}: {problem}; rerun `python3 text_generation.py`")
+
+    if not _finite_number(row["reward"]):
+        raise bad(f"reward must be a finite number, got {row['reward']!r}")
+    if not _finite_number(row["p_positive"]) or not 0 <= row["p_positive"] <= 1:
+        raise bad(f"p_positive must be a probability in [0, 1], got {row['p_positive']!r}")
+    if not isinstance(row["completion"], str) or not isinstance(row["prompt"], str):
+        raise bad("prompt and completion must be strings")
+    ids = row.get("completion_ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(t, int) and not isinstance(t, bool)
+                                                               and t >= 0 for t in ids)):
+        raise bad("completion_ids must be a list of token ids")
+
+
 def candidate_pairs(rows: list[dict[str, Any]], strategy: str, margin: float) -> list[tuple[int, int]]:
     """All admissible (winner, loser) row-index pairs under `strategy`, in a deterministic order.
 
@@ -89,14 +111,7 @@ def run(config: PairsConfig) -> list[dict[str, Any]]:
     run_dir = Path(config.run_dir)
     rows = io.read_jsonl(run_dir / io.GENERATIONS, GENERATION_COLUMNS, "python3 text_generation.py")
     for line_no, row in enumerate(rows, start=1):
-        reward = row["reward"]
-        # json reads NaN and Infinity, and a bool is an int to Python: none of them ranks two samples
-        if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
-            raise PipelineError(f"{run_dir / io.GENERATIONS} line {line_no}: reward must be a finite number, got "
-                                f"{reward!r}; rerun `python3 text_generation.py`")
-        if not isinstance(row["completion"], str) or not isinstance(row["prompt"], str):
-            raise PipelineError(f"{run_dir / io.GENERATIONS} line {line_no}: prompt and completion must be strings; "
-                                "rerun `python3 text_generation.py`")
+        check_generation_row(row, run_dir / io.GENERATIONS, line_no)
     pairs = build_pairs(rows, config.num_pairs, config.strategy, config.margin, config.seed)
     io.write_jsonl(run_dir / io.PAIRS, pairs)
     io.write_yaml(run_dir / io.PAIRS_CONFIG, config_to_dict(config) | {

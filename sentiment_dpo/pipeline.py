@@ -15,6 +15,7 @@ from .config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfi
 from .distributed import is_main_process
 from .errors import PipelineError
 from .methods import check_method, check_read_by_some, reads
+from .metrics import measurable_drift
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,13 @@ def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool
 SAMPLE_PROMPTS = 4
 
 
+def _kl_text(metrics: dict[str, Any]) -> str:
+    """The policy's KL, or "≈ 0" within one standard error of no drift (its sign is then noise)."""
+    if "kl_standard_error" in metrics and not measurable_drift(metrics["kl"], metrics["kl_standard_error"]):
+        return "≈ 0"
+    return f"{metrics['kl']:.2f}"
+
+
 def _interval(interval: list[float] | None, spec: str, unit: str = "") -> str:
     return f" [{interval[0]:{spec}}, {interval[1]:{spec}}]{unit}" if interval else ""
 
@@ -195,7 +203,7 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
             # describe the policy against the reference: none for the reference
             ci = intervals if name == "policy" else {}
             overhead = metrics.get("kl_overhead_text", "–") + _interval(ci.get("kl_overhead_ci95"), ".1f", "×")
-            pair_cells = (f"{metrics['kl']:.2f}{_interval(ci.get('kl_ci95'), '.2f')} | {overhead} | "
+            pair_cells = (f"{_kl_text(metrics)}{_interval(ci.get('kl_ci95'), '.2f')} | {overhead} | "
                           f"{metrics.get('ceiling_gain_share_text', '–')} | {metrics['win_rate']:.3f}"
                           if name == "policy" else "– | – | – | –")
             judge = f"{m['judge_p_positive_mean']:.3f}" if "judge_p_positive_mean" in m else "–"

@@ -24,8 +24,11 @@ def choose_prompts(mode: str, split: str, count: int, words: int, seed: int) -> 
         seen = set(pool)
         pool = [p for p in review_prompts(corpus.heldout_reviews, words) if p not in seen]
     if count > len(pool):
+        fix = ("use fewer --num-samples, more --samples-per-prompt, or fewer --prompt-words" if split == "train" else
+               "use fewer --num-prompts (a sweep: --eval-prompts), or rerun `python3 text_generation.py` with fewer "
+               "--prompt-words")
         raise PipelineError(f"asked for {count} {split} prompts but the corpus has {len(pool)} of {words} words; "
-                            "ask for fewer samples or more samples per prompt")
+                            f"{fix}")
     return random.Random(seed).sample(pool, count)
 
 

@@ -3,6 +3,7 @@ training prompts with an online RL method of `online_rl` (RLOO, GRPO, online DPO
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
 from .locks import exclusive
 from .methods import SLIC, check_method, is_online
+from .models import RECORDED_MODEL_FIX
 from .model_card import CARD, model_card, what_trains
 from .pairs import PAIR_COLUMNS
 
@@ -92,11 +94,28 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
                                 "rerun `python3 prepare_dataset.py`")
         # a pair teaches nothing when both sides are the same, or when a side has no token to score
         sides = [row.get(f"{side}_ids", row[side]) for side in ("chosen", "rejected")]
-        if sides[0] == sides[1] or not all(sides):
-            problem = "chosen and rejected are the same" if sides[0] == sides[1] else "a side is empty"
+        if row["chosen"] == row["rejected"] or sides[0] == sides[1] or not all(sides):
+            problem = "chosen and rejected are the same" if all(sides) else "a side is empty"
             raise PipelineError(f"{path} line {line_no}: {problem}; remove the pair or rerun "
                                 "`python3 prepare_dataset.py`")
+        for name in ("chosen_reward", "rejected_reward"):  # the soft labels and the token-score fit read them
+            value = row[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise PipelineError(f"{path} line {line_no}: {name} must be a finite number, got {value!r}; rerun "
+                                    "`python3 prepare_dataset.py`")
     return rows
+
+
+def check_pairs_match_ids(rows: list[dict[str, Any]], tokenizer, path: Path) -> None:
+    """Training reads a pair's token ids, a person its texts: refuse a row whose ids do not decode to its texts
+    (a text edited, emptied or made equal to the other while the ids were kept), naming the line."""
+    for side in ("chosen", "rejected"):
+        indexed = [(k, row) for k, row in enumerate(rows) if f"{side}_ids" in row]
+        decoded = tokenizer.batch_decode([row[f"{side}_ids"] for _, row in indexed], skip_special_tokens=True)
+        for (k, row), text in zip(indexed, decoded):
+            if text != row[side]:
+                raise PipelineError(f"{path} line {k + 1}: {side}_ids decode to {text[:40]!r}, not to its {side} "
+                                    f"text {row[side][:40]!r}; restore the line or rerun `python3 prepare_dataset.py`")
 
 
 def pairs_dataset(rows: list[dict[str, Any]], tokenizer, soft_labels: bool = False) -> Any:
@@ -208,7 +227,19 @@ def token_prior(policy, classifier, dataset, rows: list[dict[str, Any]], batch_s
 
 def save_trained(trainer, folder: Path) -> None:
     """The trained policy as a plain model folder; LoRA adapters are merged in and a logit bias folded into the LM
-    head, so later stages load it as is."""
+    head, so later stages load it as is. safetensors reports a failed write (a full disk) as its own error, not an
+    OSError: it is raised as one, naming the folder, so the stage ends in one line like any other disk error."""
+    from safetensors import SafetensorError
+
+    try:
+        _save_trained(trainer, folder)
+    except SafetensorError as err:
+        full = "StorageFull" in str(err) or "No space" in str(err)
+        raise OSError(errno.ENOSPC if full else errno.EIO, "No space left on device" if full else str(err),
+                      str(folder)) from None
+
+
+def _save_trained(trainer, folder: Path) -> None:
     from peft import PeftModel
 
     from .logit_bias import fold_logit_bias
@@ -324,7 +355,7 @@ def run(config: TrainingConfig) -> Path:
         data_file = io.PAIRS
         rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
     device = resolve_device(config.device)
-    policy = load_policy(generation["policy"], device)
+    policy = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
     reward = prior = None
     if online:
         from .online_rl import ClassifierReward, prompts_dataset
@@ -333,6 +364,7 @@ def run(config: TrainingConfig) -> Path:
                                   policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
+        check_pairs_match_ids(rows, policy.tokenizer, run_dir / data_file)
         dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
         check_trained_parameters(policy.model, config)
@@ -347,7 +379,8 @@ def run(config: TrainingConfig) -> Path:
 def _reward_model(generation: dict[str, Any], device) -> Any:
     from .models import load_classifier
 
-    return load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"))
+    return load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
+                           fix=RECORDED_MODEL_FIX)
 
 
 def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
@@ -393,3 +426,5 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
     finally:
         if is_main_process():
             shutil.rmtree(staging, ignore_errors=True)
+            if not config.save_steps:  # no checkpoint to resume from: nothing of this run stays behind
+                shutil.rmtree(checkpoints, ignore_errors=True)

@@ -191,8 +191,8 @@ def test_sweep_settings_for_online_methods():
     config = sweep.SweepConfig(num_pairs=1000, batch_size=[16], epochs=[2])
     assert sweep.training_config(config, rloo).max_steps == 126
     # their own pairing settings do not exist for them; the number of generations does
-    assert sweep.cell_settings(sweep.SweepConfig(margin=0.5), rloo) == sweep.cell_settings(
-        sweep.SweepConfig(margin=1.0), rloo)
+    assert sweep.cell_settings(sweep.SweepConfig(strategy="margin", margin=0.5), rloo) == sweep.cell_settings(
+        sweep.SweepConfig(strategy="margin", margin=1.0), rloo)
     assert sweep.cell_settings(sweep.SweepConfig(losses=["rloo"], num_generations=[2]), rloo) != sweep.cell_settings(
         sweep.SweepConfig(losses=["rloo"], num_generations=[4]), rloo)
     # an option none of the sweep's methods reads would do nothing: refused
