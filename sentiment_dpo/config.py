@@ -131,7 +131,7 @@ class PairsConfig(CommonConfig):
 
 
 # Pairs per step: 16 prompts' 28 pairs when grouped, 128 distinct texts; averaging this many pairs is what
-# brought the KL overhead down (README, "Batch size, soft labels ...").
+# brought the KL overhead down (studies/against_the_ceiling/README.md).
 PAIR_BATCH_SIZE = 448
 # Completions per step of the online methods: 4 prompts x 4 generations, each sampled by TRL's generate.
 ONLINE_BATCH_SIZE = 16
@@ -151,12 +151,12 @@ class TrainingConfig(CommonConfig):
         "What trains by default: 'standard' (every weight, or LoRA where the preset says so, fine-tuned on hard "
         "labels against the frozen starting policy: the method as its paper and TRL define it) or 'token-bias' (the "
         "project's recipe: a per-token logit bias started from the reward model's token scores, soft labels for "
-        "sigmoid, beta 0.3). Each part is its own option and an explicit one wins. Default: 'standard' for the pair "
+        "sigmoid, beta 0.2). Each part is its own option and an explicit one wins. Default: 'standard' for the pair "
         "methods; the online methods have no recipe.", default=None)
     beta: float | None = option(
         "Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, grpo and "
         "online_dpo); for slic the hinge margin in log-likelihood is 1/beta. With soft labels the policy the loss "
-        "aims at is pi_ref * exp(reward / beta). Default: 0.5 (standard), 0.3 (token-bias, and the online methods); "
+        "aims at is pi_ref * exp(reward / beta). Default: 0.5 (standard), 0.2 (token-bias), 0.3 (the online methods); "
         "sft has none.", default=None)
     slic_lambda: float | None = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha). "
                                       "Default: 1.", default=None)
