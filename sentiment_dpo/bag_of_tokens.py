@@ -2,7 +2,7 @@
 
 A logit bias π(a|s) ∝ π_ref(a|s)·exp(b_a) has an implicit reward log π/π_ref close to Σ_t b_{y_t}, a score that
 only counts tokens. For a small tilt a policy's KL overhead is about 1/ρ², ρ the within-prompt correlation of
-its implicit reward with the reward (see the README's logit-bias section), so the ρ of the best such score on
+its implicit reward with the reward (studies/logit_bias/README.md), so the ρ of the best such score on
 held-out texts bounds what any bias can reach. The best score is estimated by ridge regression of each text's
 prompt-centred reward on its prompt-centred token counts; fitted on more samples, its held-out ρ rises and its
 ρ on its own training texts falls, and where they meet is the limit.

@@ -20,7 +20,7 @@ from .metrics import measurable_drift
 logger = logging.getLogger(__name__)
 
 SUMMARY = "SUMMARY.md"
-# The acceptance targets of the embedded default (README, "What the default run shows").
+# The acceptance targets of the embedded default (docs/stages.md, SUMMARY.md's Targets).
 TARGET_REWARD_ACCURACY = 0.80
 TARGET_START_P_POSITIVE = (0.25, 0.75)
 TARGET_P_POSITIVE_GAIN = 0.20
@@ -144,8 +144,8 @@ def _kl_text(metrics: dict[str, Any]) -> str:
     return f"{metrics['kl']:.2f}"
 
 
-def _interval(interval: list[float] | None, spec: str, unit: str = "") -> str:
-    return f" [{interval[0]:{spec}}, {interval[1]:{spec}}]{unit}" if interval else ""
+def _interval(interval: list[float] | None, spec: str) -> str:
+    return f" [{interval[0]:{spec}}, {interval[1]:{spec}}]" if interval else ""
 
 
 def sample_lines(run_dir: Path, losses: list[str], prompts: int = SAMPLE_PROMPTS) -> list[str]:
@@ -202,7 +202,7 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
             # the policy's point carries its 95% bootstrap interval over prompts; KL, its overhead and the win rate
             # describe the policy against the reference: none for the reference
             ci = intervals if name == "policy" else {}
-            overhead = metrics.get("kl_overhead_text", "–") + _interval(ci.get("kl_overhead_ci95"), ".1f", "×")
+            overhead = metrics.get("kl_overhead_text", "–") + _interval(ci.get("kl_overhead_ci95"), ".1f")
             pair_cells = (f"{_kl_text(metrics)}{_interval(ci.get('kl_ci95'), '.2f')} | {overhead} | "
                           f"{metrics.get('ceiling_gain_share_text', '–')} | {metrics['win_rate']:.3f}"
                           if name == "policy" else "– | – | – | –")

@@ -2,11 +2,11 @@
 
 A policy trained on every weight ranks a prompt's texts by its implicit reward log π/π_ref; its KL overhead is
 about 1/ρ² and its share of the ceiling's gain about ρ, ρ the within-prompt correlation of that implicit reward
-with the reward on held-out texts (README, "A logit bias"). The most direct way the same network can learn the
+with the reward on held-out texts (studies/logit_bias/README.md). The most direct way the same network can learn the
 reward from N scored samples is to regress it: the network with a scalar head on its last hidden state, trained
 on each text's prompt-centred reward. Its held-out ρ as N grows says how many samples a policy with this network
 needs for a given share; a preference loss expresses the same ranking only through next-token probabilities,
-which is harder (the README compares them). `bag_of_tokens` is the same question for a logit bias.
+which is harder (studies/ceiling_limits/README.md compares them). `bag_of_tokens` is the same question for a logit bias.
 
 Loading separate from computing: these functions take a loaded causal LM and groups of (token ids, reward), the
 ids being the whole sequence the policy scores (its prompt context followed by the completion).
