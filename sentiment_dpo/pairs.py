@@ -47,6 +47,34 @@ def check_generation_row(row: dict[str, Any], path: Path, line_no: int) -> None:
         raise bad("completion_ids must be a list of token ids")
 
 
+def check_ids_match_texts(rows: list[dict[str, Any]], tokenizer, path: Path, fields: tuple[tuple[str, str], ...],
+                          produced_by: str) -> None:
+    """Training reads the token ids, a person the texts: refuse a row whose `ids` field does not decode to its
+    `text` field (a text edited, emptied or lengthened while the ids were kept), naming the line. Stage 1 wrote each
+    text as the decoding of its ids without special tokens."""
+    for ids_field, text_field in fields:
+        indexed = [(k, row) for k, row in enumerate(rows) if ids_field in row]
+        decoded = tokenizer.batch_decode([row[ids_field] for _, row in indexed], skip_special_tokens=True)
+        for (k, row), text in zip(indexed, decoded):
+            if text != row[text_field]:
+                raise PipelineError(f"{path} line {k + 1}: {ids_field} decode to {text[:40]!r}, not to its "
+                                    f"{text_field} text {row[text_field][:40]!r}; restore the line or rerun "
+                                    f"`{produced_by}`")
+
+
+def _policy_tokenizer(run_dir: Path) -> Any | None:
+    """The tokenizer of the policy stage 1 recorded (None without a record: hand-made generations)."""
+    record = run_dir / io.GENERATION_CONFIG
+    if not record.exists():
+        return None
+    from transformers import AutoTokenizer
+
+    from .models import resolve_source
+
+    return AutoTokenizer.from_pretrained(resolve_source(io.read_yaml(record, "python3 text_generation.py")["policy"],
+                                                        "policy"))
+
+
 def candidate_pairs(rows: list[dict[str, Any]], strategy: str, margin: float) -> list[tuple[int, int]]:
     """All admissible (winner, loser) row-index pairs under `strategy`, in a deterministic order.
 
@@ -112,6 +140,11 @@ def run(config: PairsConfig) -> list[dict[str, Any]]:
     rows = io.read_jsonl(run_dir / io.GENERATIONS, GENERATION_COLUMNS, "python3 text_generation.py")
     for line_no, row in enumerate(rows, start=1):
         check_generation_row(row, run_dir / io.GENERATIONS, line_no)
+    if any("completion_ids" in row for row in rows):
+        tokenizer = _policy_tokenizer(run_dir)
+        if tokenizer is not None:
+            check_ids_match_texts(rows, tokenizer, run_dir / io.GENERATIONS, (("completion_ids", "completion"),),
+                                  "python3 text_generation.py")
     pairs = build_pairs(rows, config.num_pairs, config.strategy, config.margin, config.seed)
     io.write_jsonl(run_dir / io.PAIRS, pairs)
     io.write_yaml(run_dir / io.PAIRS_CONFIG, config_to_dict(config) | {

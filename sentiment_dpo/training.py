@@ -20,7 +20,7 @@ from .locks import exclusive
 from .methods import SLIC, check_method, is_online
 from .models import RECORDED_MODEL_FIX
 from .model_card import CARD, model_card, what_trains
-from .pairs import PAIR_COLUMNS
+from .pairs import PAIR_COLUMNS, check_ids_match_texts
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +104,6 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
                 raise PipelineError(f"{path} line {line_no}: {name} must be a finite number, got {value!r}; rerun "
                                     "`python3 prepare_dataset.py`")
     return rows
-
-
-def check_pairs_match_ids(rows: list[dict[str, Any]], tokenizer, path: Path) -> None:
-    """Training reads a pair's token ids, a person its texts: refuse a row whose ids do not decode to its texts
-    (a text edited, emptied or made equal to the other while the ids were kept), naming the line."""
-    for side in ("chosen", "rejected"):
-        indexed = [(k, row) for k, row in enumerate(rows) if f"{side}_ids" in row]
-        decoded = tokenizer.batch_decode([row[f"{side}_ids"] for _, row in indexed], skip_special_tokens=True)
-        for (k, row), text in zip(indexed, decoded):
-            if text != row[side]:
-                raise PipelineError(f"{path} line {k + 1}: {side}_ids decode to {text[:40]!r}, not to its {side} "
-                                    f"text {row[side][:40]!r}; restore the line or rerun `python3 prepare_dataset.py`")
 
 
 def pairs_dataset(rows: list[dict[str, Any]], tokenizer, soft_labels: bool = False) -> Any:
@@ -364,7 +352,8 @@ def run(config: TrainingConfig) -> Path:
                                   policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
-        check_pairs_match_ids(rows, policy.tokenizer, run_dir / data_file)
+        check_ids_match_texts(rows, policy.tokenizer, run_dir / data_file,
+                              (("chosen_ids", "chosen"), ("rejected_ids", "rejected")), "python3 prepare_dataset.py")
         dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
         check_trained_parameters(policy.model, config)

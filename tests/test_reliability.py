@@ -52,6 +52,17 @@ def test_a_pair_whose_texts_and_ids_disagree_is_refused(run_dir, tmp_path, chang
     assert not (tmp_path / "models").exists()
 
 
+def test_a_generations_row_whose_text_and_ids_disagree_is_refused(run_dir, tmp_path, capsys):  # noqa: F811
+    _copy_run(run_dir, tmp_path, with_pairs=False)
+    rows = [json.loads(line) for line in (tmp_path / io.GENERATIONS).read_text().splitlines()]
+    rows[4]["completion"] = rows[4]["completion"] + " edited"
+    io.write_jsonl(tmp_path / io.GENERATIONS, rows)
+    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "4"]) == 2
+    err = _one_line(capsys)
+    assert "generations.jsonl line 5: completion_ids decode to" in err and "rerun `python3 text_generation.py`" in err
+    assert not (tmp_path / io.PAIRS).exists()
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("p_positive", '"x"', "p_positive must be a probability in [0, 1]"),
     ("p_positive", "1.5", "p_positive must be a probability in [0, 1]"),
