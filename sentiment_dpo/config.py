@@ -248,11 +248,12 @@ class TrainingConfig(CommonConfig):
         pairs = trains_on_pairs(self.loss)
         if self.batch_size is None:
             self.batch_size = default_batch_size(online=not pairs)
+        if self.lora_rank and self.lora_alpha is None:
+            self.lora_alpha = 16.0
+        if self.num_generations is None and reads(self.loss, "num_generations"):
+            self.num_generations = 4
         if not pairs:
             self.beta = ONLINE_BETA if self.beta is None else self.beta
-            self.num_generations = 4 if self.num_generations is None and reads(self.loss, "num_generations") \
-                else self.num_generations
-            self.lora_alpha = 16.0 if self.lora_rank and self.lora_alpha is None else self.lora_alpha
             return
         self.recipe = self.recipe or STANDARD
         explicit_bias = self.logit_bias
@@ -275,8 +276,6 @@ class TrainingConfig(CommonConfig):
             self.slic_lambda = 1.0
         if self.label_smoothing is None and reads(self.loss, "label_smoothing"):
             self.label_smoothing = EXO_DEFAULT_LABEL_SMOOTHING if self.loss == "exo_pair" else 0.0
-        if self.lora_rank and self.lora_alpha is None:
-            self.lora_alpha = 16.0
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 
 from .ceiling import (BOOTSTRAP_RESAMPLES, DEFAULT_BETAS, CeilingPoint, bootstrap_draws, kl_overhead, optimum_prompt,
                       trusted_kl)
+from .metrics import per_prompt_means
 
 # An interval needs its statistic defined on nearly every resample (the overhead is undefined where a resample's
 # reward gain is nil or beyond the ceiling's trusted range).
@@ -29,21 +30,18 @@ def percentile_interval(values: Sequence[float]) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def per_prompt(rows: list[dict[str, Any]], field: str) -> np.ndarray:
+def _per_prompt(rows: list[dict[str, Any]], field: str) -> np.ndarray:
     """(prompts,): the mean of `field` over each prompt's sample rows, prompts in index order."""
-    groups: dict[int, list[float]] = {}
-    for row in rows:
-        groups.setdefault(row["prompt_index"], []).append(row[field])
-    return np.array([sum(groups[k]) / len(groups[k]) for k in sorted(groups)])
+    return np.array(per_prompt_means([row["prompt_index"] for row in rows], [row[field] for row in rows]))
 
 
 def _optimum_per_prompt(ceiling_rewards: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
     """(rewards, kls), each (prompts, 1 + betas): the optimum's E*[r] and KL on each prompt at β = ∞ and each of
     `DEFAULT_BETAS` (largest first), as `ceiling.optimum_curve` averages them."""
     betas = sorted(DEFAULT_BETAS, reverse=True)
-    rewards = [[sum(r) / len(r), *(optimum_prompt(r, beta)[0] for beta in betas)] for r in ceiling_rewards]
-    kls = [[0.0, *(optimum_prompt(r, beta)[1] for beta in betas)] for r in ceiling_rewards]
-    return np.array(rewards), np.array(kls)
+    points = np.array([[(sum(r) / len(r), 0.0), *(optimum_prompt(r, beta) for beta in betas)]
+                       for r in ceiling_rewards])  # (prompts, 1 + betas, 2)
+    return points[..., 0], points[..., 1]
 
 
 def policy_intervals(rows: list[dict[str, Any]], ceiling_rewards: Sequence[Sequence[float]] | None,
@@ -51,7 +49,7 @@ def policy_intervals(rows: list[dict[str, Any]], ceiling_rewards: Sequence[Seque
     """95% intervals of the policy's mean reward, mean p_positive and KL (its samples' `reward`, `p_positive`,
     `log_ratio` rows, the KL being the mean log-ratio) and, with the ceiling's per-prompt rewards (the same
     prompts, in the same order), of its KL overhead (None when undefined on too many resamples)."""
-    reward, p_positive, log_ratio = (per_prompt(rows, f) for f in ("reward", "p_positive", "log_ratio"))
+    reward, p_positive, log_ratio = (_per_prompt(rows, f) for f in ("reward", "p_positive", "log_ratio"))
     draws = bootstrap_draws(len(reward), seed)  # (resamples, prompts)
     out: dict[str, Any] = {
         "reward_mean_ci95": percentile_interval(reward[draws].mean(axis=1)),

@@ -154,9 +154,14 @@ def positive_label_index(id2label: dict, override: str | None = None) -> int:
     return matches[0]
 
 
+def non_finite_parameters(model) -> list[str]:
+    """The names of `model`'s parameters holding a NaN or an infinity."""
+    return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+
+
 def refuse_non_finite_weights(model, name: str, fix: str) -> None:
     """Refuse a model with NaN or infinite weights (a diverged training): it would fail deep inside sampling."""
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad = non_finite_parameters(model)
     if bad:
         raise PipelineError(f"{name} has non-finite weights in {len(bad)} tensors (e.g. {bad[0]}); {fix}")
 

@@ -25,7 +25,7 @@ GENERATION_COLUMNS = ("prompt", "completion", "reward", "p_positive")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected", "chosen_reward", "rejected_reward")
 
 
-def _finite_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
     # json reads NaN and Infinity, and a bool is an int to Python: none of them is a score
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -35,9 +35,9 @@ def check_generation_row(row: dict[str, Any], path: Path, line_no: int) -> None:
     def bad(problem: str) -> PipelineError:
         return PipelineError(f"{path} line {line_no}: {problem}; rerun `python3 text_generation.py`")
 
-    if not _finite_number(row["reward"]):
+    if not is_finite_number(row["reward"]):
         raise bad(f"reward must be a finite number, got {row['reward']!r}")
-    if not _finite_number(row["p_positive"]) or not 0 <= row["p_positive"] <= 1:
+    if not is_finite_number(row["p_positive"]) or not 0 <= row["p_positive"] <= 1:
         raise bad(f"p_positive must be a probability in [0, 1], got {row['p_positive']!r}")
     if not isinstance(row["completion"], str) or not isinstance(row["prompt"], str):
         raise bad("prompt and completion must be strings")

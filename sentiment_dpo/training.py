@@ -18,9 +18,9 @@ from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
 from .locks import exclusive
 from .methods import SLIC, check_method, is_online
-from .models import RECORDED_MODEL_FIX
+from .models import RECORDED_MODEL_FIX, non_finite_parameters
 from .model_card import CARD, model_card, what_trains
-from .pairs import PAIR_COLUMNS, check_ids_match_texts
+from .pairs import PAIR_COLUMNS, check_ids_match_texts, is_finite_number
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,9 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
             raise PipelineError(f"{path} line {line_no}: {problem}; remove the pair or rerun "
                                 "`python3 prepare_dataset.py`")
         for name in ("chosen_reward", "rejected_reward"):  # the soft labels and the token-score fit read them
-            value = row[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise PipelineError(f"{path} line {line_no}: {name} must be a finite number, got {value!r}; rerun "
-                                    "`python3 prepare_dataset.py`")
+            if not is_finite_number(row[name]):
+                raise PipelineError(f"{path} line {line_no}: {name} must be a finite number, got {row[name]!r}; "
+                                    "rerun `python3 prepare_dataset.py`")
     return rows
 
 
@@ -279,9 +278,7 @@ def finite_guard(loss: str) -> Any:
 
 
 def check_finite_weights(model, loss: str) -> None:
-    import torch
-
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad = non_finite_parameters(model)
     if bad:
         raise _diverged(loss, f"non-finite weights in {len(bad)} tensors, e.g. {bad[0]}")
 
