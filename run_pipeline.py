@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from sentiment_dpo.cli import environment_problem, setup_logging
-from sentiment_dpo.config import PRESETS
+from sentiment_dpo.config import PRESETS, PROMPT_OPTIONS, GenerationConfig, add_options
 from sentiment_dpo.methods import RECIPES
 from sentiment_dpo.distributed import shutdown
 from sentiment_dpo.errors import PipelineError
@@ -34,6 +34,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="what the pair methods train: 'standard' (every weight, hard labels: the methods as "
                              "their papers and TRL define them; the default) or 'token-bias' (the project's "
                              "per-token logit-bias recipe)")
+    add_options(parser.add_argument_group("prompts (stage 1's options; every later stage reads them from its "
+                                          "record)"), GenerationConfig, PROMPT_OPTIONS)
     return parser
 
 
@@ -43,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         from sentiment_dpo.pipeline import PipelineConfig, load_pipeline_yaml, run
 
         values = load_pipeline_yaml(args.config) if args.config else {}
-        values |= {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+        options = vars(args)
+        prompt_options = {name: options.pop(name) for name in PROMPT_OPTIONS if name in options}
+        values |= {k: v for k, v in options.items() if k != "config" and v is not None}
+        values["generation"] = values.get("generation", {}) | prompt_options
         setup_logging()
         summary = run(PipelineConfig(**values))
     except PipelineError as err:

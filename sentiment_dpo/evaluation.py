@@ -19,8 +19,8 @@ from .methods import check_method
 from .metrics import kl_standard_error
 from .model_card import CARD, model_card
 from .models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
-from .prompts import choose_prompts
-from .sample_and_score import sampling_settings
+from .prompts import check_unchanged, choose_prompts
+from .sample_and_score import policy_prompt_pools, sampling_settings
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +52,12 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     reward = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
                              fix=RECORDED_MODEL_FIX)
     judge_classifier = load_classifier(judge, device, kind="judge") if judge is not None else None
-    prompts = choose_prompts(generation["prompt_mode"], "heldout", config.num_prompts, generation["prompt_words"],
-                             config.seed)
     # Pure samples whatever stage 1's --temperature was: the KL estimate is the mean log-ratio of samples of the
     # policy's own distribution, and at another temperature it would be the KL of nothing sampled here.
     max_new_tokens, temperature = generation["max_new_tokens"], 1.0
+    pools = policy_prompt_pools(generation, reference, max_new_tokens)
+    check_unchanged(generation, pools, f"python3 calculate_metrics.py {config.loss}")
+    prompts = choose_prompts(pools, "heldout", config.num_prompts, config.seed)
     evaluator = Evaluator(reference, reward, judge_classifier, EvalSettings(
         prompts, config.samples_per_prompt, max_new_tokens, temperature, config.batch_size, config.seed))
 
@@ -71,7 +72,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         "provenance": {
             "reference_policy": generation["policy"], "policy": str(io.model_dir(config.loss)),
             "reward_model": generation["reward"], "judge": judge,
-            "prompts": f"held-out {generation['prompt_mode']} prompts",
+            "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
             "sampling": sampling_settings(max_new_tokens, temperature), "seed": config.seed,
         },
     }

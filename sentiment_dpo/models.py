@@ -166,6 +166,11 @@ def refuse_non_finite_weights(model, name: str, fix: str) -> None:
         raise PipelineError(f"{name} has non-finite weights in {len(bad)} tensors (e.g. {bad[0]}); {fix}")
 
 
+def context_limit(model) -> int | None:
+    """How many positions the model handles (None: no fixed limit)."""
+    return getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+
+
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
     """Token ids a prompt is generated from: BOS (if the tokenizer has one), then the prompt's tokens.
 

@@ -16,6 +16,7 @@ from .distributed import is_main_process
 from .errors import PipelineError
 from .methods import check_method, check_read_by_some, reads
 from .metrics import measurable_drift
+from .prompts import describe
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +126,15 @@ def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool
         if loss == losses[0]:
             low, high = TARGET_START_P_POSITIVE
             rows.append(("starting policy: mean p_positive in [0.25, 0.75]", f"{start:.3f}", low <= start <= high))
-        drift = metrics["policy"]["distinct_2"] / metrics["reference"]["distinct_2"] - 1.0
         is_target = loss == "sigmoid"
         rows.append((f"{loss}: p_positive gain" + (" >= 0.20" if is_target else ""), f"{end - start:+.3f}",
                      end - start >= TARGET_P_POSITIVE_GAIN if is_target else None))
-        rows.append((f"{loss}: distinct-2 change" + (" within 20%" if is_target else ""), f"{drift:+.1%}",
-                     abs(drift) <= TARGET_DISTINCT_2_DRIFT if is_target else None))
+        what = f"{loss}: distinct-2 change" + (" within 20%" if is_target else "")
+        if metrics["reference"]["distinct_2"] == 0:  # no word pairs in the reference's samples: no ratio to take
+            rows.append((what, "n/a (the reference's samples hold no word pairs)", None))
+            continue
+        drift = metrics["policy"]["distinct_2"] / metrics["reference"]["distinct_2"] - 1.0
+        rows.append((what, f"{drift:+.1%}", abs(drift) <= TARGET_DISTINCT_2_DRIFT if is_target else None))
     return rows
 
 
@@ -189,7 +193,7 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
     lines = [
         "# Run summary", "",
         f"Policy `{generation['policy']}`, reward `{generation['reward']}`, {generation['num_samples']} samples "
-        f"({generation['prompt_mode']} prompts, pure sampling, {generation['max_new_tokens']} new tokens), "
+        f"({describe(generation)}; pure sampling, {generation['max_new_tokens']} new tokens), "
         f"seed {generation['seed']}; held-out judge `{results[losses[0]]['provenance'].get('judge')}`.", "",
         "| loss | model | reward mean ± std | p_positive | judge p_positive | positive rate | distinct-1/2/3 "
         "| word entropy (bits) | KL (nats) | KL overhead | share of the ceiling's gain | win rate |",

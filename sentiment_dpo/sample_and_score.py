@@ -11,8 +11,8 @@ from .config import GenerationConfig, config_to_dict
 from .distributed import is_main_process
 from .errors import PipelineError
 from .generation import sample_completions
-from .models import LoadedModel, load_classifier, load_policy, prompt_ids, resolve_device
-from .prompts import choose_prompts, prompts_needed
+from .models import LoadedModel, context_limit, load_classifier, load_policy, prompt_ids, resolve_device
+from .prompts import PromptSettings, choose_prompts, prompt_pools, prompts_needed
 from .scoring import Classifier
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,7 @@ def sample_and_score(policy: LoadedModel, reward: Classifier, prompts: list[str]
 
 def check_context_fits(policy: LoadedModel, prompts: list[str], max_new_tokens: int) -> None:
     """Fail before sampling if prompt + completion would run past the model's position embeddings."""
-    config = policy.model.config
-    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    limit = context_limit(policy.model)
     longest = max(len(prompt_ids(policy.tokenizer, p)) for p in prompts) + max_new_tokens
     if limit is not None and longest > limit:
         fits = max_new_tokens - (longest - limit)
@@ -56,15 +55,24 @@ def check_context_fits(policy: LoadedModel, prompts: list[str], max_new_tokens: 
                             + fix)
 
 
+def policy_prompt_pools(generation: dict[str, Any], policy: LoadedModel, max_new_tokens: int):
+    """The prompt pools of stage 1's recorded settings, made with the policy's tokenizer and leaving room in its
+    context for `max_new_tokens`."""
+    limit = context_limit(policy.model)
+    return prompt_pools(PromptSettings.from_generation(generation), policy.tokenizer,
+                        None if limit is None else limit - max_new_tokens)
+
+
 def run(config: GenerationConfig) -> list[dict[str, Any]]:
     """Write data/generations.jsonl and its resolved config under the run dir; return the rows."""
     run_dir = Path(config.run_dir)
     device = resolve_device(config.device)
-    prompts = choose_prompts(config.prompt_mode, "train", prompts_needed(config.num_samples, config.samples_per_prompt),
-                             config.prompt_words, config.seed)
     policy = load_policy(config.policy, device)
     if config.prompt_mode == "bos" and policy.tokenizer.bos_token_id is None:
         raise PipelineError("--prompt-mode bos needs a tokenizer with a BOS token; use --prompt-mode review")
+    pools = policy_prompt_pools(config_to_dict(config), policy, config.max_new_tokens)
+    prompts = choose_prompts(pools, "train", prompts_needed(config.num_samples, config.samples_per_prompt),
+                             config.seed)
     check_context_fits(policy, prompts, config.max_new_tokens)
     reward = load_classifier(config.reward, device, positive_label=config.positive_label)
     logger.info("sampling %d texts from %s (%d prompts x %d), scoring with %s", config.num_samples, policy.source,
@@ -76,6 +84,7 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
         return rows
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
                                                         "reward_source": reward.model.source,
+                                                        "prompts": pools.provenance,
                                                         "libraries": io.library_versions()}}
     io.write_jsonl(run_dir / io.GENERATIONS, rows)
     io.write_yaml(run_dir / io.GENERATION_CONFIG, resolved)

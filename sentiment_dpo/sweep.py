@@ -241,7 +241,8 @@ class SweepRunner:
     def __init__(self, config: SweepConfig):
         from .evaluator import EvalSettings, Evaluator
         from .models import load_classifier, load_policy, resolve_device
-        from .prompts import choose_prompts, prompts_needed
+        from .prompts import check_unchanged, choose_prompts, prompts_needed
+        from .sample_and_score import policy_prompt_pools
         from .training import read_pairs
 
         self.config = config
@@ -252,13 +253,14 @@ class SweepRunner:
         judge = None if config.judge == "none" else load_classifier(config.judge, self.device, kind="judge")
         self.pairs = read_pairs(self.run_dir / io.PAIRS)
         self._token_prior = None  # fitted when a cell first starts a logit bias from it
-        generation = generation_config(config)
+        generation = config_to_dict(generation_config(config))
         # the prompts stage 1 drew the shared pairs from, and held-out ones for every evaluation
-        self.train_prompts = choose_prompts(generation.prompt_mode, "train",
-                                            prompts_needed(config.num_samples, config.samples_per_prompt),
-                                            generation.prompt_words, config.seed)
-        heldout = choose_prompts(generation.prompt_mode, "heldout", config.eval_prompts, generation.prompt_words,
-                                 config.seed)
+        pools = policy_prompt_pools(generation, self.reference, config.max_new_tokens)
+        check_unchanged(io.read_yaml(self.run_dir / io.GENERATION_CONFIG, "python3 sweep.py"), pools,
+                        "python3 sweep.py")
+        self.train_prompts = choose_prompts(pools, "train",
+                                            prompts_needed(config.num_samples, config.samples_per_prompt), config.seed)
+        heldout = choose_prompts(pools, "heldout", config.eval_prompts, config.seed)
         self.evaluator = Evaluator(self.reference, self.reward, judge, EvalSettings(
             heldout, 1, config.max_new_tokens, 1.0, config.eval_batch_size, config.seed))
         self.reference_metrics = self._reference_point()

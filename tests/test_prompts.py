@@ -19,7 +19,9 @@ def test_heldout_prompts_leave_out_every_training_prompt(monkeypatch):
                                             "my own view of the ending is mixed .")],
                     train_sentences=[], heldout_sentences=[])
     monkeypatch.setattr(prompts, "load_corpus", lambda: corpus)
-    assert set(prompts.choose_prompts("review", "train", 2, 5, seed=0)) == {STOCK, "the cast is quite good"}
-    assert prompts.choose_prompts("review", "heldout", 1, 5, seed=0) == ["my own view of the"]
-    with pytest.raises(PipelineError, match="asked for 2 heldout prompts but the corpus has 1"):
-        prompts.choose_prompts("review", "heldout", 2, 5, seed=0)
+    pools = prompts.prompt_pools(prompts.PromptSettings())
+    assert set(prompts.choose_prompts(pools, "train", 2, seed=0)) == {STOCK, "the cast is quite good"}
+    assert prompts.choose_prompts(pools, "heldout", 1, seed=0) == ["my own view of the"]
+    with pytest.raises(PipelineError, match="asked for 2 held-out prompts but the built-in Pang & Lee reviews "
+                                            "gives 1 .the first 5 words of each record."):
+        prompts.choose_prompts(pools, "heldout", 2, seed=0)

@@ -14,7 +14,7 @@ from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.evaluator import EvalSettings, Evaluator
 from sentiment_dpo.methods import reads
 from sentiment_dpo.models import load_classifier, load_policy
-from sentiment_dpo.prompts import choose_prompts
+from sentiment_dpo.prompts import PromptSettings, choose_prompts, prompt_pools
 from sentiment_dpo.training import pairs_dataset, train_policy
 from conftest import ROOT
 from tiny import PAIRS
@@ -118,7 +118,8 @@ def test_checkpoint_evaluation_leaves_training_unchanged(tiny_policy, tiny_rewar
     reference = load_policy(str(tiny_policy), torch.device("cpu"))
     reward = load_classifier(str(tiny_reward), torch.device("cpu"))
     evaluator = Evaluator(reference, reward, None,
-                          EvalSettings(choose_prompts("review", "heldout", 4, 5, seed=0), 1, 4, 1.0, 8, 0))
+                          EvalSettings(choose_prompts(prompt_pools(PromptSettings()), "heldout", 4, seed=0), 1, 4, 1.0,
+                                       8, 0))
     with pytest.raises(RuntimeError, match="evaluate the reference"):
         evaluator.evaluate(reference.model, reference.tokenizer)
     evaluator.evaluate_reference()
