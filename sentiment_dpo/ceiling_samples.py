@@ -1,22 +1,26 @@
-"""The reference's many samples per held-out prompt that the ceiling is estimated from: drawn and scored once,
-cached in the reference's evaluation folder, reused while the settings that made them are unchanged."""
+"""The reference's many samples per held-out prompt that the ceiling is estimated from: drawn and scored once per
+content (the weights of the reference, reward and judge, the prompts, the sampling settings, N), kept in the user
+cache for every run directory and copied into each run's reference folder."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from . import io
+from .corpus import cache_dir
 from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
                       overhead_text, trusted_kl)
 from .distributed import is_main_process
 from .errors import PipelineError
 from .evaluator import Evaluator
 from .metrics import measurable_drift
+from .models import content_digest
 
 logger = logging.getLogger(__name__)
 
@@ -39,35 +43,72 @@ def prompts_digest(prompts: list[str]) -> str:
 
 
 def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, Any]:
-    """Everything that determines the cached samples and their scores."""
+    """Everything that determines the samples and their scores, by content: the weights of the reference, the
+    reward and the judge, the prompts themselves, the sampling settings and N. `key` names the cache entry."""
     s = evaluator.settings
-    judge = evaluator.judge.model.spec if evaluator.judge is not None else None
-    return {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec, "judge": judge,
-            "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
-            "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
-            "temperature": s.temperature, "seed": s.seed}
+    judge = evaluator.judge
+    record = {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec,
+              "judge": judge.model.spec if judge is not None else None,
+              "reference_sha256": content_digest(evaluator.reference),
+              "reward_sha256": content_digest(evaluator.reward.model), "reward_positive_index": evaluator.reward.positive,
+              "judge_sha256": content_digest(judge.model) if judge is not None else None,
+              "judge_positive_index": judge.positive if judge is not None else None,
+              "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
+              "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
+              "temperature": s.temperature, "batch_size": s.batch_size, "seed": s.seed}
+    # the names are what a reader sees; the content is what the samples depend on
+    keyed = {k: v for k, v in record.items() if k not in ("reference", "reward", "judge")}
+    return {"key": hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()} | record
+
+
+def cache_folder(key: str) -> Path:
+    """The user-cache entry of one ceiling (shared by every run directory with the same content)."""
+    return cache_dir() / "ceiling" / key
+
+
+def _stored(folder: Path, key: str) -> list[dict[str, Any]] | None:
+    """The rows `folder` holds for `key`, or None."""
+    if not ((folder / SAMPLES_FILE).exists() and (folder / RECORD_FILE).exists()):
+        return None
+    if io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") != key:
+        return None
+    return io.read_jsonl(folder / SAMPLES_FILE, ("prompt_index", "reward", "p_positive"), "python3 calculate_metrics.py")
 
 
 def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) -> list[dict[str, Any]]:
-    """`samples_per_prompt` scored samples of the reference per held-out prompt, from `folder` when they were
-    made with the same settings, else drawn now (and written there by the main process)."""
+    """`samples_per_prompt` scored samples of the reference per held-out prompt: from `folder` (the run's copy) or
+    the user cache when they were made from the same content, else drawn now; the main process writes them to
+    both, with their prompts, so the run directory stays whole and the next run directory reuses them."""
     record = sampling_record(evaluator, samples_per_prompt)
-    if (folder / SAMPLES_FILE).exists() and (folder / RECORD_FILE).exists():
-        stored = io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py")
-        if {k: v for k, v in stored.items() if k != "provenance"} == record:
-            return io.read_jsonl(folder / SAMPLES_FILE, ("prompt_index", "reward", "p_positive"),
-                                 "python3 calculate_metrics.py")
-    logger.info("sampling the reference %d times on each of %d held-out prompts for the ceiling (once)",
-                samples_per_prompt, len(evaluator.settings.prompts))
-    ref = evaluator.reference
-    samples = evaluator.sample(ref.model, ref.tokenizer, samples_per_prompt, desc="ceiling samples")
-    scores = evaluator.score(samples, "ceiling samples")
-    rows = [{"prompt_index": x.prompt_index, "completion": x.completion,
-             **{name: values[k] for name, values in scores.items()}} for k, x in enumerate(samples)]
+    rows = _stored(folder, record["key"])
+    if rows is not None:
+        return rows
+    cached = cache_folder(record["key"])
+    rows = _stored(cached, record["key"])
+    if rows is not None:
+        logger.info("the ceiling's %d reference samples come from the cache (%s): same reference, reward, judge, "
+                    "prompts and sampling", len(rows), cached)
+    else:
+        logger.info("sampling the reference %d times on each of %d held-out prompts for the ceiling (once for "
+                    "these models and prompts)", samples_per_prompt, len(evaluator.settings.prompts))
+        ref = evaluator.reference
+        samples = evaluator.sample(ref.model, ref.tokenizer, samples_per_prompt, desc="ceiling samples")
+        scores = evaluator.score(samples, "ceiling samples")
+        rows = [{"prompt_index": x.prompt_index, "completion": x.completion,
+                 **{name: values[k] for name, values in scores.items()}} for k, x in enumerate(samples)]
     if is_main_process():
-        io.write_jsonl(folder / SAMPLES_FILE, rows)
-        io.write_yaml(folder / RECORD_FILE, record | {"provenance": {"libraries": io.library_versions()}})
+        full = record | {"prompts": evaluator.settings.prompts, "provenance": {"libraries": io.library_versions()}}
+        with io.build_lock(cached):  # another run sharing the cache may be writing the same entry
+            if _stored(cached, record["key"]) is None:
+                _write(cached, rows, full)
+        _write(folder, rows, full)
     return rows
+
+
+def _write(folder: Path, rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
+    """The samples, then their record: a record never names samples that are not there."""
+    io.write_jsonl(folder / SAMPLES_FILE, rows)
+    io.write_yaml(folder / RECORD_FILE, record)
 
 
 def per_prompt_rewards(rows: list[dict[str, Any]]) -> list[list[float]]:

@@ -166,6 +166,21 @@ def refuse_non_finite_weights(model, name: str, fix: str) -> None:
         raise PipelineError(f"{name} has non-finite weights in {len(bad)} tensors (e.g. {bad[0]}); {fix}")
 
 
+def content_digest(loaded: LoadedModel) -> str:
+    """SHA-256 of a loaded model's weights (every tensor, by name) and its tokenizer: what a cache of its samples
+    or scores is keyed by, so a rebuilt or changed model never meets results of another with the same name."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(loaded.model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    backend = getattr(loaded.tokenizer, "backend_tokenizer", None)
+    digest.update((backend.to_str() if backend is not None else repr(sorted(loaded.tokenizer.get_vocab().items())))
+                  .encode())
+    return digest.hexdigest()
+
+
 def context_limit(model) -> int | None:
     """How many positions the model handles (None: no fixed limit)."""
     return getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
