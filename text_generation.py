@@ -1,21 +1,11 @@
 #!/usr/bin/env python3
-"""Stage 1: sample reviews from the starting policy and score each with the sentiment classifier."""
+"""Stage 1: sample reviews from the starting policy and score each with the sentiment classifier.
+
+A shim over `sentiment_dpo.commands.generate`."""
 
 import sys
 
-from sentiment_dpo.cli import main_for
-from sentiment_dpo.config import GenerationConfig
-
-
-def stage(config: GenerationConfig) -> None:
-    from sentiment_dpo.sample_and_score import run
-
-    run(config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return main_for(GenerationConfig, __doc__, stage, argv=argv)
-
+from sentiment_dpo.commands import generate as main
 
 if __name__ == "__main__":
     sys.exit(main())

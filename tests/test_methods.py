@@ -35,16 +35,16 @@ def test_which_method_reads_which_option():
 def test_a_preset_carries_its_own_training_defaults(tmp_path):
     """A SmolLM2 policy from stage 1 trains the preset's LoRA at its batch size, not 135M weights at batch 448;
     an explicit option still wins, and the embedded policy keeps the standard defaults."""
-    import main as train_script
     from sentiment_dpo.config import TrainingConfig, make_parser, parse_config
     from sentiment_dpo.pipeline import PipelineConfig, training_config
+    from sentiment_dpo.training import defaults_from_run
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "generations.config.yaml").write_text("policy: smollm2\npreset: embedded\n")
 
     def parsed(*argv: str) -> TrainingConfig:
         return parse_config(TrainingConfig, make_parser(TrainingConfig, "", positional="loss"),
-                            [*argv, "--run-dir", str(tmp_path)], required="loss", defaults=train_script.defaults)
+                            [*argv, "--run-dir", str(tmp_path)], required="loss", defaults=defaults_from_run)
 
     smol = parsed("sigmoid")
     assert (smol.lora_rank, smol.batch_size, smol.logit_bias, smol.group_by_prompt) == (16, 32, False, False)

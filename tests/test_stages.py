@@ -244,7 +244,9 @@ def test_pipeline_help_states_the_defaults_it_runs_with():
     from sentiment_dpo.pipeline import PipelineConfig
 
     default = PipelineConfig()
-    help_text = " ".join(run_pipeline.make_parser().format_help().split())
+    from sentiment_dpo.commands import pipeline_parser
+
+    help_text = " ".join(pipeline_parser().format_help().split())
     assert f"loss types to train (default: {' '.join(default.losses)})" in help_text
     assert f"(default: {default.run_dir})" in help_text and f"(default: {default.preset})" in help_text
     assert default.losses == ["sigmoid", "hinge"]  # the seed experiment: DPO and the SLiC-style hinge

@@ -1,0 +1,131 @@
+"""The command-line entry points: the four stages, the pipeline and the sweep. The top-level scripts
+(`text_generation.py`, ...) are shims over these. Each parses its flags, runs, and returns the exit code (0 ok, 2 for
+a problem the user can fix); nothing heavy is imported before the flags are parsed, so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import environment_problem, main_for, setup_logging
+from .config import PRESETS, PROMPT_OPTIONS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, add_options
+from .distributed import shutdown
+from .errors import PipelineError
+from .methods import RECIPES
+
+GENERATE = "Stage 1: sample reviews from the starting policy and score each with the sentiment classifier."
+PAIRS = "Stage 2: build winner/loser preference pairs from the scored samples (data/pairs.jsonl)."
+TRAIN = """Stage 3: train the starting policy with the given LOSS (models/LOSS): by default the method as its paper
+and TRL define it (every weight fine-tuned on hard labels against the frozen starting policy); --recipe token-bias
+for the project's per-token logit-bias recipe."""
+EVALUATE = "Stage 4: reference vs models/LOSS on held-out prompts: reward, KL, diversity, win rate (results/LOSS)."
+SWEEP = """Sweep: train every loss x beta x learning rate x seed (x rounds) on shared preference pairs, evaluate
+checkpoints on held-out prompts as they train, and write report.md with the reward-KL frontier. Rerunning resumes:
+finished trainings are kept."""
+PIPELINE = """Run all four stages (text_generation, prepare_dataset, then main + calculate_metrics per loss) and
+write SUMMARY.md.
+
+Per-stage options go in --config FILE.yaml, e.g.
+
+    run_dir: runs/mine
+    losses: [sigmoid, hinge, ipo]
+    training: {learning_rate: 1.0e-4, epochs: 2}
+"""
+
+
+def generate(argv: list[str] | None = None) -> int:
+    def stage(config: GenerationConfig) -> None:
+        from .sample_and_score import run
+
+        run(config)
+
+    return main_for(GenerationConfig, GENERATE, stage, argv=argv)
+
+
+def pairs(argv: list[str] | None = None) -> int:
+    def stage(config: PairsConfig) -> None:
+        from .pairs import run
+
+        run(config)
+
+    return main_for(PairsConfig, PAIRS, stage, argv=argv)
+
+
+def train(argv: list[str] | None = None) -> int:
+    def stage(config: TrainingConfig) -> None:
+        from .training import run
+
+        run(config)
+
+    def defaults(values: dict) -> dict:
+        from .training import defaults_from_run
+
+        return defaults_from_run(values)
+
+    return main_for(TrainingConfig, TRAIN, stage, positional="loss", argv=argv, defaults=defaults)
+
+
+def evaluate(argv: list[str] | None = None) -> int:
+    def stage(config: MetricsConfig) -> None:
+        from .evaluation import run
+
+        run(config)
+
+    return main_for(MetricsConfig, EVALUATE, stage, positional="loss", argv=argv)
+
+
+def sweep(argv: list[str] | None = None) -> int:
+    from .sweep import SweepConfig
+
+    def stage(config: SweepConfig) -> None:
+        from .sweep import run
+
+        run(config)
+
+    return main_for(SweepConfig, SWEEP, stage, argv=argv)
+
+
+def pipeline_parser() -> argparse.ArgumentParser:
+    from .pipeline import PipelineConfig
+
+    default = PipelineConfig()  # the help states PipelineConfig's own defaults: unset options fall back to them
+    parser = argparse.ArgumentParser(description=PIPELINE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE.yaml", help="pipeline YAML (top-level keys and per-stage sections)")
+    parser.add_argument("--run-dir",
+                        help=f"where data/, models/, results/ and SUMMARY.md go (default: {default.run_dir})")
+    parser.add_argument("--losses", nargs="+", metavar="LOSS",
+                        help=f"loss types to train (default: {' '.join(default.losses)})")
+    parser.add_argument("--seed", type=int, help=f"seed for every stage (default: {default.seed})")
+    parser.add_argument("--preset", choices=list(PRESETS), help=f"model pair (default: {default.preset})")
+    parser.add_argument("--recipe", choices=list(RECIPES),
+                        help="what the pair methods train: 'standard' (every weight, hard labels: the methods as "
+                             "their papers and TRL define them; the default) or 'token-bias' (the project's "
+                             "per-token logit-bias recipe)")
+    add_options(parser.add_argument_group("prompts (stage 1's options; every later stage reads them from its "
+                                          "record)"), GenerationConfig, PROMPT_OPTIONS)
+    return parser
+
+
+def pipeline(argv: list[str] | None = None) -> int:
+    args = pipeline_parser().parse_args(argv)
+    try:
+        from .pipeline import PipelineConfig, load_pipeline_yaml, run
+
+        values = load_pipeline_yaml(args.config) if args.config else {}
+        options = vars(args)
+        prompt_options = {name: options.pop(name) for name in PROMPT_OPTIONS if name in options}
+        values |= {k: v for k, v in options.items() if k != "config" and v is not None}
+        values["generation"] = values.get("generation", {}) | prompt_options
+        setup_logging()
+        summary = run(PipelineConfig(**values))
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        shutdown(wait=False)
+        return 2
+    except OSError as err:  # a full disk, a read-only or missing folder
+        print(f"error: {environment_problem(err)}", file=sys.stderr)
+        shutdown(wait=False)
+        return 2
+    shutdown()
+    print(f"summary: {summary}")
+    return 0
