@@ -78,9 +78,13 @@ def sweep(argv: list[str] | None = None) -> int:
     from .sweep import SweepConfig
 
     def stage(config: SweepConfig) -> None:
+        from pathlib import Path
+
         from .sweep import run
+        from .sweep_report import write_report
 
         run(config)
+        write_report(Path(config.run_dir), config)
 
     return main_for(SweepConfig, SWEEP, stage, argv=argv)
 

@@ -136,7 +136,7 @@ def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], s
     """`y_metric` against `x_metric`: per loss, the final checkpoint of each beta with 95% error bars over seeds,
     joined in order of x, plus each training's checkpoint curve as a thin line (dashed: several rounds);
     `budgets` are drawn as dotted vertical lines, `ceiling` (optimum, best-of-n points) under everything."""
-    from .sweep_report import label
+    from .sweep import label
 
     fig, ax = plt.subplots(figsize=(9, 6))
     if ceiling is not None:

@@ -150,6 +150,12 @@ class Cell:
                               for name, value in self.options)
 
 
+def label(loss: str, rounds: int, learning_rate: float, several_rates: bool) -> str:
+    """A setting's name in the report's tables and plots."""
+    text = loss + (f", lr {learning_rate:g}" if several_rates else "")
+    return text + (f", {rounds} rounds" if rounds > 1 else "")
+
+
 def grid(config: SweepConfig) -> list[Cell]:
     """Every cell, in an order that finishes whole settings early: all seeds of one setting first. Online
     methods run one round (they sample from the policy throughout), Preferred-FT one β; a training option a method
@@ -384,10 +390,8 @@ def prepare_data(config: SweepConfig) -> None:
                                 "provenance": {"libraries": io.library_versions()}})
 
 
-def run(config: SweepConfig) -> Path:
-    """Run every unfinished cell of the grid, then write the report; return the report's path."""
-    from .sweep_report import write_report
-
+def run(config: SweepConfig) -> None:
+    """Run every unfinished cell of the grid (the report is `sweep_report.write_report`'s)."""
     prepare_data(config)
     runner = SweepRunner(config)
     cells = grid(config)
@@ -402,4 +406,3 @@ def run(config: SweepConfig) -> Path:
         logger.info("[%d/%d] %s: done in %.0f s (reward %.2f, KL %.2f)", number, len(cells), cell.name,
                     result["seconds"], result["final"]["reward_mean"], result["final"]["kl"])
     logger.info("sweep of %d cells took %.0f s in this invocation", len(cells), time.time() - start)
-    return write_report(Path(config.run_dir), config)

@@ -18,6 +18,7 @@ from typing import Any
 from . import io
 from .errors import PipelineError
 from .stats import mean_ci95
+from .sweep import CELL_FILE, CELLS, REFERENCE, label, pairs_per_round
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,6 @@ def _what_trained(cells: list[dict[str, Any]]) -> str:
                      if c["settings"]["loss"] == "sigmoid"})
     return ((f"What trained: {'; '.join(kinds)}. " if kinds else "")
             + (f"`sigmoid`'s labels: {' and '.join(labels)}. " if labels else ""))
-
-
-def label(loss: str, rounds: int, learning_rate: float, several_rates: bool) -> str:
-    text = loss + (f", lr {learning_rate:g}" if several_rates else "")
-    return text + (f", {rounds} rounds" if rounds > 1 else "")
 
 
 def aggregate(cells: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
@@ -153,7 +149,6 @@ def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: boo
 
 
 def _load_cells(run_dir: Path) -> list[dict[str, Any]]:
-    from .sweep import CELL_FILE, CELLS
 
     cells = []
     for file in sorted((run_dir / CELLS).glob(f"*/{CELL_FILE}")):
@@ -166,7 +161,6 @@ def _load_cells(run_dir: Path) -> list[dict[str, Any]]:
 def _ceiling(run_dir: Path) -> tuple[list, list] | None:
     """(optimum, best-of-n) from the reference's ceiling samples, if the sweep drew them."""
     from .ceiling_samples import SAMPLES_FILE, curves
-    from .sweep import REFERENCE
 
     file = run_dir / REFERENCE / SAMPLES_FILE
     if not file.exists():
@@ -201,7 +195,6 @@ def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_ra
 def write_report(run_dir: Path, config) -> Path:
     from . import plots
     from .ceiling_samples import markdown_lines
-    from .sweep import REFERENCE, pairs_per_round
     from .methods import is_online
 
     cells = _load_cells(run_dir)
