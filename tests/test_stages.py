@@ -2,17 +2,12 @@
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-import calculate_metrics
-import main as train_script
-import prepare_dataset
-import run_pipeline
-import text_generation
+from sentiment_dpo import commands
 from conftest import ROOT
 from sentiment_dpo import io
 from sentiment_dpo.ceiling import gain_share, gain_share_text
@@ -25,9 +20,9 @@ GEN_ARGS = ["--num-samples", "24", "--samples-per-prompt", "4", "--max-new-token
 def run_dir(tmp_path_factory, tiny_policy, tiny_reward):
     """A run directory after stages 1 and 2."""
     path = tmp_path_factory.mktemp("run")
-    assert text_generation.main(["--run-dir", str(path), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
+    assert commands.generate(["--run-dir", str(path), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
                                  *GEN_ARGS]) == 0
-    assert prepare_dataset.main(["--run-dir", str(path), "--num-pairs", "16", "--strategy", "random"]) == 0
+    assert commands.pairs(["--run-dir", str(path), "--num-pairs", "16", "--strategy", "random"]) == 0
     return path
 
 
@@ -43,7 +38,7 @@ def test_generation_rows_and_config(run_dir, tiny_policy):
 
 
 def test_generation_is_reproducible(run_dir, tiny_policy, tiny_reward, tmp_path):
-    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
+    assert commands.generate(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
                                  str(tiny_reward), *GEN_ARGS]) == 0
     assert (tmp_path / io.GENERATIONS).read_text() == (run_dir / io.GENERATIONS).read_text()
 
@@ -94,12 +89,12 @@ METRICS_ARGS = ["--num-prompts", "6", "--batch-size", "8", "--ceiling-samples", 
 
 def test_train_then_metrics(run_dir, tiny_judge):
     # a step large enough to move every weight measurably (the KL estimate must see it)
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+    assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               "--learning-rate", "0.01"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     assert (model_dir / "config.json").exists() and (model_dir / "tokenizer_config.json").exists()
     assert (model_dir / "training.config.yaml").exists()
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
+    assert commands.evaluate(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
                                    *METRICS_ARGS]) == 0
     metrics = json.loads((run_dir / "results" / "sigmoid" / "metrics.json").read_text())
     # the one evaluator's metric set, judge included, for both models
@@ -129,30 +124,9 @@ def test_train_then_metrics(run_dir, tiny_judge):
     card = (model_dir / "README.md").read_text()  # the model card, with the evaluation once it exists
     assert "`sigmoid` policy" in card and "| β | 0.5 |" in card and "from_pretrained" in card
     assert f"KL to the reference: {metrics['kl']:.2f} nats" in card
-    # the logit bias's limit from the run's samples and its ceiling samples: 24 samples, fitted in one step
-    limit = subprocess.run([sys.executable, str(ROOT / "scripts" / "bag_of_tokens_limit.py"), str(run_dir)],
-                           capture_output=True, text=True, timeout=120)
-    assert limit.returncode == 0, limit.stderr
-    last = limit.stdout.strip().splitlines()[-1].split()
-    assert last[0] == "24" and -1 <= float(last[1]) <= 1 and -1 <= float(last[2]) <= 1
-    # the network's limit likewise: its held-out prompts redrawn and checked against the ceiling samples' record
-    limit = subprocess.run([sys.executable, str(ROOT / "scripts" / "network_reward_limit.py"), str(run_dir),
-                            "--start", "12", "--epochs", "1"], capture_output=True, text=True, timeout=120)
-    assert limit.returncode == 0, limit.stderr
-    sizes = [line.split()[0] for line in limit.stdout.strip().splitlines()[2:]]
-    assert sizes == ["12", "24"] and -1 <= float(limit.stdout.strip().splitlines()[-1].split()[2]) <= 1
-    other = run_dir / "other_ceiling"  # samples drawn for other prompts: refused, not scored against the wrong ones
-    other.mkdir()
-    shutil.copy(run_dir / "results" / "reference" / "ceiling_samples.jsonl", other)
-    record = io.read_yaml(run_dir / "results" / "reference" / "ceiling_samples.config.yaml", "")
-    io.write_yaml(other / "ceiling_samples.config.yaml", record | {"prompts_sha256": "0" * 64})
-    refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "network_reward_limit.py"), str(run_dir),
-                              "--held-out", str(other / "ceiling_samples.jsonl")], capture_output=True, text=True,
-                             timeout=120)
-    assert refused.returncode == 2 and "drawn for other prompts" in refused.stderr
     assert f"| this policy | {metrics['policy']['reward_mean']:.2f} |" in card
     stamp = (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
+    assert commands.evaluate(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
                                    *METRICS_ARGS]) == 0
     assert (run_dir / "results" / "reference" / "ceiling_samples.jsonl").stat().st_mtime_ns == stamp  # reused
 
@@ -163,7 +137,7 @@ def test_online_methods_train_and_are_evaluated(run_dir, tiny_policy, method):
     from transformers import AutoModelForCausalLM
 
     generations = ["--num-generations", "2"] if method != "online_dpo" else []  # online_dpo samples two
-    assert train_script.main([method, "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+    assert commands.train([method, "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               *generations, "--learning-rate", "0.05"]) == 0
     model_dir = run_dir / "models" / method
     trained = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
@@ -172,32 +146,32 @@ def test_online_methods_train_and_are_evaluated(run_dir, tiny_policy, method):
     assert io.read_yaml(model_dir / "training.config.yaml", "")["provenance"]["num_prompts"] == 6
     log = json.loads((model_dir / "training_log.json").read_text())
     assert log[-1]["step"] == 2
-    assert calculate_metrics.main([method, "--run-dir", str(run_dir), "--judge", "none", *METRICS_ARGS]) == 0
+    assert commands.evaluate([method, "--run-dir", str(run_dir), "--judge", "none", *METRICS_ARGS]) == 0
     metrics = json.loads((run_dir / "results" / method / "metrics.json").read_text())
     assert metrics["kl"] != 0.0 and "judge_p_positive_mean" not in metrics["policy"]
 
 
-@pytest.mark.parametrize("script", [train_script, calculate_metrics])
+@pytest.mark.parametrize("script", [commands.train, commands.evaluate])
 def test_loss_is_never_assumed(run_dir, script, capsys):
-    assert script.main(["--run-dir", str(run_dir)]) == 2
+    assert script(["--run-dir", str(run_dir)]) == 2
     assert "LOSS is required" in capsys.readouterr().err
 
 
 def test_unknown_loss_fails_at_once_listing_valid_ones(run_dir, capsys):
-    assert train_script.main(["sigmod", "--run-dir", str(run_dir)]) == 2
+    assert commands.train(["sigmod", "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "unknown loss 'sigmod'" in err and "sigmoid" in err and "hinge" in err
 
 
 def test_missing_input_names_the_stage_to_run_first(tmp_path, capsys):
-    assert prepare_dataset.main(["--run-dir", str(tmp_path)]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path)]) == 2
     assert "run `python3 text_generation.py` first" in capsys.readouterr().err
     (tmp_path / "data").mkdir()
     (tmp_path / io.GENERATION_CONFIG).write_text("policy: x\nmax_new_tokens: 4\n")
-    assert train_script.main(["hinge", "--run-dir", str(tmp_path)]) == 2
+    assert commands.train(["hinge", "--run-dir", str(tmp_path)]) == 2
     assert "run `python3 prepare_dataset.py` first" in capsys.readouterr().err
-    assert calculate_metrics.main(["hinge", "--run-dir", str(tmp_path)]) == 2
+    assert commands.evaluate(["hinge", "--run-dir", str(tmp_path)]) == 2
     assert "run `python3 main.py hinge` first" in capsys.readouterr().err
 
 
@@ -207,31 +181,30 @@ def test_corrupt_line_and_missing_columns_keep_earlier_outputs(run_dir, tmp_path
     good_lines = (run_dir / io.GENERATIONS).read_text().splitlines()
     (bad / io.GENERATIONS).write_text("\n".join([good_lines[0], good_lines[1][:30], *good_lines[2:]]) + "\n")
     (bad / io.PAIRS).write_text("earlier pairs\n")
-    assert prepare_dataset.main(["--run-dir", str(bad)]) == 2
+    assert commands.pairs(["--run-dir", str(bad)]) == 2
     assert "line 2 is not valid JSON" in capsys.readouterr().err
     assert (bad / io.PAIRS).read_text() == "earlier pairs\n"  # nothing earlier lost
 
     row = json.loads(good_lines[0])
     del row["reward"]
     (bad / io.GENERATIONS).write_text(json.dumps(row) + "\n")
-    assert prepare_dataset.main(["--run-dir", str(bad)]) == 2
+    assert commands.pairs(["--run-dir", str(bad)]) == 2
     assert "line 1 lacks column(s) reward" in capsys.readouterr().err
 
 
 def test_too_many_pairs(run_dir, capsys):
     before = (run_dir / io.PAIRS).read_text()
-    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "100000", "--strategy", "random"]) == 2
+    assert commands.pairs(["--run-dir", str(run_dir), "--num-pairs", "100000", "--strategy", "random"]) == 2
     assert "asked for 100000 pairs" in capsys.readouterr().err
     # the tiny reward's scores are close: no margin pair at all, and the hint says what to change
-    assert prepare_dataset.main(["--run-dir", str(run_dir), "--num-pairs", "4", "--strategy", "margin",
+    assert commands.pairs(["--run-dir", str(run_dir), "--num-pairs", "4", "--strategy", "margin",
                                  "--margin", "5"]) == 2
     assert "use a lower --margin or --strategy random" in capsys.readouterr().err
     assert (run_dir / io.PAIRS).read_text() == before
 
 
 @pytest.mark.parametrize("script", ["text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py",
-                                    "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py",
-                                    "scripts/bag_of_tokens_limit.py", "scripts/network_reward_limit.py"])
+                                    "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py"])
 def test_help(script):
     result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
                             timeout=60)
@@ -262,7 +235,7 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
         "training": {"max_steps": 2, "batch_size": 4},
         "metrics": {"num_prompts": 4, "batch_size": 8, "judge": str(tiny_reward), "ceiling_samples": 4},
     }))
-    assert run_pipeline.main(["--config", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+    assert commands.pipeline(["--config", str(config), "--run-dir", str(tmp_path / "run")]) == 0
     summary = (tmp_path / "run" / "SUMMARY.md").read_text()
     assert "| sigmoid | policy |" in summary and "| hinge | policy |" in summary
     assert "results/hinge/reward_hist.png" in summary
@@ -286,7 +259,7 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
 
 def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tiny_reward, capsys):
     # the tiny policy has 64 positions
-    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
+    assert commands.generate(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
                                  str(tiny_reward), "--num-samples", "4", "--max-new-tokens", "100"]) == 2
     assert "lower --max-new-tokens" in capsys.readouterr().err
     assert not (tmp_path / io.GENERATIONS).exists()
@@ -295,7 +268,7 @@ def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tin
 def test_interrupted_training_resumes_from_its_last_complete_checkpoint(run_dir, monkeypatch, capsys, caplog):
     from sentiment_dpo import training
 
-    assert train_script.main(["ipo", "--run-dir", str(run_dir), "--resume"]) == 2
+    assert commands.train(["ipo", "--run-dir", str(run_dir), "--resume"]) == 2
     assert "no complete checkpoint to resume from" in capsys.readouterr().err
 
     def crash(*_):
@@ -303,7 +276,7 @@ def test_interrupted_training_resumes_from_its_last_complete_checkpoint(run_dir,
 
     monkeypatch.setattr(training.io, "replace_dir_atomic", crash)
     with pytest.raises(KeyboardInterrupt):
-        train_script.main(["ipo", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+        commands.train(["ipo", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                            "--save-steps", "1"])
     checkpoints = run_dir / "models" / ".ipo.checkpoints"
     assert (checkpoints / "checkpoint-2").exists()
@@ -319,7 +292,7 @@ def test_interrupted_training_resumes_from_its_last_complete_checkpoint(run_dir,
     original_step = DPOTrainer.training_step
     monkeypatch.setattr(DPOTrainer, "training_step", lambda self, *a, **k: steps_run.append(1) or original_step(
         self, *a, **k))
-    assert train_script.main(["ipo", "--run-dir", str(run_dir), "--max-steps", "3", "--batch-size", "4",
+    assert commands.train(["ipo", "--run-dir", str(run_dir), "--max-steps", "3", "--batch-size", "4",
                               "--save-steps", "1", "--resume"]) == 0
     assert len(steps_run) == 2  # continued from step 1, the last complete checkpoint, not from scratch
     assert "skipping" in caplog.text and "checkpoint-2: its save did not finish" in caplog.text
@@ -333,7 +306,7 @@ def test_lora_training_saves_a_merged_plain_model(run_dir, tiny_policy):
     import torch
     from transformers import AutoModelForCausalLM
 
-    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+    assert commands.train(["hinge", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               "--lora-rank", "4", "--learning-rate", "0.05"]) == 0
     model_dir = run_dir / "models" / "hinge"
     assert not (model_dir / "adapter_config.json").exists()
@@ -353,7 +326,7 @@ def test_non_finite_or_non_numeric_rewards_are_refused(run_dir, tmp_path, reward
     broken = json.dumps(row).replace(json.dumps(row["reward"]), reward, 1)
     (tmp_path / "data").mkdir()
     (tmp_path / io.GENERATIONS).write_text("\n".join([lines[0], broken, *lines[2:]]) + "\n")
-    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
     err = capsys.readouterr().err
     assert "line 2: reward must be a finite number" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / io.PAIRS).exists()
@@ -371,7 +344,7 @@ def test_degenerate_pairs_are_refused_before_training(run_dir, tmp_path, change,
     pairs = [json.loads(line) for line in (run_dir / io.PAIRS).read_text().splitlines()]
     pairs[2] = change(pairs[2])
     io.write_jsonl(tmp_path / io.PAIRS, pairs)
-    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
     assert f"line 3: {message}" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
 
@@ -379,16 +352,16 @@ def test_degenerate_pairs_are_refused_before_training(run_dir, tmp_path, change,
 def test_a_non_utf8_jsonl_file_is_one_line(run_dir, tmp_path, capsys):
     (tmp_path / "data").mkdir()
     (tmp_path / io.GENERATIONS).write_bytes((run_dir / io.GENERATIONS).read_bytes() + b'{"prompt": "\xff"}\n')
-    assert prepare_dataset.main(["--run-dir", str(tmp_path)]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path)]) == 2
     assert "is not UTF-8 text" in capsys.readouterr().err
 
 
 def test_a_diverging_training_stops_and_keeps_the_previous_model(run_dir, capsys):
-    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert commands.train(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 0
     model_file = run_dir / "models" / "hinge" / "model.safetensors"
     before = model_file.read_bytes()
     # a step size no optimiser survives: the weights overflow and the loss turns NaN
-    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "3", "--batch-size", "4",
+    assert commands.train(["hinge", "--run-dir", str(run_dir), "--max-steps", "3", "--batch-size", "4",
                               "--learning-rate", "1e38", "--warmup-ratio", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "hinge training diverged" in err and "the previous model is kept" in err and len(err.splitlines()) == 1
@@ -406,22 +379,22 @@ def test_a_second_writer_of_the_same_output_is_refused_and_a_stale_lock_is_taken
     holder = subprocess.Popen(["sleep", "30"])
     try:
         lock.write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename}))
-        assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 2
+        assert commands.train(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 2
         err = capsys.readouterr().err.strip()
         assert f"is being written by process {holder.pid}" in err and len(err.splitlines()) == 1
     finally:
         holder.kill()
         holder.wait()
     # its process is gone (a crash): the lock is stale and taken over; released at the end
-    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert commands.train(["hinge", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4"]) == 0
     assert not lock.exists()
 
 
 def test_a_classifier_is_not_a_policy_and_a_policy_is_not_a_reward(tmp_path, tiny_policy, tiny_reward, capsys):
-    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_reward), "--reward",
+    assert commands.generate(["--run-dir", str(tmp_path), "--policy", str(tiny_reward), "--reward",
                                  str(tiny_reward), "--num-samples", "4"]) == 2
     assert "is a BertForSequenceClassification, not a causal language model" in capsys.readouterr().err
-    assert text_generation.main(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
+    assert commands.generate(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
                                  str(tiny_policy), "--num-samples", "4"]) == 2
     assert "is a GPT2LMHeadModel, not a sequence classifier" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
@@ -439,7 +412,7 @@ def test_a_pair_longer_than_the_policys_context_is_refused(run_dir, tmp_path, ti
     pairs[1]["chosen"] = AutoTokenizer.from_pretrained(tiny_policy).decode(pairs[1]["chosen_ids"],
                                                                            skip_special_tokens=True)
     io.write_jsonl(tmp_path / io.PAIRS, pairs)
-    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
     assert "line 2: prompt + completion is" in err and "the policy handles 64" in err
 
@@ -449,7 +422,7 @@ def test_a_file_system_error_is_one_line_and_loses_nothing(run_dir, tmp_path, ca
     for name in (io.GENERATIONS, io.GENERATION_CONFIG):
         (tmp_path / name).write_bytes((run_dir / name).read_bytes())
     (tmp_path / io.PAIRS).mkdir()  # the output path is a folder: the write fails in the file system
-    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pairs.jsonl" in err and "earlier artifacts are unchanged" in err
     assert (tmp_path / io.GENERATIONS).read_bytes() == (run_dir / io.GENERATIONS).read_bytes()
@@ -458,13 +431,13 @@ def test_a_file_system_error_is_one_line_and_loses_nothing(run_dir, tmp_path, ca
 def test_hints_are_themselves_valid(tmp_path, tiny_policy, tiny_reward, capsys):
     common = ["--policy", str(tiny_policy), "--reward", str(tiny_reward), "--max-new-tokens", "6"]
     # one sample per prompt allows no pair: the hint is to sample more per prompt, not --num-pairs 0
-    assert text_generation.main(["--run-dir", str(tmp_path), *common, "--num-samples", "4",
+    assert commands.generate(["--run-dir", str(tmp_path), *common, "--num-samples", "4",
                                  "--samples-per-prompt", "1"]) == 0
-    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "2"]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "2"]) == 2
     err = capsys.readouterr().err
     assert "each prompt has one sample" in err and "--samples-per-prompt 8" in err and "--num-pairs 0" not in err
     # prompts longer than the context by themselves: no negative --max-new-tokens proposed
-    assert text_generation.main(["--run-dir", str(tmp_path / "long"), *common[:4], "--num-samples", "4",
+    assert commands.generate(["--run-dir", str(tmp_path / "long"), *common[:4], "--num-samples", "4",
                                  "--prompt-words", "7", "--max-new-tokens", "60"]) == 2
     err = capsys.readouterr().err
     assert "lower --max-new-tokens to" in err or "use fewer --prompt-words" in err
@@ -478,13 +451,13 @@ def test_a_truncated_model_file_is_one_line(tmp_path, tiny_policy, tiny_reward, 
     shutil.copytree(tiny_policy, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    assert text_generation.main(["--run-dir", str(tmp_path / "run"), "--policy", str(broken), "--reward",
+    assert commands.generate(["--run-dir", str(tmp_path / "run"), "--policy", str(broken), "--reward",
                                  str(tiny_reward), "--num-samples", "4"]) == 2
     assert "cannot load policy" in capsys.readouterr().err
 
 
 def test_report_to_tensorboard_keeps_the_event_files_with_the_model(run_dir):
-    assert train_script.main(["hinge", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+    assert commands.train(["hinge", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               "--report-to", "tensorboard"]) == 0
     events = list((run_dir / "models" / "hinge" / "runs").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0

@@ -6,15 +6,14 @@ and on the ceiling's held-out reference samples. A policy whose implicit reward 
 about ρ of the ceiling's reward gain at its KL (overhead 1/ρ²); `bag_of_tokens_limit.py` asks the same of a
 logit bias. Each fit trains the whole network: minutes per 10,000 samples on 2 cores.
 
-    python3 scripts/network_reward_limit.py runs/default
-    python3 scripts/network_reward_limit.py runs/big --start 16000 --held-out-prompts 64
+    python3 studies/ceiling_limits/network_reward_limit.py runs/default
+    python3 studies/ceiling_limits/network_reward_limit.py runs/big --start 16000 --held-out-prompts 64
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -62,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sentiment_dpo.models import load_policy, prompt_ids
-    from sentiment_dpo.reward_regression import fit_reward_regressor, predict_rewards
-    from sentiment_dpo.within_prompt import correlation
+    from reward_regression import fit_reward_regressor, predict_rewards
+    from within_prompt import correlation
 
     def rho(regressor, groups) -> float:
         rewards = torch.tensor([r for group in groups for _, r in group], dtype=torch.float64)

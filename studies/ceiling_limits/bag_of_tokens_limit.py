@@ -4,15 +4,14 @@ reward on token counts) to the first N training samples of a run, for N doubling
 its within-prompt correlation ρ with the reward on its own samples and on the ceiling's held-out reference
 samples. A policy's KL overhead is about 1/ρ²; where the two ρ meet as N grows is the limit of any logit bias.
 
-    python3 scripts/bag_of_tokens_limit.py runs/default
-    python3 scripts/bag_of_tokens_limit.py runs/my_sweep --held-out runs/my_sweep/reference/ceiling_samples.jsonl
+    python3 studies/ceiling_limits/bag_of_tokens_limit.py runs/default
+    python3 studies/ceiling_limits/bag_of_tokens_limit.py runs/my_sweep --held-out runs/my_sweep/reference/ceiling_samples.jsonl
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sentiment_dpo.bag_of_tokens import fit_token_scores, token_counts, within_prompt_rho
+    from bag_of_tokens import fit_token_scores, token_counts, within_prompt_rho
     from sentiment_dpo.models import load_policy
 
     policy = load_policy(generation["policy"], torch.device("cpu"))

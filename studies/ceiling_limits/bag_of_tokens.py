@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from .within_prompt import Group, centre, correlation
+from within_prompt import Group, centre, correlation
 
 
 class TokenCounts(NamedTuple):

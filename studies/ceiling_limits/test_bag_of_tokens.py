@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from sentiment_dpo.bag_of_tokens import fit_token_scores, token_counts, within_prompt_rho
+from bag_of_tokens import fit_token_scores, token_counts, within_prompt_rho
 
 VOCAB = 12
 

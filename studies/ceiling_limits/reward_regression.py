@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .distributed import map_length_sorted
-from .within_prompt import Group, centre
+from sentiment_dpo.distributed import map_length_sorted
+from within_prompt import Group, centre
 
 
 class RewardRegressor(torch.nn.Module):

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from sentiment_dpo.reward_regression import (RewardRegressor, centred_squared_error, fit_reward_regressor,
+from reward_regression import (RewardRegressor, centred_squared_error, fit_reward_regressor,
                                              predict_rewards)
-from sentiment_dpo.within_prompt import centre, correlation
+from within_prompt import centre, correlation
 
 PAD = 0
 
