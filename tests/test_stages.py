@@ -466,11 +466,3 @@ def test_report_to_tensorboard_keeps_the_event_files_with_the_model(run_dir):
     accumulator = EventAccumulator(str(events[0].parent))
     accumulator.Reload()
     assert any("loss" in tag for tag in accumulator.Tags()["scalars"])
-
-
-def test_bag_of_tokens_limit_without_ceiling_samples_is_refused(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bag_of_tokens_limit.py"), str(tmp_path)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: {tmp_path} has no ceiling samples; run `python3 calculate_metrics.py "
-                                     f"sigmoid --run-dir {tmp_path}` first, or pass --held-out FILE")

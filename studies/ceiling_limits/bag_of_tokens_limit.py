@@ -5,7 +5,7 @@ its within-prompt correlation ρ with the reward on its own samples and on the c
 samples. A policy's KL overhead is about 1/ρ²; where the two ρ meet as N grows is the limit of any logit bias.
 
     python3 studies/ceiling_limits/bag_of_tokens_limit.py runs/default
-    python3 studies/ceiling_limits/bag_of_tokens_limit.py runs/my_sweep --held-out runs/my_sweep/reference/ceiling_samples.jsonl
+    python3 studies/ceiling_limits/bag_of_tokens_limit.py runs/my_sweep --held-out runs/my_sweep/reference/X.jsonl
 """
 
 import argparse

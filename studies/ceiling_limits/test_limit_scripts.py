@@ -59,3 +59,10 @@ def test_the_network_limit_redraws_the_heldout_prompts_and_refuses_other_ones(ru
     io.write_yaml(other / "ceiling_samples.config.yaml", record | {"prompts_sha256": "0" * 64})
     refused = script("network_reward_limit.py", str(run_dir), "--held-out", str(other / "ceiling_samples.jsonl"))
     assert refused.returncode == 2 and "drawn for other prompts" in refused.stderr
+
+
+def test_the_bag_of_tokens_limit_without_ceiling_samples_is_refused(tmp_path):
+    result = script("bag_of_tokens_limit.py", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {tmp_path} has no ceiling samples; run `python3 calculate_metrics.py "
+                                     f"sigmoid --run-dir {tmp_path}` first, or pass --held-out FILE")
