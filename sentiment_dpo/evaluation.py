@@ -72,6 +72,9 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         "provenance": {
             "reference_policy": generation["policy"], "policy": str(io.model_dir(config.loss)),
             "reward_model": generation["reward"], "judge": judge,
+            # where each was loaded from: for the embedded ones a version name and the adapter's hash
+            "reward_source": reward.model.source,
+            "judge_source": judge_classifier.model.source if judge_classifier is not None else None,
             "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
             "sampling": sampling_settings(max_new_tokens, temperature), "seed": config.seed,
         },

@@ -8,7 +8,7 @@ import torch
 
 from sentiment_dpo import embedded
 from sentiment_dpo.corpus import load_corpus
-from sentiment_dpo.reward_pretraining import RewardPretrainingConfig, pretrain_reward
+from sentiment_dpo.reward_pretraining import RewardPretrainingConfig, merge_adapter, pretrain_reward
 
 
 def test_committed_policy_loads_with_from_pretrained_and_samples():
@@ -44,22 +44,32 @@ def test_pretraining_perplexity_is_exp_of_the_mean_token_nll(tiny_policy):
 
 
 def test_committed_weights_stay_small():
-    size = sum(f.stat().st_size for f in embedded.POLICY_DIR.iterdir())
+    size = sum(f.stat().st_size for folder in (embedded.POLICY_DIR, embedded.REWARD_DIR, embedded.JUDGE_DIR)
+               for f in folder.iterdir())
     assert size < 25 * 2**20
 
 
-def test_reward_recipe_trains_and_saves_a_loadable_classifier(tiny_reward, tmp_path):
+def test_reward_recipe_trains_an_adapter_that_merges_into_a_loadable_classifier(tiny_reward, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     corpus = load_corpus()
-    quality = pretrain_reward(corpus.train_sentences[:32], corpus.heldout_sentences[:16], tmp_path,
-                              RewardPretrainingConfig(epochs=1, batch_size=16), base_path=tiny_reward)
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    adapter, merged = tmp_path / "adapter", tmp_path / "merged"
+    quality = pretrain_reward(corpus.train_sentences[:32], corpus.heldout_sentences[:16], adapter,
+                              RewardPretrainingConfig(epochs=1, batch_size=16, learning_rate=0.01),
+                              base_path=tiny_reward)
+    # only the adapter and the head are saved (small enough to commit), not the base's weights
+    assert quality["trained_parameters"] < sum(p.numel() for p in AutoModelForSequenceClassification
+                                               .from_pretrained(tiny_reward).parameters())
+    merge_adapter(adapter, merged, base_path=tiny_reward)
+    model = AutoModelForSequenceClassification.from_pretrained(merged)
     assert model.config.id2label[1] == "POSITIVE"
-    # the reported accuracy is the saved model's share of correct held-out predictions, counted here by hand
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_reward)
+    assert not torch.equal(model.bert.encoder.layer[0].attention.self.query.weight,
+                           base.bert.encoder.layer[0].attention.self.query.weight)  # the adapter merged in
+    # the reported accuracy is the merged model's share of correct held-out predictions, counted here by hand
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(merged)
     heldout = corpus.heldout_sentences[:16]
     with torch.no_grad():
         predicted = model(**tokenizer([e.text for e in heldout], padding=True, return_tensors="pt")).logits.argmax(-1)
@@ -89,9 +99,26 @@ def test_judge_recipe_trains_on_review_windows_and_reports_both_accuracies(tiny_
                                    base_path=tiny_reward)
     assert quality["train_windows"] == len(windows)
     assert set(quality) >= {"heldout_window_accuracy", "heldout_sentence_accuracy", "heldout_windows"}
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "judge")
-    assert model.config.id2label[1] == "POSITIVE"
     assert json.loads((tmp_path / "judge" / embedded.QUALITY_FILE).read_text()) == quality
+    merge_adapter(tmp_path / "judge", tmp_path / "merged", base_path=tiny_reward)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")
+    assert model.config.id2label[1] == "POSITIVE"
+
+
+def test_a_changed_adapter_is_merged_into_another_folder(tmp_path, monkeypatch):
+    """The merged classifier's folder is named by the adapter's content: a rebuilt adapter is never served the
+    folder merged from the old one."""
+    for name in embedded.ADAPTER_FILES:
+        (tmp_path / name).write_bytes(b"weights v1")
+    monkeypatch.setattr(embedded, "REWARD_DIR", tmp_path)
+    before = embedded.reward_path()
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"weights v2")
+    assert embedded.reward_path() != before and embedded.reward_path().name.startswith(embedded.REWARD_VERSION)
+    (tmp_path / "adapter_model.safetensors").unlink()
+    from sentiment_dpo.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="reward's adapter is missing .* --reward"):
+        embedded.reward_path()
 
 
 def test_a_cache_build_runs_once_when_processes_ask_at_the_same_time(tmp_path):
