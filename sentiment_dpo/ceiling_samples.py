@@ -50,7 +50,8 @@ def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, 
     record = {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec,
               "judge": judge.model.spec if judge is not None else None,
               "reference_sha256": content_digest(evaluator.reference),
-              "reward_sha256": content_digest(evaluator.reward.model), "reward_positive_index": evaluator.reward.positive,
+              "reward_sha256": content_digest(evaluator.reward.model),
+              "reward_positive_index": evaluator.reward.positive,
               "judge_sha256": content_digest(judge.model) if judge is not None else None,
               "judge_positive_index": judge.positive if judge is not None else None,
               "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
@@ -72,7 +73,8 @@ def _stored(folder: Path, key: str) -> list[dict[str, Any]] | None:
         return None
     if io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") != key:
         return None
-    return io.read_jsonl(folder / SAMPLES_FILE, ("prompt_index", "reward", "p_positive"), "python3 calculate_metrics.py")
+    return io.read_jsonl(folder / SAMPLES_FILE, ("prompt_index", "reward", "p_positive"),
+                         "python3 calculate_metrics.py")
 
 
 def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) -> list[dict[str, Any]]:

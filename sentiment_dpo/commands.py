@@ -133,3 +133,33 @@ def pipeline(argv: list[str] | None = None) -> int:
     shutdown()
     print(f"summary: {summary}")
     return 0
+
+
+# name: (entry point, one line for the listing, the script it mirrors)
+COMMANDS = {
+    "generate": (generate, "stage 1: sample from the starting policy and score each sample", "text_generation.py"),
+    "pairs": (pairs, "stage 2: winner/loser pairs from the scored samples", "prepare_dataset.py"),
+    "train": (train, "stage 3: train the policy with a method (LOSS)", "main.py"),
+    "evaluate": (evaluate, "stage 4: reference vs trained policy on held-out prompts, and the ceiling",
+                 "calculate_metrics.py"),
+    "pipeline": (pipeline, "all four stages for one or more methods, and SUMMARY.md", "run_pipeline.py"),
+    "sweep": (sweep, "grids of trainings on shared pairs, and the reward-KL frontier report", "sweep.py"),
+}
+
+
+def console(argv: list[str] | None = None) -> int:
+    """`sentiment-dpo COMMAND [OPTIONS]`: the installed command, one subcommand per script."""
+    argv = sys.argv[1:] if argv is None else argv
+    listing = "\n".join(f"  {name:<9} {text} ({script})" for name, (_, text, script) in COMMANDS.items())
+    usage = (f"usage: sentiment-dpo COMMAND [OPTIONS]   (sentiment-dpo COMMAND --help for its options)\n\n"
+             f"commands:\n{listing}")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: {name!r} is not a command of sentiment-dpo; use one of: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    sys.argv[0] = f"sentiment-dpo {name}"  # argparse names the program in its usage line from argv[0]
+    return COMMANDS[name][0](rest)

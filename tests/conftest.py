@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).parent))
+from tiny import build_tiny_policy, build_tiny_reward, write_fake_corpus
 
-from tiny import build_tiny_policy, build_tiny_reward, write_fake_corpus  # noqa: E402
+# The package is imported as installed (`pip install -e .`, scripts/install.sh); pytest puts this folder on the path.
+ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"  # a test that reaches for the hub fails instead of hanging

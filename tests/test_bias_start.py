@@ -8,7 +8,7 @@ import torch
 from test_stages import run_dir  # noqa: F401  (fixture: a run directory after stages 1 and 2)
 from transformers import AutoModelForCausalLM
 
-import main as train_script
+from sentiment_dpo import commands
 from sentiment_dpo import io
 from sentiment_dpo.bias_start import TEMPLATES, TokenPrior, fit_token_prior, reward_per_score, token_scores
 from sentiment_dpo.logit_bias import fold_direction
@@ -59,7 +59,7 @@ def test_the_token_bias_recipe_starts_from_the_reward_models_token_scores(with_i
         rows = read_pairs(run_dir / io.PAIRS)
         io.write_jsonl(run_dir / io.PAIRS, [{k: v for k, v in row.items() if not k.endswith("_ids")} for row in rows])
     # a learning rate too small to move anything: the saved bias is where training started
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4",
+    assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4",
                               "--learning-rate", "1e-12", "--beta", "0.2", "--recipe", "token-bias"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     policy = load_policy(str(tiny_policy), CPU)
@@ -78,7 +78,7 @@ def test_the_token_bias_recipe_starts_from_the_reward_models_token_scores(with_i
         "templates": list(TEMPLATES), "reward_per_score": pytest.approx(prior.reward_per_score, rel=1e-4)}
     assert "started from the reward model's token scores" in (model_dir / "README.md").read_text()
 
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4",
+    assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4",
                               "--learning-rate", "1e-12", "--recipe", "token-bias", "--bias-start", "zero"]) == 0
     assert _bias_of(model_dir, tiny_policy).abs().max() < 1e-3 * scale
     assert "bias_start" not in io.read_yaml(model_dir / "training.config.yaml", "")["provenance"]
@@ -89,7 +89,7 @@ def test_the_token_bias_recipe_starts_from_the_reward_models_token_scores(with_i
 def test_a_bias_start_without_a_trained_bias_is_refused(run_dir, argv, capsys):  # noqa: F811
     if "--bias-start" not in argv:
         argv = [*argv, "--bias-start", "reward"]
-    assert train_script.main([*argv, "--run-dir", str(run_dir)]) == 2
+    assert commands.train([*argv, "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "--bias-start" in err and len(err.strip().splitlines()) == 1
 

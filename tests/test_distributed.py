@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import prepare_dataset
-import text_generation
+from sentiment_dpo import commands
 from conftest import ROOT
 from sentiment_dpo import io
 
@@ -29,7 +28,7 @@ def torchrun(script: str | Path, *args: str) -> subprocess.CompletedProcess:
 def runs(tmp_path_factory, tiny_policy, tiny_reward):
     single, multi = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("multi")
     models = ["--policy", str(tiny_policy), "--reward", str(tiny_reward)]
-    assert text_generation.main(["--run-dir", str(single), *models, *GEN_ARGS]) == 0
+    assert commands.generate(["--run-dir", str(single), *models, *GEN_ARGS]) == 0
     torchrun("text_generation.py", "--run-dir", str(multi), *models, *GEN_ARGS)
     return single, multi
 
@@ -41,7 +40,7 @@ def test_two_processes_write_the_same_rows_as_one(runs):
 
 def test_two_processes_train_and_write_one_model(runs):
     _, multi = runs
-    assert prepare_dataset.main(["--run-dir", str(multi), "--num-pairs", "16", "--strategy", "random"]) == 0
+    assert commands.pairs(["--run-dir", str(multi), "--num-pairs", "16", "--strategy", "random"]) == 0
     result = torchrun("main.py", "hinge", "--run-dir", str(multi), "--max-steps", "2", "--batch-size", "2")
     assert result.stderr.count("saved the hinge-trained policy") == 1  # logged once, by the main process
     models = sorted(p.name for p in (multi / "models").iterdir())
@@ -57,20 +56,18 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(ru
 
     from safetensors.torch import load_file
 
-    import main as train_script
-
     _, multi = runs
     if not (multi / io.PAIRS).exists():
-        assert prepare_dataset.main(["--run-dir", str(multi), "--num-pairs", "16", "--strategy", "random"]) == 0
+        assert commands.pairs(["--run-dir", str(multi), "--num-pairs", "16", "--strategy", "random"]) == 0
     single = tmp_path / "single"
     shutil.copytree(multi / "data", single / "data")
     args = ["--max-steps", "3", "--warmup-ratio", "0", "--learning-rate", "1e-3"]  # every weight moves ~3e-3
     torchrun("main.py", "sigmoid", "--run-dir", str(multi), "--batch-size", "2", *args)
-    assert train_script.main(["sigmoid", "--run-dir", str(single), "--batch-size", "4", *args]) == 0
+    assert commands.train(["sigmoid", "--run-dir", str(single), "--batch-size", "4", *args]) == 0
     # the same run with another data order (seed): what a real difference looks like
     other = tmp_path / "other"
     shutil.copytree(multi / "data", other / "data")
-    assert train_script.main(["sigmoid", "--run-dir", str(other), "--batch-size", "4", "--seed", "1", *args]) == 0
+    assert commands.train(["sigmoid", "--run-dir", str(other), "--batch-size", "4", "--seed", "1", *args]) == 0
 
     def weights(run_dir: Path) -> dict:
         return load_file(run_dir / "models" / "sigmoid" / "model.safetensors")

@@ -8,7 +8,7 @@ import torch
 from test_stages import run_dir  # noqa: F401  (fixture: a run directory after stages 1 and 2)
 from transformers import AutoModelForCausalLM
 
-import main as train_script
+from sentiment_dpo import commands
 from sentiment_dpo import io
 from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.errors import PipelineError
@@ -78,7 +78,7 @@ def test_a_model_without_a_foldable_layernorm_trains_its_weights_or_says_what_to
 
 
 def test_the_token_bias_recipe_moves_only_the_logit_bias(run_dir, tiny_policy):  # noqa: F811
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+    assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               "--recipe", "token-bias", "--bias-start", "zero"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     trained = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -99,7 +99,7 @@ def test_the_token_bias_recipe_moves_only_the_logit_bias(run_dir, tiny_policy): 
 
 
 def test_the_default_trains_every_weight_on_hard_labels(run_dir, tiny_policy):  # noqa: F811
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+    assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               "--learning-rate", "0.01"]) == 0
     trained = AutoModelForCausalLM.from_pretrained(run_dir / "models" / "sigmoid").state_dict()
     start = AutoModelForCausalLM.from_pretrained(tiny_policy).state_dict()
@@ -127,14 +127,14 @@ def test_what_trains_by_default(argv, logit_bias):
     (["sigmoid", "--logit-bias", "--lora-rank", "4"], "a logit bias (--logit-bias, or --recipe token-bias) and "
                                                       "--lora-rank are two ways")])
 def test_a_logit_bias_it_cannot_train_is_refused(run_dir, argv, message, capsys):  # noqa: F811
-    assert train_script.main([*argv, "--run-dir", str(run_dir)]) == 2
+    assert commands.train([*argv, "--run-dir", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_bias_trains_against_a_reference_model_too(run_dir, tiny_policy):  # noqa: F811
     """Without precomputed reference log-probs TRL keeps a reference model beside the parametrised policy."""
-    assert train_script.main(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
+    assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               "--logit-bias", "--no-precompute-ref-log-probs"]) == 0
     trained = AutoModelForCausalLM.from_pretrained(run_dir / "models" / "sigmoid")
     shift = _logits(trained) - _logits(AutoModelForCausalLM.from_pretrained(tiny_policy))

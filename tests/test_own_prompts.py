@@ -5,10 +5,7 @@ import random
 
 import pytest
 
-import calculate_metrics
-import main as train_script
-import prepare_dataset
-import text_generation
+from sentiment_dpo import commands
 from sentiment_dpo import io
 from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.prompt_source import SourceSpec, load_records
@@ -131,11 +128,11 @@ def test_the_four_stages_run_from_own_prompts_with_heldout_prompts_apart(tmp_pat
     texts = records(60)
     source = write_source(tmp_path, kind, texts, column="review" if kind == "jsonl" else "text")
     run = tmp_path / "run"
-    assert text_generation.main(["--run-dir", str(run), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
+    assert commands.generate(["--run-dir", str(run), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
                                  "--prompts", str(source), *extra, *GEN_ARGS]) == 0
-    assert prepare_dataset.main(["--run-dir", str(run), "--num-pairs", "8"]) == 0
-    assert train_script.main(["sigmoid", "--run-dir", str(run), "--max-steps", "1", "--batch-size", "4"]) == 0
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run), *METRICS_ARGS]) == 0
+    assert commands.pairs(["--run-dir", str(run), "--num-pairs", "8"]) == 0
+    assert commands.train(["sigmoid", "--run-dir", str(run), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert commands.evaluate(["sigmoid", "--run-dir", str(run), *METRICS_ARGS]) == 0
     record = io.read_yaml(run / io.GENERATION_CONFIG, "")
     loaded = load_records(SourceSpec(str(source), "review" if kind == "jsonl" else None,
                                      seed=0)) if kind != "splits" else load_records(SourceSpec(str(source)))
@@ -159,13 +156,13 @@ def test_the_four_stages_run_from_own_prompts_with_heldout_prompts_apart(tmp_pat
 def test_a_changed_source_is_refused_at_stage_4(tmp_path, tiny_policy, tiny_reward, capsys):
     source = write_source(tmp_path, "txt", records(40))
     run = tmp_path / "run"
-    assert text_generation.main(["--run-dir", str(run), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
+    assert commands.generate(["--run-dir", str(run), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
                                  "--prompts", str(source), *GEN_ARGS]) == 0
-    assert prepare_dataset.main(["--run-dir", str(run), "--num-pairs", "8"]) == 0
-    assert train_script.main(["sigmoid", "--run-dir", str(run), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert commands.pairs(["--run-dir", str(run), "--num-pairs", "8"]) == 0
+    assert commands.train(["sigmoid", "--run-dir", str(run), "--max-steps", "1", "--batch-size", "4"]) == 0
     source.write_text(source.read_text() + "one more record of the movie .\n")
     capsys.readouterr()
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(run), *METRICS_ARGS]) == 2
+    assert commands.evaluate(["sigmoid", "--run-dir", str(run), *METRICS_ARGS]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "changed since stage 1" in err and "restore the source" in err
     assert not (run / "results").exists()
@@ -178,7 +175,7 @@ def test_the_reference_preset_takes_the_paper_prompts_offline_from_a_local_copy(
     texts = records(80)
     source = write_source(tmp_path, "splits", texts)
     run = tmp_path / "run"
-    assert text_generation.main(["--run-dir", str(run), "--preset", "reference", "--policy", str(tiny_policy),
+    assert commands.generate(["--run-dir", str(run), "--preset", "reference", "--policy", str(tiny_policy),
                                  "--reward", str(tiny_reward), "--prompts", str(source), *GEN_ARGS]) == 0
     record = io.read_yaml(run / io.GENERATION_CONFIG, "")
     assert record["prompt_tokens"] == [2, 8] and record["prompt_words"] is None
@@ -235,7 +232,7 @@ def bad_source(tmp_path, case: str) -> list[str]:
 def test_a_bad_source_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_policy, tiny_reward, capsys, case, says):
     run = tmp_path / "run"
     args = bad_source(tmp_path, case) + (["--prompt-column", "review"] if case == "missing column" else [])
-    assert text_generation.main(["--run-dir", str(run), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
+    assert commands.generate(["--run-dir", str(run), "--policy", str(tiny_policy), "--reward", str(tiny_reward),
                                  *args, *GEN_ARGS]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
@@ -243,8 +240,6 @@ def test_a_bad_source_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_poli
 
 
 def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, tiny_reward):
-    import run_pipeline
-    import sweep as sweep_script
     from sentiment_dpo.sweep import SweepConfig, SweepRunner
 
     texts = records(60)
@@ -257,7 +252,7 @@ def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, 
         "pairs": {"num_pairs": 8}, "training": {"max_steps": 1, "batch_size": 4},
         "metrics": {"num_prompts": 4, "batch_size": 8, "judge": "none", "ceiling_samples": 2}}))
     run = tmp_path / "run"
-    assert run_pipeline.main(["--config", str(config), "--run-dir", str(run), "--prompts", str(source),
+    assert commands.pipeline(["--config", str(config), "--run-dir", str(run), "--prompts", str(source),
                               "--prompt-column", "review", "--prompt-words", "3"]) == 0
     loaded = load_records(SourceSpec(str(source), "review"))
     heldout = {r["prompt"] for r in io.read_jsonl(run / "results" / "sigmoid" / "samples.jsonl", ("prompt",), "")}
@@ -270,7 +265,7 @@ def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, 
             "--samples-per-prompt", "4", "--max-new-tokens", "4", "--num-pairs", "8", "--epochs", "1",
             "--batch-size", "4", "--eval-every", "1", "--eval-prompts", "4", "--eval-batch-size", "8",
             "--prompts", str(source), "--prompt-column", "review"]
-    assert sweep_script.main(args) == 0
+    assert commands.sweep(args) == 0
     runner = SweepRunner(SweepConfig(run_dir=str(sweep_dir), policy=str(tiny_policy), reward=str(tiny_reward),
                                      judge="none", ceiling_samples=0, losses=["sigmoid"], betas=[0.1], seeds=[0],
                                      num_samples=16, samples_per_prompt=4, max_new_tokens=4, num_pairs=8,

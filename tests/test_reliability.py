@@ -11,10 +11,7 @@ import pytest
 import torch
 from test_stages import run_dir  # noqa: F401  (fixture: a run directory after stages 1 and 2)
 
-import calculate_metrics
-import main as train_script
-import prepare_dataset
-import text_generation
+from sentiment_dpo import commands
 from sentiment_dpo import io
 from sentiment_dpo.ceiling_samples import against_ceiling
 from sentiment_dpo.ceiling import optimum_curve
@@ -46,7 +43,7 @@ def test_a_pair_whose_texts_and_ids_disagree_is_refused(run_dir, tmp_path, chang
     pairs = [json.loads(line) for line in (tmp_path / io.PAIRS).read_text().splitlines()]
     pairs[2] = change(pairs[2])
     io.write_jsonl(tmp_path / io.PAIRS, pairs)
-    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
     err = _one_line(capsys)
     assert f"line 3: {message}" in err and "rerun `python3 prepare_dataset.py`" in err
     assert not (tmp_path / "models").exists()
@@ -57,7 +54,7 @@ def test_a_generations_row_whose_text_and_ids_disagree_is_refused(run_dir, tmp_p
     rows = [json.loads(line) for line in (tmp_path / io.GENERATIONS).read_text().splitlines()]
     rows[4]["completion"] = rows[4]["completion"] + " edited"
     io.write_jsonl(tmp_path / io.GENERATIONS, rows)
-    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "4"]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4"]) == 2
     err = _one_line(capsys)
     assert "generations.jsonl line 5: completion_ids decode to" in err and "rerun `python3 text_generation.py`" in err
     assert not (tmp_path / io.PAIRS).exists()
@@ -75,7 +72,7 @@ def test_every_numeric_field_of_a_generations_row_is_checked(run_dir, tmp_path, 
     broken = json.dumps(row | {field: "__value__"}).replace('"__value__"', value)
     (tmp_path / "data").mkdir()
     (tmp_path / io.GENERATIONS).write_text("\n".join([lines[0], broken, *lines[2:]]) + "\n")
-    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--num-pairs", "4"]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4"]) == 2
     assert f"line 2: {message}" in _one_line(capsys)
     assert not (tmp_path / io.PAIRS).exists()
 
@@ -92,16 +89,16 @@ def test_a_full_disk_while_saving_the_model_is_one_line_and_leaves_nothing_behin
                               'space left on device" })')
 
     monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)
-    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 2
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 2
     err = _one_line(capsys)
     assert "No space left on device; free some disk space" in err and ".sigmoid.staging" in err
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
 
-@pytest.mark.parametrize("script, argv", [(train_script, ["sigmoid"]), (text_generation, []),
-                                          (prepare_dataset, []), (calculate_metrics, ["sigmoid"])])
+@pytest.mark.parametrize("script, argv", [(commands.train, ["sigmoid"]), (commands.generate, []),
+                                          (commands.pairs, []), (commands.evaluate, ["sigmoid"])])
 def test_every_stage_takes_the_same_range_of_seeds(script, argv, tmp_path, capsys):
-    assert script.main([*argv, "--run-dir", str(tmp_path), "--seed", "99999999999"]) == 2
+    assert script([*argv, "--run-dir", str(tmp_path), "--seed", "99999999999"]) == 2
     assert "--seed must be at most 4294967295" in _one_line(capsys)
 
 
@@ -109,13 +106,13 @@ def test_a_pickled_or_nan_policy_is_one_line_at_stage_4(run_dir, tmp_path, capsy
     from transformers import AutoModelForCausalLM
 
     _copy_run(run_dir, tmp_path)
-    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 0
     model_dir = tmp_path / "models" / "sigmoid"
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
         model.transformer.h[0].mlp.c_fc.weight.fill_(float("nan"))
     model.save_pretrained(model_dir)
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
+    assert commands.evaluate(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
     err = _one_line(capsys)
     assert "has non-finite weights" in err and "retrain it: `python3 main.py sigmoid`" in err
     # weights as a pickle, which torch's weights-only loader refuses: one line, not a traceback
@@ -124,7 +121,7 @@ def test_a_pickled_or_nan_policy_is_one_line_at_stage_4(run_dir, tmp_path, capsy
         import pickle
 
         pickle.dump({"weights": shutil.rmtree}, handle)  # a pickle that names a function: refused as unsafe
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
+    assert commands.evaluate(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
     err = _one_line(capsys)
     assert "cannot load policy" in err and "retrain it: `python3 main.py sigmoid`" in err
     assert not (tmp_path / "results" / "sigmoid").exists()
@@ -132,10 +129,10 @@ def test_a_pickled_or_nan_policy_is_one_line_at_stage_4(run_dir, tmp_path, capsy
 
 def test_a_file_where_the_results_go_is_refused_not_moved(run_dir, tmp_path, capsys):  # noqa: F811
     _copy_run(run_dir, tmp_path)
-    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 0
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "sigmoid").write_text("my notes")
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
+    assert commands.evaluate(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
     assert "is a file, where this stage writes a folder; remove the file in the way" in _one_line(capsys)
     assert (tmp_path / "results" / "sigmoid").read_text() == "my notes"
     assert not (tmp_path / "results" / ".sigmoid.old").exists()
@@ -144,23 +141,23 @@ def test_a_file_where_the_results_go_is_refused_not_moved(run_dir, tmp_path, cap
 def test_hints_name_what_the_stage_can_do(run_dir, tmp_path, tiny_policy, capsys):  # noqa: F811
     # a language model recorded as the reward: stage 4 has no --reward, the fix is stage 1's
     _copy_run(run_dir, tmp_path)
-    assert train_script.main(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 0
     record = io.read_yaml(tmp_path / io.GENERATION_CONFIG, "")
     io.write_yaml(tmp_path / io.GENERATION_CONFIG, record | {"reward": str(tiny_policy)})
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
+    assert commands.evaluate(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
     err = _one_line(capsys)
     assert "is a GPT2LMHeadModel, not a sequence classifier" in err and "--reward" not in err.split(";")[0]
     assert "rerun `python3 text_generation.py`" in err and "(e.g. --reward embedded)" not in err
     # too few held-out prompts: the fix is stage 4's --num-prompts, not "fewer samples"
     io.write_yaml(tmp_path / io.GENERATION_CONFIG, record)
-    assert calculate_metrics.main(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none",
+    assert commands.evaluate(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none",
                                    "--num-prompts", "100000"]) == 2
     assert "use fewer --num-prompts" in _one_line(capsys)
 
 
 def test_a_margin_the_strategy_does_not_read_is_refused(run_dir, tmp_path, capsys):  # noqa: F811
     _copy_run(run_dir, tmp_path, with_pairs=False)
-    assert prepare_dataset.main(["--run-dir", str(tmp_path), "--strategy", "random", "--margin", "0.1"]) == 2
+    assert commands.pairs(["--run-dir", str(tmp_path), "--strategy", "random", "--margin", "0.1"]) == 2
     assert "--margin is read by --strategy margin only, not 'random'" in _one_line(capsys)
     assert not (tmp_path / io.PAIRS).exists()
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-import sweep as sweep_script
+from sentiment_dpo import commands
 from sentiment_dpo import io, sweep
 from sentiment_dpo.checkpoint_eval import CurveCallback
 from sentiment_dpo.config import TrainingConfig
@@ -32,7 +32,7 @@ def sweep_args(run_dir, policy, reward, *extra):
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory, tiny_policy, tiny_reward):
     run_dir = tmp_path_factory.mktemp("sweep")
-    assert sweep_script.main(sweep_args(run_dir, tiny_policy, tiny_reward)) == 0
+    assert commands.sweep(sweep_args(run_dir, tiny_policy, tiny_reward)) == 0
     return run_dir
 
 
@@ -67,12 +67,12 @@ def test_rerun_keeps_finished_cells_and_redoes_interrupted_or_changed_ones(finis
     cell_file = finished_sweep / "cells" / "slic_beta0.1_lr0.05_seed1_rounds1" / "cell.json"
     before = json.loads(cell_file.read_text())
     cell_file.unlink()
-    assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward)) == 0
+    assert commands.sweep(sweep_args(finished_sweep, tiny_policy, tiny_reward)) == 0
     assert trained == ["slic_beta0.1_lr0.05_seed1_rounds1"]
     assert json.loads(cell_file.read_text())["curve"] == before["curve"]  # win rates against the same reference
     # other training settings make a finished cell stale
     trained.clear()
-    assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--losses", "sigmoid",
+    assert commands.sweep(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--losses", "sigmoid",
                                         "--seeds", "0", "--warmup-ratio", "0.2")) == 0
     assert trained == ["sigmoid_beta0.1_lr0.05_seed0_rounds1"]
 
@@ -82,31 +82,31 @@ def test_a_moved_sweep_keeps_its_cells(finished_sweep, tiny_policy, tiny_reward,
     monkeypatch.setattr(sweep.SweepRunner, "run_cell", lambda self, cell: trained.append(cell.name))
     moved = tmp_path / "moved"
     shutil.copytree(finished_sweep, moved)
-    assert sweep_script.main(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 0
+    assert commands.sweep(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 0
     assert trained == []
     assert (moved / "report.md").exists()
     # a hand-broken record of the data settings is refused like other settings, in one line
     (moved / sweep.SWEEP_CONFIG).write_text("data: [broken]\n")
-    assert sweep_script.main(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 2
+    assert commands.sweep(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 2
 
 
 def test_other_data_settings_are_refused(finished_sweep, tiny_policy, tiny_reward, capsys):
-    assert sweep_script.main(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--num-pairs", "6")) == 2
+    assert commands.sweep(sweep_args(finished_sweep, tiny_policy, tiny_reward, "--num-pairs", "6")) == 2
     assert "holds data made with other generation / pair settings" in capsys.readouterr().err
 
 
 def test_bad_grid_values_fail_at_once(tmp_path, capsys):
-    assert sweep_script.main(["--run-dir", str(tmp_path), "--losses", "sigmod"]) == 2
+    assert commands.sweep(["--run-dir", str(tmp_path), "--losses", "sigmod"]) == 2
     assert "unknown loss 'sigmod'" in capsys.readouterr().err
-    assert sweep_script.main(["--run-dir", str(tmp_path), "--rounds", "0"]) == 2
+    assert commands.sweep(["--run-dir", str(tmp_path), "--rounds", "0"]) == 2
     assert "--rounds >= 1" in capsys.readouterr().err
-    assert sweep_script.main(["--run-dir", str(tmp_path), "--kl-budgets", "-1"]) == 2
+    assert commands.sweep(["--run-dir", str(tmp_path), "--kl-budgets", "-1"]) == 2
     assert "--kl-budgets needs values > 0" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
 
 
 def test_rounds_continue_the_curve(tmp_path, tiny_policy, tiny_reward):
-    assert sweep_script.main(sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sigmoid", "--seeds", "0",
+    assert commands.sweep(sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sigmoid", "--seeds", "0",
                                         "--rounds", "2")) == 0
     cell = json.loads((tmp_path / "cells" / "sigmoid_beta0.1_lr0.05_seed0_rounds2" / "cell.json").read_text())
     assert [(p["round"], p["step"]) for p in cell["curve"]] == [(0, 0), (1, 1), (1, 2), (2, 3), (2, 4)]
@@ -168,7 +168,7 @@ def test_ceiling_judge_and_online_methods_on_one_frontier(tmp_path, tiny_policy,
     args = sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sft", "rloo", "grpo", "online_dpo",
                       "--betas", "0.1", "0.3", "--seeds", "0", "--num-generations", "2", "--judge", str(tiny_judge),
                       "--ceiling-samples", "4", "--kl-budgets", "5")
-    assert sweep_script.main(args) == 0
+    assert commands.sweep(args) == 0
     cells = sorted(p.name for p in (tmp_path / "cells").iterdir())
     # sft has no β: one cell; the online methods one per β, as many steps (2) as an offline cell
     assert cells == sorted(["sft_beta0.1_lr0.05_seed0_rounds1"] + [
@@ -262,7 +262,7 @@ def test_a_training_option_with_several_values_is_a_grid_axis(tmp_path, tiny_pol
     # soft labels are read by sigmoid only: ipo gets one cell, sigmoid one per value
     args = sweep_args(tmp_path, tiny_policy, tiny_reward, "--losses", "sigmoid", "ipo", "--seeds", "0",
                       "--soft-labels", "false", "true")
-    assert sweep_script.main(args) == 0
+    assert commands.sweep(args) == 0
     names = sorted(p.name for p in (tmp_path / "cells").iterdir())
     assert names == ["ipo_beta0.1_lr0.05_seed0_rounds1", "sigmoid_beta0.1_lr0.05_seed0_rounds1_soft_labelsFalse",
                      "sigmoid_beta0.1_lr0.05_seed0_rounds1_soft_labelsTrue"]

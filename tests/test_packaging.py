@@ -1,0 +1,125 @@
+"""The package installs with pip, ships its committed models, and its commands answer --help without torch."""
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from conftest import ROOT
+from sentiment_dpo.commands import COMMANDS
+
+
+def test_the_project_pins_what_requirements_txt_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert project["dependencies"] == pins
+    assert project["scripts"]["sentiment-dpo"] == "sentiment_dpo.commands:console"
+
+
+def test_pip_install_ships_the_package_and_its_committed_models(tmp_path):
+    """A non-editable install into a folder of its own: the package and the embedded models' files are there."""
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                             "--target", str(tmp_path / "site"), str(ROOT)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    installed = tmp_path / "site" / "sentiment_dpo"
+    for folder in ("embedded_policy", "embedded_reward", "embedded_judge"):
+        committed = sorted(p.name for p in (ROOT / "sentiment_dpo" / folder).iterdir())
+        assert sorted(p.name for p in (installed / folder).iterdir()) == committed
+    # imported from there, outside the checkout, it finds its policy in its own folder
+    probe = subprocess.run([sys.executable, "-c", "import sentiment_dpo.embedded as e; print(e.policy_path())"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                           env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""})
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == str(installed / "embedded_policy")
+
+
+NO_TORCH = """
+import sys
+from sentiment_dpo.commands import console
+try:
+    console([{args}])
+except SystemExit:
+    pass
+assert "torch" not in sys.modules, "--help imported torch"
+"""
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_answers_help_without_importing_torch(command):
+    result = subprocess.run([sys.executable, "-c", NO_TORCH.format(args=f"{command!r}, '--help'")],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"usage: sentiment-dpo {command}", result.stdout)
+
+
+def test_the_console_lists_its_commands_and_refuses_others(capsys):
+    from sentiment_dpo.commands import console
+
+    assert console(["--help"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"  {name} " in listing for name in COMMANDS)
+    assert console(["trian"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'trian' is not a command" in err and "train" in err
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Module -> the package modules it imports, at the top or inside a function (read from the source)."""
+    import ast
+
+    package = ROOT / "sentiment_dpo"
+    modules = {f.stem for f in package.glob("*.py")}
+    graph = {}
+    for file in package.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sentiment_dpo."):
+                names.add(node.module.split(".")[1])
+        graph[file.stem] = names & modules - {file.stem}
+    return graph
+
+
+def test_the_package_has_no_import_cycle():
+    """Not even one hidden by an import inside a function: every module can be read after the ones it uses."""
+    graph, done, path = package_imports(), set(), []
+
+    def visit(module: str) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module):] + [module]))
+        if module in done:
+            return
+        path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def test_the_cycle_check_finds_a_cycle(monkeypatch):
+    """The check above, on a graph with a cycle hidden two modules deep, fails (it is not a test that cannot)."""
+    monkeypatch.setitem(globals(), "package_imports", lambda: {"a": {"b"}, "b": {"c"}, "c": {"a"}})
+    with pytest.raises(AssertionError, match="a -> b -> c -> a"):
+        test_the_package_has_no_import_cycle()
+
+
+def test_the_package_imports_nothing_from_the_studies():
+    """Study code lives with its study; the product neither imports it nor runs it."""
+    import ast
+
+    study_modules = {f.stem for f in (ROOT / "studies").rglob("*.py")}
+    for file in (ROOT / "sentiment_dpo").glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top != "studies" and top not in study_modules, f"{file.name} imports {name}"
