@@ -97,3 +97,22 @@ def test_slic_first_loss_is_the_reference_free_hinge_plus_lambda_times_the_chose
     trainer = train_policy(policy.model, policy.tokenizer, pairs_dataset(PAIRS, policy.tokenizer), config,
                            tmp_path / "out", use_cpu=True)
     assert trainer.state.log_history[-1]["train_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_training_runs_on_deterministic_kernels_and_restores_the_setting(tiny_policy, tmp_path):
+    """Without them two trainings of the embedded policy in two processes differed in the 5th digit of a weight
+    (and metrics.json with them); the setting is the caller's again afterwards."""
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class Probe(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+
+    policy = load_policy(str(tiny_policy), torch.device("cpu"))
+    config = TrainingConfig(loss="sigmoid", max_steps=2, batch_size=2, run_dir=str(tmp_path))
+    assert not torch.are_deterministic_algorithms_enabled()
+    train_policy(policy.model, policy.tokenizer, pairs_dataset(PAIRS, policy.tokenizer), config, tmp_path / "out",
+                 use_cpu=True, callbacks=[Probe()])
+    assert seen == [True, True] and not torch.are_deterministic_algorithms_enabled()
