@@ -14,7 +14,6 @@ import typing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 PAGE = ROOT / "docs" / "configuration.md"
 
 
