@@ -343,7 +343,7 @@ class MetricsConfig(CommonConfig):
     judge: str | None = option("Held-out judge: a second sentiment classifier used only to evaluate (folder, hub id, "
                               "'embedded', or 'none'). Default: the preset's (the embedded judge).", default=None)
     ceiling_samples: int = option("Reference samples per held-out prompt for the ceiling (the KL-regularised optimum "
-                                 "and best-of-n), drawn once per run dir; 0: no ceiling.", default=64)
+                                 "and best-of-n), drawn once per content and cached; 0: no ceiling.", default=64)
 
     def __post_init__(self) -> None:
         check_common(self)
