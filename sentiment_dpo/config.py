@@ -140,6 +140,9 @@ class GenerationConfig(CommonConfig):
         preset = PRESETS[self.preset]
         if self.prompts is None and "prompts" in preset:
             self.prompts = preset["prompts"]
+        if self.prompts is not None and Path(self.prompts).expanduser().exists():
+            # recorded as an absolute path: later stages read it again, from wherever they are started
+            self.prompts = str(Path(self.prompts).expanduser().resolve())
         if self.prompt_words is None and self.prompt_tokens is None:
             self.prompt_tokens = preset.get("prompt_tokens")
         if self.prompts is None:

@@ -133,7 +133,7 @@ def _make(records: list[str | None], settings: PromptSettings, tokenizer: Any, m
         else:
             kept.append(prompt)
     unique = list(dict.fromkeys(kept))
-    logger.info("%d %s prompts from %d records (%s): dropped %d empty, %d too long for the policy's context, "
+    logger.info("%d %s prompts from %d records, %s; dropped %d empty, %d too long for the policy's context, "
                 "%d repeats", len(unique), part, len(records), settings.rule, empty, too_long,
                 len(kept) - len(unique))
     return unique

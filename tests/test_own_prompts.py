@@ -274,3 +274,13 @@ def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, 
     assert set(runner.train_prompts) == {r["prompt"] for r in io.read_jsonl(sweep_dir / io.GENERATIONS,
                                                                                ("prompt",), "")}
     assert set(runner.train_prompts) <= set(loaded.train)
+
+
+def test_a_relative_source_is_recorded_absolute(tmp_path, monkeypatch):
+    """Stage 4 reads the source again from stage 1's record, started from wherever the user is."""
+    from sentiment_dpo.config import GenerationConfig
+
+    write_source(tmp_path, "txt", records(10))
+    monkeypatch.chdir(tmp_path)
+    assert GenerationConfig(prompts="prompts.txt").prompts == str(tmp_path.resolve() / "prompts.txt")
+    assert GenerationConfig(prompts="someone/a-hub-dataset").prompts == "someone/a-hub-dataset"
