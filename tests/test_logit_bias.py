@@ -92,7 +92,7 @@ def test_the_token_bias_recipe_moves_only_the_logit_bias(run_dir, tiny_policy): 
     settings = io.read_yaml(model_dir / "training.config.yaml", "")
     # the recipe and each of its parts are recorded; an explicit part (the start) beat the recipe's
     assert (settings["recipe"], settings["logit_bias"], settings["soft_labels"], settings["beta"],
-            settings["bias_start"]) == ("token-bias", True, True, 0.2, "zero")
+            settings["bias_start"]) == ("token-bias", True, True, 0.175, "zero")
     card = (model_dir / "README.md").read_text()
     assert "A per-token logit bias trained on top of" in card.split("\n# ", 1)[1].split("\n\n", 2)[1]
     assert "Fine-tuned" not in card
