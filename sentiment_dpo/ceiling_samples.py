@@ -67,11 +67,15 @@ def cache_folder(key: str) -> Path:
     return cache_dir() / "ceiling" / key
 
 
+def _holds(folder: Path, key: str) -> bool:
+    """Whether `folder` holds samples and a record for `key`."""
+    return ((folder / SAMPLES_FILE).exists() and (folder / RECORD_FILE).exists()
+            and io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") == key)
+
+
 def _stored(folder: Path, key: str) -> list[dict[str, Any]] | None:
     """The rows `folder` holds for `key`, or None."""
-    if not ((folder / SAMPLES_FILE).exists() and (folder / RECORD_FILE).exists()):
-        return None
-    if io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") != key:
+    if not _holds(folder, key):
         return None
     return io.read_jsonl(folder / SAMPLES_FILE, ("prompt_index", "reward", "p_positive"),
                          "python3 calculate_metrics.py")
@@ -101,7 +105,7 @@ def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) 
     if is_main_process():
         full = record | {"prompts": evaluator.settings.prompts, "provenance": {"libraries": io.library_versions()}}
         with io.build_lock(cached):  # another run sharing the cache may be writing the same entry
-            if _stored(cached, record["key"]) is None:
+            if not _holds(cached, record["key"]):
                 _write(cached, rows, full)
         _write(folder, rows, full)
     return rows

@@ -159,7 +159,12 @@ def review_sentences(reviews: list[LabeledText]) -> list[str]:
     return sentences
 
 
-def review_prompts(reviews: list[LabeledText], num_words: int, min_sentence_words: int = 8) -> list[str]:
+# Shorter sentences are not prompt material: a prompt must leave its sentence unfinished.
+MIN_SENTENCE_WORDS = 8
+
+
+def review_prompts(reviews: list[LabeledText], num_words: int,
+                   min_sentence_words: int = MIN_SENTENCE_WORDS) -> list[str]:
     """Prompts: the first `num_words` words of each sentence in the reviews, deduplicated, in corpus order.
 
     Short sentences are skipped so that the prompt leaves the sentence unfinished and the policy has

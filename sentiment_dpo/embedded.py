@@ -65,22 +65,20 @@ def adapter_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def _adapter(folder: Path, what: str, flag: str) -> Path:
-    if not all((folder / name).exists() for name in ADAPTER_FILES):
-        raise PipelineError(f"the embedded {what}'s adapter is missing from {folder}; restore it with git checkout, "
-                            f"or rebuild it with `python3 scripts/build_embedded_models.py {flag}`")
-    return folder
+def _merged_path(adapter: Path, version: str, what: str) -> Path:
+    """Where a committed adapter's merged folder lives: the cache, named by version and the adapter's hash."""
+    if not all((adapter / name).exists() for name in ADAPTER_FILES):
+        raise PipelineError(f"the embedded {what}'s adapter is missing from {adapter}; restore it with git checkout, "
+                            f"or rebuild it with `python3 scripts/build_embedded_models.py --{what}`")
+    return cache_dir() / f"{version}-{adapter_digest(adapter)[:16]}"
 
 
 def reward_path() -> Path:
-    """Where the embedded reward's merged folder lives (the cache, named by version and adapter hash)."""
-    adapter = _adapter(REWARD_DIR, "reward", "--reward")
-    return cache_dir() / f"{REWARD_VERSION}-{adapter_digest(adapter)[:16]}"
+    return _merged_path(REWARD_DIR, REWARD_VERSION, "reward")
 
 
 def judge_path() -> Path:
-    adapter = _adapter(JUDGE_DIR, "judge", "--judge")
-    return cache_dir() / f"{JUDGE_VERSION}-{adapter_digest(adapter)[:16]}"
+    return _merged_path(JUDGE_DIR, JUDGE_VERSION, "judge")
 
 
 def _merge(adapter: Path, out_dir: Path) -> None:

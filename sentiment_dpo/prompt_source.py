@@ -112,7 +112,7 @@ def _read_file(path: Path, kind: str, column: str) -> list[str | None]:
 
 
 def _column(path: Path, rows: list[dict], column: str, columns: list[str]) -> list[str | None]:
-    if rows and all(column not in row for row in rows) or not rows and columns and column not in columns:
+    if columns and column not in columns:  # no columns at all: an empty file, refused as one later
         _missing_column(path, column, columns)
     return [row.get(column) if isinstance(row.get(column), str) else None for row in rows]
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .corpus import load_corpus, review_prompts, review_sentences
+from .corpus import MIN_SENTENCE_WORDS, load_corpus, review_prompts, review_sentences
 from .errors import PipelineError
 from .prompt_source import SourceSpec, load_records
 
@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 CORPUS = "the built-in Pang & Lee reviews"
 CORPUS_PROMPT_WORDS = 5
-CORPUS_MIN_SENTENCE_WORDS = 8  # shorter sentences are skipped: the prompt must leave the sentence unfinished
 
 
 @dataclass(frozen=True)
@@ -82,30 +81,29 @@ def prompt_pools(settings: PromptSettings, tokenizer: Any = None, max_prompt_tok
         return Pools([""], [""], {"source": "BOS token"})
     if settings.source is None:
         corpus = load_corpus()
-        if settings.tokens is None:  # the openings of each sentence, as the corpus has always given them
-            train = review_prompts(corpus.train_reviews, settings.words)
-            heldout = review_prompts(corpus.heldout_reviews, settings.words)
-            train_records, heldout_records = train, heldout
-        else:
-            train_records = _long_sentences(corpus.train_reviews)
-            heldout_records = _long_sentences(corpus.heldout_reviews)
         provenance = {"source": CORPUS, "kind": "corpus", "train_records": len(corpus.train_reviews),
                       "heldout_records": len(corpus.heldout_reviews),
                       "records_sha256": _digest([r.text for r in corpus.train_reviews + corpus.heldout_reviews])}
+        if settings.tokens is None:  # the openings of each sentence, as the corpus has always given them
+            train = review_prompts(corpus.train_reviews, settings.words)
+            heldout = review_prompts(corpus.heldout_reviews, settings.words)
+        else:
+            train = _make(_long_sentences(corpus.train_reviews), settings, tokenizer, max_prompt_tokens, "training")
+            heldout = _make(_long_sentences(corpus.heldout_reviews), settings, tokenizer, max_prompt_tokens,
+                            "held-out")
     else:
         records = load_records(SourceSpec(settings.source, settings.column, settings.heldout_split,
                                           settings.heldout_fraction, settings.seed))
-        train_records, heldout_records, provenance = records.train, records.heldout, dict(records.provenance)
-    if settings.source is not None or settings.tokens is not None:
-        train = _make(train_records, settings, tokenizer, max_prompt_tokens, "training")
-        heldout = _make(heldout_records, settings, tokenizer, max_prompt_tokens, "held-out")
+        provenance = dict(records.provenance)
+        train = _make(records.train, settings, tokenizer, max_prompt_tokens, "training")
+        heldout = _make(records.heldout, settings, tokenizer, max_prompt_tokens, "held-out")
     seen = set(train)
     heldout = [p for p in heldout if p not in seen]
     return Pools(train, heldout, provenance | {"rule": settings.rule})
 
 
 def _long_sentences(reviews: list) -> list[str]:
-    return [s for s in review_sentences(reviews) if len(s.split()) >= CORPUS_MIN_SENTENCE_WORDS]
+    return [s for s in review_sentences(reviews) if len(s.split()) >= MIN_SENTENCE_WORDS]
 
 
 def _make(records: list[str | None], settings: PromptSettings, tokenizer: Any, max_prompt_tokens: int | None,
