@@ -5,6 +5,10 @@
     python3 scripts/build_embedded_models.py --reward   # re-train the committed reward adapter (about 8 min)
     python3 scripts/build_embedded_models.py --judge    # re-train the committed judge adapter (about 10 min)
     python3 scripts/build_embedded_models.py --policy   # re-train the committed policy (about 30 min on 2 cores)
+    python3 scripts/build_embedded_models.py --ceiling  # re-draw the default run's committed ceiling (about 7 min)
+
+Re-draw the ceiling after changing the policy, the reward, the judge, the default prompts or stage 4's defaults:
+a run is served the committed ceiling only while its content key matches (tests/test_shipped_ceiling.py).
 """
 
 import argparse
@@ -19,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-train the reward's adapter into sentiment_dpo/embedded_reward")
     parser.add_argument("--judge", action="store_true",
                         help="re-train the held-out judge's adapter into sentiment_dpo/embedded_judge")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="re-draw the default run's ceiling into sentiment_dpo/embedded_ceiling (after the others)")
     args = parser.parse_args(argv)
 
     import torch
@@ -45,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.judge:
             embedded.build_judge()
         device = torch.device("cpu")
+        if args.ceiling:
+            from sentiment_dpo import ceiling_samples
+            from sentiment_dpo.config import MetricsConfig
+            from sentiment_dpo.evaluation import default_evaluator
+
+            evaluator = default_evaluator(device)
+            rows = ceiling_samples.draw(evaluator, MetricsConfig().ceiling_samples)
+            ceiling_samples.ship(evaluator, rows)
         policy = load_policy("embedded", device)
         stream = token_stream(policy.tokenizer, [r.text for r in corpus.heldout_reviews])
         ppl = perplexity(policy.model, stream, policy.model.config.n_positions)

@@ -5,6 +5,7 @@ cache for every run directory and copied into each run's reference folder."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ from .corpus import cache_dir
 from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
                       overhead_text, trusted_kl)
 from .distributed import is_main_process
+from .embedded import CEILING_DIR
 from .errors import PipelineError
 from .evaluator import Evaluator
 from .metrics import measurable_drift
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = "ceiling_samples.jsonl"
 RECORD_FILE = "ceiling_samples.config.yaml"
+SHIPPED_SAMPLES_FILE = SAMPLES_FILE + ".gz"  # the package's copy (embedded.CEILING_DIR) is compressed
 
 
 def of_run(run_dir: Path) -> Path:
@@ -67,48 +70,74 @@ def cache_folder(key: str) -> Path:
     return cache_dir() / "ceiling" / key
 
 
-def _holds(folder: Path, key: str) -> bool:
+def _holds(folder: Path, key: str, samples_file: str = SAMPLES_FILE) -> bool:
     """Whether `folder` holds samples and a record for `key`."""
-    return ((folder / SAMPLES_FILE).exists() and (folder / RECORD_FILE).exists()
+    return ((folder / samples_file).exists() and (folder / RECORD_FILE).exists()
             and io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") == key)
 
 
-def _stored(folder: Path, key: str) -> list[dict[str, Any]] | None:
+def _stored(folder: Path, key: str, samples_file: str = SAMPLES_FILE) -> list[dict[str, Any]] | None:
     """The rows `folder` holds for `key`, or None."""
-    if not _holds(folder, key):
+    if not _holds(folder, key, samples_file):
         return None
-    return io.read_jsonl(folder / SAMPLES_FILE, ("prompt_index", "reward", "p_positive"),
+    return io.read_jsonl(folder / samples_file, ("prompt_index", "reward", "p_positive"),
                          "python3 calculate_metrics.py")
 
 
 def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) -> list[dict[str, Any]]:
-    """`samples_per_prompt` scored samples of the reference per held-out prompt: from `folder` (the run's copy) or
-    the user cache when they were made from the same content, else drawn now; the main process writes them to
-    both, with their prompts, so the run directory stays whole and the next run directory reuses them."""
+    """`samples_per_prompt` scored samples of the reference per held-out prompt: from `folder` (the run's copy), the
+    user cache or the package's copy of the default run's when they were made from the same content, else drawn
+    now; the main process writes them to the run's folder and the cache, with their prompts, so the run directory
+    stays whole and the next run directory reuses them."""
     record = sampling_record(evaluator, samples_per_prompt)
     rows = _stored(folder, record["key"])
     if rows is not None:
         return rows
     cached = cache_folder(record["key"])
-    rows = _stored(cached, record["key"])
-    if rows is not None:
-        logger.info("the ceiling's %d reference samples come from the cache (%s): same reference, reward, judge, "
-                    "prompts and sampling", len(rows), cached)
+    provenance = {"libraries": io.library_versions(), "samples_from": "drawn"}
+    sources = ((cached, SAMPLES_FILE, "cache"), (CEILING_DIR, SHIPPED_SAMPLES_FILE, "package"))
+    for source, samples_file, where in sources:
+        rows = _stored(source, record["key"], samples_file)
+        if rows is not None:
+            # the libraries that drew them, not today's
+            provenance = io.read_yaml(source / RECORD_FILE, "python3 calculate_metrics.py").get("provenance", {})
+            provenance = provenance | {"samples_from": where}
+            logger.info("the ceiling's %d reference samples come from the %s (%s): same reference, reward, judge, "
+                        "prompts and sampling, by content", len(rows), where, source)
+            break
     else:
-        logger.info("sampling the reference %d times on each of %d held-out prompts for the ceiling (once for "
-                    "these models and prompts)", samples_per_prompt, len(evaluator.settings.prompts))
-        ref = evaluator.reference
-        samples = evaluator.sample(ref.model, ref.tokenizer, samples_per_prompt, desc="ceiling samples")
-        scores = evaluator.score(samples, "ceiling samples")
-        rows = [{"prompt_index": x.prompt_index, "completion": x.completion,
-                 **{name: values[k] for name, values in scores.items()}} for k, x in enumerate(samples)]
+        rows = draw(evaluator, samples_per_prompt)
     if is_main_process():
-        full = record | {"prompts": evaluator.settings.prompts, "provenance": {"libraries": io.library_versions()}}
+        full = record | {"prompts": evaluator.settings.prompts, "provenance": provenance}
         with io.build_lock(cached):  # another run sharing the cache may be writing the same entry
             if not _holds(cached, record["key"]):
                 _write(cached, rows, full)
         _write(folder, rows, full)
     return rows
+
+
+def draw(evaluator: Evaluator, samples_per_prompt: int) -> list[dict[str, Any]]:
+    """The reference's `samples_per_prompt` pure samples per held-out prompt, each scored by the reward and judge."""
+    logger.info("sampling the reference %d times on each of %d held-out prompts for the ceiling (once for these "
+                "models and prompts)", samples_per_prompt, len(evaluator.settings.prompts))
+    ref = evaluator.reference
+    samples = evaluator.sample(ref.model, ref.tokenizer, samples_per_prompt, desc="ceiling samples")
+    scores = evaluator.score(samples, "ceiling samples")
+    return [{"prompt_index": x.prompt_index, "completion": x.completion,
+             **{name: values[k] for name, values in scores.items()}} for k, x in enumerate(samples)]
+
+
+def ship(evaluator: Evaluator, rows: list[dict[str, Any]], folder: Path = CEILING_DIR) -> None:
+    """Write `rows` (drawn by `draw` with `evaluator`) as the package's ceiling: compressed, with a record whose key
+    is the content key, so a run is served them only where its models, prompts and settings are the same."""
+    record = sampling_record(evaluator, len(rows) // len(evaluator.settings.prompts))
+    record |= {"prompts": evaluator.settings.prompts,
+               "provenance": {"libraries": io.library_versions(), "samples_from": "drawn"}}
+    folder.mkdir(parents=True, exist_ok=True)
+    # mtime 0: the same rows give the same bytes
+    with open(folder / SHIPPED_SAMPLES_FILE, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+        out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
+    io.write_yaml(folder / RECORD_FILE, record)
 
 
 def _write(folder: Path, rows: list[dict[str, Any]], record: dict[str, Any]) -> None:

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 POLICY_DIR = Path(__file__).parent / "embedded_policy"
 REWARD_DIR = Path(__file__).parent / "embedded_reward"  # the committed adapters
 JUDGE_DIR = Path(__file__).parent / "embedded_judge"
+# The default run's ceiling (the reference's samples on stage 4's default held-out prompts, scored by the reward and
+# the judge above): served only to a run whose content key it matches (ceiling_samples.load_or_sample).
+CEILING_DIR = Path(__file__).parent / "embedded_ceiling"
 # The classifiers' names in every run's provenance (their merged folders add the adapter's hash). The studies
 # committed before the adapters were measured with reward-minilm-v1 / judge-minilm-review-windows-v1 (full
 # fine-tunes built on each machine).

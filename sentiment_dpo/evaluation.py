@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ceiling_samples, io, plots
-from .config import PRESETS, MetricsConfig, config_to_dict
+from .config import PRESETS, GenerationConfig, MetricsConfig, config_to_dict
 from .distributed import is_main_process
 from .errors import PipelineError
 from .evaluator import PAIR_METRICS, EvalSettings, Evaluator
@@ -19,7 +19,7 @@ from .methods import check_method
 from .metrics import kl_standard_error
 from .model_card import CARD, model_card
 from .models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
-from .prompts import check_unchanged, choose_prompts
+from .prompts import Pools, check_unchanged, choose_prompts
 from .sample_and_score import policy_prompt_pools, sampling_settings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,29 @@ def judge_spec(config: MetricsConfig, generation: dict[str, Any]) -> str | None:
     return None if spec == "none" else spec
 
 
+def held_out_evaluator(config: MetricsConfig, generation: dict[str, Any], device) -> tuple[Evaluator, Pools]:
+    """Stage 4's evaluator: the recorded reference, reward and judge on `config.num_prompts` held-out prompts of the
+    recorded prompt source (and the pools they were drawn from)."""
+    judge = judge_spec(config, generation)
+    reference = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
+    reward = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
+                             fix=RECORDED_MODEL_FIX)
+    judge_classifier = load_classifier(judge, device, kind="judge") if judge is not None else None
+    # Pure samples whatever stage 1's --temperature was: the KL estimate is the mean log-ratio of samples of the
+    # policy's own distribution, and at another temperature it would be the KL of nothing sampled here.
+    max_new_tokens, temperature = generation["max_new_tokens"], 1.0
+    pools = policy_prompt_pools(generation, reference, max_new_tokens)
+    check_unchanged(generation, pools, f"python3 calculate_metrics.py {config.loss}")
+    prompts = choose_prompts(pools, "heldout", config.num_prompts, config.seed)
+    return Evaluator(reference, reward, judge_classifier, EvalSettings(
+        prompts, config.samples_per_prompt, max_new_tokens, temperature, config.batch_size, config.seed)), pools
+
+
+def default_evaluator(device) -> Evaluator:
+    """Stage 4's evaluator for the default run (`python3 run_pipeline.py` with no options), no stage run first."""
+    return held_out_evaluator(MetricsConfig(), config_to_dict(GenerationConfig()), device)[0]
+
+
 def run(config: MetricsConfig) -> dict[str, Any]:
     """Write results/LOSS/metrics.json, samples.jsonl, plots and resolved config; return the metrics."""
     check_method(config.loss)
@@ -44,22 +67,12 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     if not (trained_dir / "config.json").exists():
         raise PipelineError(f"{trained_dir} holds no trained model; run `python3 main.py {config.loss}` first")
     device = resolve_device(config.device)
-    judge = judge_spec(config, generation)
-    reference = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
+    evaluator, pools = held_out_evaluator(config, generation, device)
     retrain = f"retrain it: `python3 main.py {config.loss}`"
     policy = load_policy(str(trained_dir), device, fix=retrain)
     refuse_non_finite_weights(policy.model, str(trained_dir), retrain + " with a lower --learning-rate")
-    reward = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
-                             fix=RECORDED_MODEL_FIX)
-    judge_classifier = load_classifier(judge, device, kind="judge") if judge is not None else None
-    # Pure samples whatever stage 1's --temperature was: the KL estimate is the mean log-ratio of samples of the
-    # policy's own distribution, and at another temperature it would be the KL of nothing sampled here.
-    max_new_tokens, temperature = generation["max_new_tokens"], 1.0
-    pools = policy_prompt_pools(generation, reference, max_new_tokens)
-    check_unchanged(generation, pools, f"python3 calculate_metrics.py {config.loss}")
-    prompts = choose_prompts(pools, "heldout", config.num_prompts, config.seed)
-    evaluator = Evaluator(reference, reward, judge_classifier, EvalSettings(
-        prompts, config.samples_per_prompt, max_new_tokens, temperature, config.batch_size, config.seed))
+    reward, judge_classifier, prompts = evaluator.reward, evaluator.judge, evaluator.settings.prompts
+    judge = judge_spec(config, generation)
 
     reference_metrics, reference_rows = evaluator.evaluate_reference()
     policy_metrics, policy_rows = evaluator.evaluate(policy.model, policy.tokenizer)
@@ -76,7 +89,8 @@ def run(config: MetricsConfig) -> dict[str, Any]:
             "reward_source": reward.model.source,
             "judge_source": judge_classifier.model.source if judge_classifier is not None else None,
             "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
-            "sampling": sampling_settings(max_new_tokens, temperature), "seed": config.seed,
+            "sampling": sampling_settings(evaluator.settings.max_new_tokens, evaluator.settings.temperature),
+            "seed": config.seed,
         },
     }
     metrics["kl_standard_error"] = kl_standard_error([row["log_ratio"] for row in policy_rows])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -148,7 +149,8 @@ def read_jsonl(path: Path, required: Sequence[str], produced_by: str) -> list[di
 
 def _read_jsonl_rows(path: Path, required: Sequence[str], produced_by: str) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open  # a shipped file is compressed
+    with opener(path, "rt", encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 raise PipelineError(f"{path} line {line_no} is empty; delete the line or rerun `{produced_by}`")

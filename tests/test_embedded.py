@@ -44,8 +44,8 @@ def test_pretraining_perplexity_is_exp_of_the_mean_token_nll(tiny_policy):
 
 
 def test_committed_weights_stay_small():
-    size = sum(f.stat().st_size for folder in (embedded.POLICY_DIR, embedded.REWARD_DIR, embedded.JUDGE_DIR)
-               for f in folder.iterdir())
+    folders = (embedded.POLICY_DIR, embedded.REWARD_DIR, embedded.JUDGE_DIR, embedded.CEILING_DIR)
+    size = sum(f.stat().st_size for folder in folders for f in folder.iterdir())
     assert size < 25 * 2**20
 
 

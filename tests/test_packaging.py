@@ -26,7 +26,7 @@ def test_pip_install_ships_the_package_and_its_committed_models(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     installed = tmp_path / "site" / "sentiment_dpo"
-    for folder in ("embedded_policy", "embedded_reward", "embedded_judge"):
+    for folder in ("embedded_policy", "embedded_reward", "embedded_judge", "embedded_ceiling"):
         committed = sorted(p.name for p in (ROOT / "sentiment_dpo" / folder).iterdir())
         assert sorted(p.name for p in (installed / folder).iterdir()) == committed
     # imported from there, outside the checkout, it finds its policy in its own folder
