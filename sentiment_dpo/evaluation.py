@@ -67,10 +67,10 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     if not (trained_dir / "config.json").exists():
         raise PipelineError(f"{trained_dir} holds no trained model; run `python3 main.py {config.loss}` first")
     device = resolve_device(config.device)
-    evaluator, pools = held_out_evaluator(config, generation, device)
     retrain = f"retrain it: `python3 main.py {config.loss}`"
     policy = load_policy(str(trained_dir), device, fix=retrain)
     refuse_non_finite_weights(policy.model, str(trained_dir), retrain + " with a lower --learning-rate")
+    evaluator, pools = held_out_evaluator(config, generation, device)
     reward, judge_classifier, prompts = evaluator.reward, evaluator.judge, evaluator.settings.prompts
     judge = judge_spec(config, generation)
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from . import io
 from .config import GenerationConfig, config_to_dict
+from .corpus import cache_dir
 from .distributed import is_main_process
 from .errors import PipelineError
 from .generation import sample_completions
-from .models import LoadedModel, context_limit, load_classifier, load_policy, prompt_ids, resolve_device
+from .models import (LoadedModel, content_digest, context_limit, load_classifier, load_policy, prompt_ids,
+                     resolve_device)
 from .prompts import PromptSettings, choose_prompts, prompt_pools, prompts_needed
 from .scoring import Classifier
 
@@ -41,6 +45,17 @@ def sample_and_score(policy: LoadedModel, reward: Classifier, prompts: list[str]
             "policy": policy.spec, "reward_model": reward.model.spec, "seed": seed, "sampling": settings,
         })
     return rows
+
+
+def generations_key(config: GenerationConfig, policy: LoadedModel, reward: Classifier, prompts: list[str]) -> str:
+    """What stage 1's rows depend on, by content (the weights, the prompts themselves, the sampling settings) and by
+    name (the rows carry the names): the rows' cache entry, shared by every run directory."""
+    keyed = {"policy": policy.spec, "reward": reward.model.spec, "policy_sha256": content_digest(policy),
+             "reward_sha256": content_digest(reward.model), "positive_index": reward.positive,
+             "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
+             **{name: getattr(config, name) for name in ("num_samples", "samples_per_prompt", "max_new_tokens",
+                                                         "temperature", "batch_size", "seed")}}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
 
 
 def check_context_fits(policy: LoadedModel, prompts: list[str], max_new_tokens: int) -> None:
@@ -75,16 +90,25 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
                              config.seed)
     check_context_fits(policy, prompts, config.max_new_tokens)
     reward = load_classifier(config.reward, device, positive_label=config.positive_label)
-    logger.info("sampling %d texts from %s (%d prompts x %d), scoring with %s", config.num_samples, policy.source,
-                len(prompts), config.samples_per_prompt, reward.model.source)
-    rows = sample_and_score(policy, reward, prompts, config.samples_per_prompt, config.max_new_tokens,
-                            config.temperature, config.batch_size, config.seed)
-    rows = rows[: config.num_samples]
+    key = generations_key(config, policy, reward, prompts)
+    cached = cache_dir() / "generations" / key / Path(io.GENERATIONS).name
+    if cached.exists():
+        logger.info("the %d scored samples come from the cache (%s): same policy, reward, prompts and sampling, by "
+                    "content", config.num_samples, cached.parent)
+        rows = io.read_jsonl(cached, ("prompt", "completion", "reward"), "python3 text_generation.py")
+    else:
+        logger.info("sampling %d texts from %s (%d prompts x %d), scoring with %s", config.num_samples,
+                    policy.source, len(prompts), config.samples_per_prompt, reward.model.source)
+        rows = sample_and_score(policy, reward, prompts, config.samples_per_prompt, config.max_new_tokens,
+                                config.temperature, config.batch_size, config.seed)[: config.num_samples]
     if not is_main_process():  # every process holds all rows; one writes them
         return rows
+    with io.build_lock(cached.parent):  # another run sharing the cache may be writing the same entry
+        if not cached.exists():
+            io.write_jsonl(cached, rows)
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
                                                         "reward_source": reward.model.source,
-                                                        "prompts": pools.provenance,
+                                                        "prompts": pools.provenance, "generations_key": key,
                                                         "libraries": io.library_versions()}}
     io.write_jsonl(run_dir / io.GENERATIONS, rows)
     io.write_yaml(run_dir / io.GENERATION_CONFIG, resolved)

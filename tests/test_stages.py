@@ -2,16 +2,19 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from sentiment_dpo import commands
 from conftest import ROOT
 from sentiment_dpo import io
 from sentiment_dpo.ceiling import gain_share, gain_share_text
 from sentiment_dpo.ceiling_samples import points_from_summary
+from sentiment_dpo.corpus import cache_dir
 
 GEN_ARGS = ["--num-samples", "24", "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "8"]
 
@@ -38,9 +41,36 @@ def test_generation_rows_and_config(run_dir, tiny_policy):
 
 
 def test_generation_is_reproducible(run_dir, tiny_policy, tiny_reward, tmp_path):
+    shutil.rmtree(cache_dir() / "generations")  # drawn again, not served from the cache
     assert commands.generate(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
                                  str(tiny_reward), *GEN_ARGS]) == 0
     assert (tmp_path / io.GENERATIONS).read_text() == (run_dir / io.GENERATIONS).read_text()
+
+
+def test_a_second_run_dir_reuses_stage_1s_rows_and_a_changed_reward_never_does(run_dir, tiny_policy, tiny_reward,
+                                                                              tmp_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification
+
+    from sentiment_dpo import sample_and_score
+
+    calls = []
+    original = sample_and_score.sample_and_score
+    monkeypatch.setattr(sample_and_score, "sample_and_score", lambda *a, **k: calls.append(1) or original(*a, **k))
+    reward = tmp_path / "reward"
+    shutil.copytree(tiny_reward, reward)
+    args = ["--policy", str(tiny_policy), "--reward", str(reward), *GEN_ARGS]
+    assert commands.generate(["--run-dir", str(tmp_path / "a"), *args]) == 0
+    assert commands.generate(["--run-dir", str(tmp_path / "b"), *args]) == 0
+    assert len(calls) == 1
+    assert (tmp_path / "a" / io.GENERATIONS).read_text() == (tmp_path / "b" / io.GENERATIONS).read_text()
+    model = AutoModelForSequenceClassification.from_pretrained(reward)
+    with torch.no_grad():
+        model.classifier.weight[1].sub_(1.0)  # the same folder, another reward
+    model.save_pretrained(reward)
+    assert commands.generate(["--run-dir", str(tmp_path / "c"), *args]) == 0
+    assert len(calls) == 2
+    rewards = [[row["reward"] for row in io.read_jsonl(tmp_path / d / io.GENERATIONS, (), "")] for d in "ac"]
+    assert rewards[0] != rewards[1]
 
 
 def test_training_sees_exactly_the_sampled_tokens(run_dir, tiny_policy, tmp_path):
