@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sentiment_dpo import embedded, io
+    from sentiment_dpo import embedded, files
     from sentiment_dpo.cli import setup_logging
     from sentiment_dpo.corpus import load_corpus
     from sentiment_dpo.errors import PipelineError
@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         corpus = load_corpus()
         if args.policy:  # staged, so an interrupted build leaves the committed policy intact
-            staging = io.make_staging_dir(embedded.POLICY_DIR)
+            staging = files.make_staging_dir(embedded.POLICY_DIR)
             quality = pretrain_policy([r.text for r in corpus.train_reviews], [r.text for r in corpus.heldout_reviews],
                                       staging, PolicyPretrainingConfig())
-            io.write_json(staging / embedded.QUALITY_FILE, quality)
-            io.replace_dir_atomic(staging, embedded.POLICY_DIR)
+            files.write_json(staging / embedded.QUALITY_FILE, quality)
+            files.replace_dir_atomic(staging, embedded.POLICY_DIR)
         if args.reward:
             embedded.build_reward()
         if args.judge:

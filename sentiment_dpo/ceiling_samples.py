@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import io
+from . import files
 from .corpus import cache_dir
 from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
                       overhead_text, trusted_kl)
@@ -73,14 +73,14 @@ def cache_folder(key: str) -> Path:
 def _holds(folder: Path, key: str, samples_file: str = SAMPLES_FILE) -> bool:
     """Whether `folder` holds samples and a record for `key`."""
     return ((folder / samples_file).exists() and (folder / RECORD_FILE).exists()
-            and io.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") == key)
+            and files.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") == key)
 
 
 def _stored(folder: Path, key: str, samples_file: str = SAMPLES_FILE) -> list[dict[str, Any]] | None:
     """The rows `folder` holds for `key`, or None."""
     if not _holds(folder, key, samples_file):
         return None
-    return io.read_jsonl(folder / samples_file, ("prompt_index", "reward", "p_positive"),
+    return files.read_jsonl(folder / samples_file, ("prompt_index", "reward", "p_positive"),
                          "python3 calculate_metrics.py")
 
 
@@ -94,13 +94,13 @@ def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) 
     if rows is not None:
         return rows
     cached = cache_folder(record["key"])
-    provenance = {"libraries": io.library_versions(), "samples_from": "drawn"}
+    provenance = {"libraries": files.library_versions(), "samples_from": "drawn"}
     sources = ((cached, SAMPLES_FILE, "cache"), (CEILING_DIR, SHIPPED_SAMPLES_FILE, "package"))
     for source, samples_file, where in sources:
         rows = _stored(source, record["key"], samples_file)
         if rows is not None:
             # the libraries that drew them, not today's
-            provenance = io.read_yaml(source / RECORD_FILE, "python3 calculate_metrics.py").get("provenance", {})
+            provenance = files.read_yaml(source / RECORD_FILE, "python3 calculate_metrics.py").get("provenance", {})
             provenance = provenance | {"samples_from": where}
             logger.info("the ceiling's %d reference samples come from the %s (%s): same reference, reward, judge, "
                         "prompts and sampling, by content", len(rows), where, source)
@@ -109,7 +109,7 @@ def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) 
         rows = draw(evaluator, samples_per_prompt)
     if is_main_process():
         full = record | {"prompts": evaluator.settings.prompts, "provenance": provenance}
-        with io.build_lock(cached):  # another run sharing the cache may be writing the same entry
+        with files.build_lock(cached):  # another run sharing the cache may be writing the same entry
             if not _holds(cached, record["key"]):
                 _write(cached, rows, full)
         _write(folder, rows, full)
@@ -132,18 +132,18 @@ def ship(evaluator: Evaluator, rows: list[dict[str, Any]], folder: Path = CEILIN
     is the content key, so a run is served them only where its models, prompts and settings are the same."""
     record = sampling_record(evaluator, len(rows) // len(evaluator.settings.prompts))
     record |= {"prompts": evaluator.settings.prompts,
-               "provenance": {"libraries": io.library_versions(), "samples_from": "drawn"}}
+               "provenance": {"libraries": files.library_versions(), "samples_from": "drawn"}}
     folder.mkdir(parents=True, exist_ok=True)
     # mtime 0: the same rows give the same bytes
     with open(folder / SHIPPED_SAMPLES_FILE, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
         out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
-    io.write_yaml(folder / RECORD_FILE, record)
+    files.write_yaml(folder / RECORD_FILE, record)
 
 
 def _write(folder: Path, rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
     """The samples, then their record: a record never names samples that are not there."""
-    io.write_jsonl(folder / SAMPLES_FILE, rows)
-    io.write_yaml(folder / RECORD_FILE, record)
+    files.write_jsonl(folder / SAMPLES_FILE, rows)
+    files.write_yaml(folder / RECORD_FILE, record)
 
 
 def per_prompt_rewards(rows: list[dict[str, Any]]) -> list[list[float]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PipelineError
-from .io import build_lock, sha256_of
+from .files import build_lock, sha256_of
 
 logger = logging.getLogger(__name__)
 

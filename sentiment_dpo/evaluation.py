@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import ceiling_samples, io, plots
+from . import ceiling_samples, files, plots
 from .config import PRESETS, GenerationConfig, MetricsConfig, config_to_dict
 from .distributed import is_main_process
 from .errors import PipelineError
@@ -61,9 +61,9 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     """Write results/LOSS/metrics.json, samples.jsonl, plots and resolved config; return the metrics."""
     check_method(config.loss)
     run_dir = Path(config.run_dir)
-    generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
-    trained_dir = run_dir / io.model_dir(config.loss)
-    io.check_no_file_in_the_way(run_dir / io.results_dir(config.loss))  # before the minutes of sampling
+    generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
+    trained_dir = run_dir / files.model_dir(config.loss)
+    files.check_no_file_in_the_way(run_dir / files.results_dir(config.loss))  # before the minutes of sampling
     if not (trained_dir / "config.json").exists():
         raise PipelineError(f"{trained_dir} holds no trained model; run `python3 main.py {config.loss}` first")
     device = resolve_device(config.device)
@@ -83,7 +83,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         **{k: policy_metrics[k] for k in PAIR_METRICS},
         "num_prompts": len(prompts),
         "provenance": {
-            "reference_policy": generation["policy"], "policy": str(io.model_dir(config.loss)),
+            "reference_policy": generation["policy"], "policy": str(files.model_dir(config.loss)),
             "reward_model": generation["reward"], "judge": judge,
             # where each was loaded from: for the embedded ones a version name and the adapter's hash
             "reward_source": reward.model.source,
@@ -107,9 +107,9 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     if not is_main_process():  # every process holds all samples; one writes the results
         return metrics
 
-    out = run_dir / io.results_dir(config.loss)
+    out = run_dir / files.results_dir(config.loss)
     with exclusive(out, f"python3 calculate_metrics.py {config.loss}", all_processes=False):
-        staging = io.make_staging_dir(out)  # results/LOSS is replaced as a whole, or not at all
+        staging = files.make_staging_dir(out)  # results/LOSS is replaced as a whole, or not at all
         try:
             try:
                 _write_results(staging, config, metrics, reference_rows, policy_rows, optimum, best_of_n,
@@ -118,12 +118,13 @@ def run(config: MetricsConfig) -> dict[str, Any]:
                 if err.filename is None:
                     err.filename = str(out)
                 raise
-            io.replace_dir_atomic(staging, out)
+            files.replace_dir_atomic(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     training_record = trained_dir / "training.config.yaml"
     if training_record.exists():  # the model card gains the evaluation
-        io.write_text_atomic(trained_dir / CARD, model_card(io.read_yaml(training_record, "python3 main.py"), metrics))
+        training = files.read_yaml(training_record, "python3 main.py")
+        files.write_text_atomic(trained_dir / CARD, model_card(training, metrics))
     logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", config.loss,
                 metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],
                 metrics["reference"]["distinct_2"], metrics["policy"]["distinct_2"], metrics["win_rate"],
@@ -136,7 +137,8 @@ def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], re
                    policy_rows: list[dict[str, Any]], optimum, best_of_n, trained_dir: Path) -> None:
     """samples.jsonl, the plots, metrics.json and the resolved config into `out`."""
     by_model = {"reference": reference_rows, "policy": policy_rows}
-    io.write_jsonl(out / "samples.jsonl", ({"model": name, **row} for name, rows in by_model.items() for row in rows))
+    files.write_jsonl(out / "samples.jsonl",
+                      ({"model": name, **row} for name, rows in by_model.items() for row in rows))
     rewards = {name: [r["reward"] for r in rows] for name, rows in by_model.items()}
     p_positive = {name: [r["p_positive"] for r in rows] for name, rows in by_model.items()}
     plots.reward_histogram(rewards["reference"], rewards["policy"], config.loss, out / "reward_hist.png")
@@ -149,8 +151,8 @@ def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], re
     log_file = trained_dir / "training_log.json"
     if log_file.exists():
         plots.training_curves(json.loads(log_file.read_text()), config.loss, out / "training.png")
-    io.write_yaml(out / "metrics.config.yaml", config_to_dict(config) | {"provenance": metrics["provenance"] | {
-        "policy_weights_sha256": (io.sha256_of(trained_dir / "model.safetensors")
+    files.write_yaml(out / "metrics.config.yaml", config_to_dict(config) | {"provenance": metrics["provenance"] | {
+        "policy_weights_sha256": (files.sha256_of(trained_dir / "model.safetensors")
                                   if (trained_dir / "model.safetensors").exists() else None),
-        "libraries": io.library_versions()}})
-    io.write_json(out / "metrics.json", metrics)
+        "libraries": files.library_versions()}})
+    files.write_json(out / "metrics.json", metrics)

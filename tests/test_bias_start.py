@@ -9,7 +9,7 @@ from test_stages import run_dir  # noqa: F401  (fixture: a run directory after s
 from transformers import AutoModelForCausalLM
 
 from sentiment_dpo import commands
-from sentiment_dpo import io
+from sentiment_dpo import files
 from sentiment_dpo.bias_start import TEMPLATES, TokenPrior, fit_token_prior, reward_per_score, token_scores
 from sentiment_dpo.logit_bias import fold_direction
 from sentiment_dpo.models import load_classifier, load_policy
@@ -56,23 +56,24 @@ def _bias_of(model_dir, reference_dir) -> torch.Tensor:
 def test_the_token_bias_recipe_starts_from_the_reward_models_token_scores(with_ids, run_dir, tiny_policy,  # noqa: F811
                                                                           tiny_reward):
     if not with_ids:  # pairs written by hand or by an older version carry texts only: tokenized for the fit too
-        rows = read_pairs(run_dir / io.PAIRS)
-        io.write_jsonl(run_dir / io.PAIRS, [{k: v for k, v in row.items() if not k.endswith("_ids")} for row in rows])
+        rows = read_pairs(run_dir / files.PAIRS)
+        files.write_jsonl(run_dir / files.PAIRS,
+                          [{k: v for k, v in row.items() if not k.endswith("_ids")} for row in rows])
     # a learning rate too small to move anything: the saved bias is where training started
     assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4",
                               "--learning-rate", "1e-12", "--beta", "0.2", "--recipe", "token-bias"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     policy = load_policy(str(tiny_policy), CPU)
-    dataset = pairs_dataset(read_pairs(run_dir / io.PAIRS), policy.tokenizer)
+    dataset = pairs_dataset(read_pairs(run_dir / files.PAIRS), policy.tokenizer)
     _, chosen, rejected = token_columns(dataset)
-    gaps = [row["chosen_reward"] - row["rejected_reward"] for row in read_pairs(run_dir / io.PAIRS)]
+    gaps = [row["chosen_reward"] - row["rejected_reward"] for row in read_pairs(run_dir / files.PAIRS)]
     prior = fit_token_prior(policy.tokenizer, load_classifier(str(tiny_reward), CPU), chosen, rejected, gaps,
                             policy.model.get_output_embeddings().weight.shape[0], batch_size=64)
     expected = prior.bias(0.2)
     scale = float(expected.abs().max())  # the tiny reward model barely varies: a small start, but not zero
     assert scale > 1e-6
     assert torch.allclose(_bias_of(model_dir, tiny_policy), expected, atol=1e-3 * scale)
-    settings = io.read_yaml(model_dir / "training.config.yaml", "")
+    settings = files.read_yaml(model_dir / "training.config.yaml", "")
     assert settings["bias_start"] == "reward"
     assert settings["provenance"]["bias_start"] == {
         "templates": list(TEMPLATES), "reward_per_score": pytest.approx(prior.reward_per_score, rel=1e-4)}
@@ -81,7 +82,7 @@ def test_the_token_bias_recipe_starts_from_the_reward_models_token_scores(with_i
     assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4",
                               "--learning-rate", "1e-12", "--recipe", "token-bias", "--bias-start", "zero"]) == 0
     assert _bias_of(model_dir, tiny_policy).abs().max() < 1e-3 * scale
-    assert "bias_start" not in io.read_yaml(model_dir / "training.config.yaml", "")["provenance"]
+    assert "bias_start" not in files.read_yaml(model_dir / "training.config.yaml", "")["provenance"]
 
 
 @pytest.mark.parametrize("argv", [["sigmoid"], ["sigmoid", "--recipe", "token-bias", "--no-logit-bias"], ["rloo"],

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from sentiment_dpo import ceiling_samples, io
+from sentiment_dpo import ceiling_samples, files
 from sentiment_dpo.evaluator import EvalSettings, Evaluator
 from sentiment_dpo.models import load_classifier, load_policy
 
@@ -62,7 +62,7 @@ def test_a_second_run_dir_reuses_the_ceiling_and_a_changed_model_never_does(tmp_
     assert len(calls) == 1 and second == first
     assert (tmp_path / "run2" / ceiling_samples.SAMPLES_FILE).read_text() == \
         (tmp_path / "run1" / ceiling_samples.SAMPLES_FILE).read_text()
-    record = io.read_yaml(tmp_path / "run2" / ceiling_samples.RECORD_FILE, "")
+    record = files.read_yaml(tmp_path / "run2" / ceiling_samples.RECORD_FILE, "")
     assert record["prompts"] == PROMPTS  # the ceiling stores its prompts, not only their hash
     # a changed reward file under the same name: sampled and scored again, in another cache entry
     perturb(models["reward"])

@@ -9,7 +9,7 @@ from test_stages import run_dir  # noqa: F401  (fixture: a run directory after s
 from transformers import AutoModelForCausalLM
 
 from sentiment_dpo import commands
-from sentiment_dpo import io
+from sentiment_dpo import files
 from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.logit_bias import add_logit_bias, fold_logit_bias, supports_logit_bias, trained_logit_bias
@@ -89,7 +89,7 @@ def test_the_token_bias_recipe_moves_only_the_logit_bias(run_dir, tiny_policy): 
     shift = _logits(trained) - _logits(reference)  # (2, 6, vocab): one vector, whatever the context
     assert shift.abs().max() > 1e-3
     assert torch.allclose(shift, shift[0, 0].expand_as(shift), atol=1e-4)
-    settings = io.read_yaml(model_dir / "training.config.yaml", "")
+    settings = files.read_yaml(model_dir / "training.config.yaml", "")
     # the recipe and each of its parts are recorded; an explicit part (the start) beat the recipe's
     assert (settings["recipe"], settings["logit_bias"], settings["soft_labels"], settings["beta"],
             settings["bias_start"]) == ("token-bias", True, True, 0.175, "zero")
@@ -104,7 +104,7 @@ def test_the_default_trains_every_weight_on_hard_labels(run_dir, tiny_policy):  
     trained = AutoModelForCausalLM.from_pretrained(run_dir / "models" / "sigmoid").state_dict()
     start = AutoModelForCausalLM.from_pretrained(tiny_policy).state_dict()
     assert not torch.equal(start["transformer.h.0.mlp.c_fc.weight"], trained["transformer.h.0.mlp.c_fc.weight"])
-    settings = io.read_yaml(run_dir / "models" / "sigmoid" / "training.config.yaml", "")
+    settings = files.read_yaml(run_dir / "models" / "sigmoid" / "training.config.yaml", "")
     assert (settings["recipe"], settings["logit_bias"], settings["soft_labels"], settings["beta"]) == (
         "standard", False, False, 0.5)
     card = (run_dir / "models" / "sigmoid" / "README.md").read_text()

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from sentiment_dpo import commands
-from sentiment_dpo import io
+from sentiment_dpo import files
 from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.prompt_source import SourceSpec, load_records
 from sentiment_dpo.prompts import PromptSettings, choose_prompts, prompt_pools
@@ -133,11 +133,11 @@ def test_the_four_stages_run_from_own_prompts_with_heldout_prompts_apart(tmp_pat
     assert commands.pairs(["--run-dir", str(run), "--num-pairs", "8"]) == 0
     assert commands.train(["sigmoid", "--run-dir", str(run), "--max-steps", "1", "--batch-size", "4"]) == 0
     assert commands.evaluate(["sigmoid", "--run-dir", str(run), *METRICS_ARGS]) == 0
-    record = io.read_yaml(run / io.GENERATION_CONFIG, "")
+    record = files.read_yaml(run / files.GENERATION_CONFIG, "")
     loaded = load_records(SourceSpec(str(source), "review" if kind == "jsonl" else None,
                                      seed=0)) if kind != "splits" else load_records(SourceSpec(str(source)))
-    train_prompts = {r["prompt"] for r in io.read_jsonl(run / io.GENERATIONS, ("prompt",), "")}
-    heldout_prompts = {r["prompt"] for r in io.read_jsonl(run / "results" / "sigmoid" / "samples.jsonl",
+    train_prompts = {r["prompt"] for r in files.read_jsonl(run / files.GENERATIONS, ("prompt",), "")}
+    heldout_prompts = {r["prompt"] for r in files.read_jsonl(run / "results" / "sigmoid" / "samples.jsonl",
                                                           ("prompt",), "")}
     assert len(train_prompts) == 4 and len(heldout_prompts) == 4
     assert all(made_from(p, loaded.train) for p in train_prompts)
@@ -177,11 +177,11 @@ def test_the_reference_preset_takes_the_paper_prompts_offline_from_a_local_copy(
     run = tmp_path / "run"
     assert commands.generate(["--run-dir", str(run), "--preset", "reference", "--policy", str(tiny_policy),
                                  "--reward", str(tiny_reward), "--prompts", str(source), *GEN_ARGS]) == 0
-    record = io.read_yaml(run / io.GENERATION_CONFIG, "")
+    record = files.read_yaml(run / files.GENERATION_CONFIG, "")
     assert record["prompt_tokens"] == [2, 8] and record["prompt_words"] is None
     assert record["provenance"]["prompts"]["heldout_split"] == "test"
     prefixes = token_prefixes(AutoTokenizer.from_pretrained(tiny_policy), texts[:40], 2, 8)  # the train split
-    assert all(row["prompt"] in prefixes for row in io.read_jsonl(run / io.GENERATIONS, ("prompt",), ""))
+    assert all(row["prompt"] in prefixes for row in files.read_jsonl(run / files.GENERATIONS, ("prompt",), ""))
     from sentiment_dpo.config import GenerationConfig
 
     assert GenerationConfig(preset="reference").prompts == "stanfordnlp/imdb"  # the hub dataset when reachable
@@ -255,7 +255,7 @@ def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, 
     assert commands.pipeline(["--config", str(config), "--run-dir", str(run), "--prompts", str(source),
                               "--prompt-column", "review", "--prompt-words", "3"]) == 0
     loaded = load_records(SourceSpec(str(source), "review"))
-    heldout = {r["prompt"] for r in io.read_jsonl(run / "results" / "sigmoid" / "samples.jsonl", ("prompt",), "")}
+    heldout = {r["prompt"] for r in files.read_jsonl(run / "results" / "sigmoid" / "samples.jsonl", ("prompt",), "")}
     assert heldout and all(made_from(p, loaded.heldout) and len(p.split()) == 3 for p in heldout)
     assert f"prompts from {source}, the first 3 words of each record" in (run / "SUMMARY.md").read_text()
 
@@ -271,7 +271,7 @@ def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, 
                                      num_samples=16, samples_per_prompt=4, max_new_tokens=4, num_pairs=8,
                                      eval_prompts=4, prompts=str(source), prompt_column="review"))
     assert set(runner.evaluator.settings.prompts) <= set(loaded.heldout)
-    assert set(runner.train_prompts) == {r["prompt"] for r in io.read_jsonl(sweep_dir / io.GENERATIONS,
+    assert set(runner.train_prompts) == {r["prompt"] for r in files.read_jsonl(sweep_dir / files.GENERATIONS,
                                                                                ("prompt",), "")}
     assert set(runner.train_prompts) <= set(loaded.train)
 

@@ -123,3 +123,8 @@ def test_the_package_imports_nothing_from_the_studies():
             for name in names:
                 top = name.split(".")[0]
                 assert top != "studies" and top not in study_modules, f"{file.name} imports {name}"
+
+
+def test_no_module_of_the_package_shadows_the_standard_library():
+    names = {path.stem for path in (ROOT / "sentiment_dpo").rglob("*.py")}
+    assert not names & sys.stdlib_module_names

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from sentiment_dpo import ceiling_samples, embedded, io
+from sentiment_dpo import ceiling_samples, embedded, files
 from sentiment_dpo.config import MetricsConfig
 from sentiment_dpo.evaluation import default_evaluator
 from sentiment_dpo.generation import sample_completions
@@ -20,8 +20,8 @@ REDRAW = "python3 scripts/build_embedded_models.py --ceiling"
 
 @pytest.fixture(scope="module")
 def shipped():
-    record = io.read_yaml(embedded.CEILING_DIR / ceiling_samples.RECORD_FILE, REDRAW)
-    rows = io.read_jsonl(embedded.CEILING_DIR / ceiling_samples.SHIPPED_SAMPLES_FILE, ("prompt_index",), REDRAW)
+    record = files.read_yaml(embedded.CEILING_DIR / ceiling_samples.RECORD_FILE, REDRAW)
+    rows = files.read_jsonl(embedded.CEILING_DIR / ceiling_samples.SHIPPED_SAMPLES_FILE, ("prompt_index",), REDRAW)
     return record, rows
 
 
@@ -74,7 +74,7 @@ def test_a_package_ceiling_is_served_to_the_same_content_only(tmp_path, models, 
     calls = count_sampling(monkeypatch)
     served = ceiling_samples.load_or_sample(tmp_path / "run1", evaluator_for(**models), 4)
     assert served == drawn and calls == []
-    record = io.read_yaml(tmp_path / "run1" / ceiling_samples.RECORD_FILE, "")
+    record = files.read_yaml(tmp_path / "run1" / ceiling_samples.RECORD_FILE, "")
     assert record["provenance"]["samples_from"] == "package"
     # the run's copy and the cache entry are plain files, the next run reads the cache
     assert (ceiling_samples.cache_folder(record["key"]) / ceiling_samples.SAMPLES_FILE).exists()

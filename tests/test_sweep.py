@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sentiment_dpo import commands
-from sentiment_dpo import io, sweep
+from sentiment_dpo import files, sweep
 from sentiment_dpo.checkpoint_eval import CurveCallback
 from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.evaluator import EvalSettings, Evaluator
@@ -177,7 +177,7 @@ def test_ceiling_judge_and_online_methods_on_one_frontier(tmp_path, tiny_policy,
         cell = json.loads((tmp_path / "cells" / name / "cell.json").read_text())
         assert [p["step"] for p in cell["curve"]] == [0, 1, 2], name
         assert "judge_p_positive_mean" in cell["final"] and cell["final"]["kl"] != 0.0, name
-    assert len(io.read_jsonl(tmp_path / "reference" / "ceiling_samples.jsonl", ("judge_p_positive",), "")) == 24
+    assert len(files.read_jsonl(tmp_path / "reference" / "ceiling_samples.jsonl", ("judge_p_positive",), "")) == 24
     report = (tmp_path / "report.md").read_text()
     assert "## The ceiling" in report and "| best-of-4 | ≤ 0.64 |" in report
     assert "(online methods: as many steps, 4 completions each)" in report

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l2", type=float, default=10.0, help="ridge penalty (10 was best of 3/10/30/100 here)")
     args = parser.parse_args(argv)
 
-    from sentiment_dpo import ceiling_samples, io
+    from sentiment_dpo import ceiling_samples, files
     from sentiment_dpo.errors import PipelineError
 
     run_dir = Path(args.run_dir)
@@ -30,10 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         held_out = args.held_out or ceiling_samples.of_run(run_dir)
         if args.l2 <= 0:
             raise PipelineError(f"--l2 must be > 0, got {args.l2}")
-        generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
-        train = io.read_jsonl(run_dir / io.GENERATIONS, ("prompt", "completion_ids", "reward"),
+        generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
+        train = files.read_jsonl(run_dir / files.GENERATIONS, ("prompt", "completion_ids", "reward"),
                               "python3 text_generation.py")
-        held = io.read_jsonl(held_out, ("prompt_index", "completion", "reward"), "python3 calculate_metrics.py")
+        held = files.read_jsonl(held_out, ("prompt_index", "completion", "reward"), "python3 calculate_metrics.py")
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

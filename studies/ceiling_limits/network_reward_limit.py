@@ -36,7 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
 
-    from sentiment_dpo import ceiling_samples, io
+    from sentiment_dpo import ceiling_samples, files
     from sentiment_dpo.errors import PipelineError
 
     run_dir = Path(args.run_dir)
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("epochs", "learning_rate"):
             if getattr(args, name) <= 0:
                 raise PipelineError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-        generation = io.read_yaml(run_dir / io.GENERATION_CONFIG, "python3 text_generation.py")
-        train = io.read_jsonl(run_dir / io.GENERATIONS, ("prompt", "completion_ids", "reward"),
+        generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
+        train = files.read_jsonl(run_dir / files.GENERATIONS, ("prompt", "completion_ids", "reward"),
                               "python3 text_generation.py")
-        record = io.read_yaml(held_out.with_name(ceiling_samples.RECORD_FILE), "python3 calculate_metrics.py")
-        held = io.read_jsonl(held_out, ("prompt_index", "completion", "reward"), "python3 calculate_metrics.py")
+        record = files.read_yaml(held_out.with_name(ceiling_samples.RECORD_FILE), "python3 calculate_metrics.py")
+        held = files.read_jsonl(held_out, ("prompt_index", "completion", "reward"), "python3 calculate_metrics.py")
         held_prompts = _held_out_prompts(generation, record)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -14,7 +14,7 @@ sys.path.insert(0, str(TESTS))  # the product suite's tiny models and fake corpu
 
 from tiny import build_tiny_policy, build_tiny_reward, write_fake_corpus  # noqa: E402
 
-from sentiment_dpo import commands, io  # noqa: E402
+from sentiment_dpo import commands, files  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ def test_the_network_limit_redraws_the_heldout_prompts_and_refuses_other_ones(ru
     other = tmp_path / "other_ceiling"  # samples drawn for other prompts: refused, not scored against the wrong ones
     other.mkdir()
     shutil.copy(run_dir / "results" / "reference" / "ceiling_samples.jsonl", other)
-    record = io.read_yaml(run_dir / "results" / "reference" / "ceiling_samples.config.yaml", "")
-    io.write_yaml(other / "ceiling_samples.config.yaml", record | {"prompts_sha256": "0" * 64})
+    record = files.read_yaml(run_dir / "results" / "reference" / "ceiling_samples.config.yaml", "")
+    files.write_yaml(other / "ceiling_samples.config.yaml", record | {"prompts_sha256": "0" * 64})
     refused = script("network_reward_limit.py", str(run_dir), "--held-out", str(other / "ceiling_samples.jsonl"))
     assert refused.returncode == 2 and "drawn for other prompts" in refused.stderr
 
