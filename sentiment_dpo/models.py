@@ -6,6 +6,7 @@ a pad token get their EOS (or UNK) token as pad, and the positive class is found
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from dataclasses import dataclass
@@ -176,8 +177,12 @@ def content_digest(loaded: LoadedModel) -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     backend = getattr(loaded.tokenizer, "backend_tokenizer", None)
-    digest.update((backend.to_str() if backend is not None else repr(sorted(loaded.tokenizer.get_vocab().items())))
-                  .encode())
+    if backend is not None:
+        # a call with truncation or padding switches them on in the backend: its state, not its content
+        content = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        digest.update(json.dumps(content, sort_keys=True).encode())
+    else:
+        digest.update(repr(sorted(loaded.tokenizer.get_vocab().items())).encode())
     return digest.hexdigest()
 
 
