@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sentiment_dpo.models import load_classifier
     from sentiment_dpo.prompts import choose_prompts
-    from sentiment_dpo.sample_and_score import sample_and_score
+    from sentiment_dpo.stages.generate import sample_and_score
 
     torch.manual_seed(0)
     device = torch.device("cpu")

@@ -5,8 +5,8 @@ Baseline (tuned): TRL's own DPO path (`SampledTokensDPOTrainer`: TRL's code on t
 CPU setup TRL offers for this work: reference log-probs precomputed once, no activation checkpointing, fp32,
 the same batch. Second line, TRL's `DPOConfig` defaults (activation checkpointing on, reference log-probs
 recomputed every step by a separate reference model; bf16 off, since it fails on CPU). Both use TRL's tiled
-log-prob head. Ours: `sentiment_dpo.fast_dpo.FastDPOTrainer` with `sentiment_dpo.training.dpo_config` (reference
-log-probs computed once in a length-sorted pass, no reference model kept, dense log-prob head on the
+log-prob head. Ours: `sentiment_dpo.methods.fast_dpo.FastDPOTrainer` with `sentiment_dpo.stages.train.dpo_config`
+(reference log-probs computed once in a length-sorted pass, no reference model kept, dense log-prob head on the
 completion tokens only, PyTorch's fused GELU, no activation checkpointing). Same model, pairs, seed, learning
 rate, batch size and epochs (default 3, as the pipeline trains), so both reach the same loss; the time covers
 trainer setup (tokenising, reference pass) and training, divided by the epochs. Each side runs in its own
@@ -35,7 +35,7 @@ def run_side(side: str, pairs_path: Path, num_pairs: int, policy_spec: str, batc
     import torch
 
     from sentiment_dpo.config import TrainingConfig
-    from sentiment_dpo.training import pairs_dataset, read_pairs, train_policy
+    from sentiment_dpo.stages.train import pairs_dataset, read_pairs, train_policy
 
     device = torch.device("cpu")
     policy = load_bench_policy(policy_spec, device)
@@ -44,7 +44,7 @@ def run_side(side: str, pairs_path: Path, num_pairs: int, policy_spec: str, batc
         start = time.perf_counter()
         from trl import DPOConfig
 
-        from sentiment_dpo.fast_dpo import SampledTokensDPOTrainer
+        from sentiment_dpo.methods.fast_dpo import SampledTokensDPOTrainer
 
         if side in ("baseline", "defaults"):  # TRL's own path on the same token sequences
             tuned = {"precompute_ref_log_probs": True, "activation_checkpointing": False} if side == "baseline" else {}

@@ -18,43 +18,45 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", action="store_true", help="re-train the policy into sentiment_dpo/embedded_policy")
+    parser.add_argument("--policy", action="store_true", help="re-train the policy into sentiment_dpo/embedded/policy")
     parser.add_argument("--reward", action="store_true",
-                        help="re-train the reward's adapter into sentiment_dpo/embedded_reward")
+                        help="re-train the reward's adapter into sentiment_dpo/embedded/reward")
     parser.add_argument("--judge", action="store_true",
-                        help="re-train the held-out judge's adapter into sentiment_dpo/embedded_judge")
+                        help="re-train the held-out judge's adapter into sentiment_dpo/embedded/judge")
     parser.add_argument("--ceiling", action="store_true",
-                        help="re-draw the default run's ceiling into sentiment_dpo/embedded_ceiling (after the others)")
+                        help="re-draw the default run's ceiling into sentiment_dpo/embedded/ceiling (after the others)")
     args = parser.parse_args(argv)
 
     import torch
 
-    from sentiment_dpo import embedded, files
+    from sentiment_dpo import files
+    from sentiment_dpo.embedded import default_models
     from sentiment_dpo.cli import setup_logging
-    from sentiment_dpo.corpus import load_corpus
+    from sentiment_dpo.embedded.corpus import load_corpus
     from sentiment_dpo.errors import PipelineError
     from sentiment_dpo.models import load_policy, load_reward, positive_label_index
-    from sentiment_dpo.policy_pretraining import PolicyPretrainingConfig, perplexity, pretrain_policy, token_stream
-    from sentiment_dpo.reward_pretraining import accuracy
+    from sentiment_dpo.embedded.policy_pretraining import (PolicyPretrainingConfig, perplexity, pretrain_policy,
+                                                           token_stream)
+    from sentiment_dpo.embedded.reward_pretraining import accuracy
 
     setup_logging()
     try:
         corpus = load_corpus()
         if args.policy:  # staged, so an interrupted build leaves the committed policy intact
-            staging = files.make_staging_dir(embedded.POLICY_DIR)
+            staging = files.make_staging_dir(default_models.POLICY_DIR)
             quality = pretrain_policy([r.text for r in corpus.train_reviews], [r.text for r in corpus.heldout_reviews],
                                       staging, PolicyPretrainingConfig())
-            files.write_json(staging / embedded.QUALITY_FILE, quality)
-            files.replace_dir_atomic(staging, embedded.POLICY_DIR)
+            files.write_json(staging / default_models.QUALITY_FILE, quality)
+            files.replace_dir_atomic(staging, default_models.POLICY_DIR)
         if args.reward:
-            embedded.build_reward()
+            default_models.build_reward()
         if args.judge:
-            embedded.build_judge()
+            default_models.build_judge()
         device = torch.device("cpu")
         if args.ceiling:
-            from sentiment_dpo import ceiling_samples
+            from sentiment_dpo.evaluation import ceiling_samples
             from sentiment_dpo.config import MetricsConfig
-            from sentiment_dpo.evaluation import default_evaluator
+            from sentiment_dpo.stages.evaluate import default_evaluator
 
             evaluator = default_evaluator(device)
             rows = ceiling_samples.draw(evaluator, MetricsConfig().ceiling_samples)
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         assert positive_label_index(reward.model.config.id2label) == 1
         acc = accuracy(reward.model, reward.tokenizer, corpus.heldout_sentences, max_length=64)
         load_reward("embedded", device, kind="judge")  # merged on first use
-        judge = embedded.quality("judge")
+        judge = default_models.quality("judge")
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

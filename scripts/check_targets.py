@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from sentiment_dpo.errors import PipelineError
-    from sentiment_dpo.pipeline import PipelineConfig, target_checks
+    from sentiment_dpo.stages.pipeline import PipelineConfig, target_checks
 
     default = PipelineConfig()  # what an unset run_pipeline.py option ran with
     args.run_dir = args.run_dir or default.run_dir

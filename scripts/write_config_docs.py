@@ -40,8 +40,8 @@ def option_table(config_cls: type, skip: tuple[str, ...] = ()) -> list[str]:
 
 def page() -> str:
     from sentiment_dpo.config import CommonConfig, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig
-    from sentiment_dpo.methods import READ_BY
-    from sentiment_dpo.sweep import SweepConfig
+    from sentiment_dpo.methods.registry import READ_BY
+    from sentiment_dpo.experiments.sweep import SweepConfig
 
     common = tuple(f.name for f in dataclasses.fields(CommonConfig))
     lines = ["# Configuration", "",

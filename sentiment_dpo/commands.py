@@ -11,7 +11,7 @@ from .cli import environment_problem, main_for, setup_logging
 from .config import PRESETS, PROMPT_OPTIONS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, add_options
 from .distributed import shutdown
 from .errors import PipelineError
-from .methods import RECIPES
+from .methods.registry import RECIPES
 
 GENERATE = "Stage 1: sample reviews from the starting policy and score each with the sentiment classifier."
 PAIRS = "Stage 2: build winner/loser preference pairs from the scored samples (data/pairs.jsonl)."
@@ -35,7 +35,7 @@ Per-stage options go in --config FILE.yaml, e.g.
 
 def generate(argv: list[str] | None = None) -> int:
     def stage(config: GenerationConfig) -> None:
-        from .sample_and_score import run
+        from .stages.generate import run
 
         run(config)
 
@@ -44,7 +44,7 @@ def generate(argv: list[str] | None = None) -> int:
 
 def pairs(argv: list[str] | None = None) -> int:
     def stage(config: PairsConfig) -> None:
-        from .pairs import run
+        from .stages.pairs import run
 
         run(config)
 
@@ -53,12 +53,12 @@ def pairs(argv: list[str] | None = None) -> int:
 
 def train(argv: list[str] | None = None) -> int:
     def stage(config: TrainingConfig) -> None:
-        from .training import run
+        from .stages.train import run
 
         run(config)
 
     def defaults(values: dict) -> dict:
-        from .training import defaults_from_run
+        from .stages.train import defaults_from_run
 
         return defaults_from_run(values)
 
@@ -67,7 +67,7 @@ def train(argv: list[str] | None = None) -> int:
 
 def evaluate(argv: list[str] | None = None) -> int:
     def stage(config: MetricsConfig) -> None:
-        from .evaluation import run
+        from .stages.evaluate import run
 
         run(config)
 
@@ -75,13 +75,13 @@ def evaluate(argv: list[str] | None = None) -> int:
 
 
 def sweep(argv: list[str] | None = None) -> int:
-    from .sweep import SweepConfig
+    from .experiments.sweep import SweepConfig
 
     def stage(config: SweepConfig) -> None:
         from pathlib import Path
 
-        from .sweep import run
-        from .sweep_report import write_report
+        from .experiments.sweep import run
+        from .experiments.sweep_report import write_report
 
         run(config)
         write_report(Path(config.run_dir), config)
@@ -90,7 +90,7 @@ def sweep(argv: list[str] | None = None) -> int:
 
 
 def pipeline_parser() -> argparse.ArgumentParser:
-    from .pipeline import PipelineConfig
+    from .stages.pipeline import PipelineConfig
 
     default = PipelineConfig()  # the help states PipelineConfig's own defaults: unset options fall back to them
     parser = argparse.ArgumentParser(description=PIPELINE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,7 +113,7 @@ def pipeline_parser() -> argparse.ArgumentParser:
 def pipeline(argv: list[str] | None = None) -> int:
     args = pipeline_parser().parse_args(argv)
     try:
-        from .pipeline import PipelineConfig, load_pipeline_yaml, run
+        from .stages.pipeline import PipelineConfig, load_pipeline_yaml, run
 
         values = load_pipeline_yaml(args.config) if args.config else {}
         options = vars(args)

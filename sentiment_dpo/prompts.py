@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .corpus import MIN_SENTENCE_WORDS, load_corpus, review_prompts, review_sentences
+from .embedded.corpus import MIN_SENTENCE_WORDS, load_corpus, review_prompts, review_sentences
 from .errors import PipelineError
 from .prompt_source import SourceSpec, load_records
 

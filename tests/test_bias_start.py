@@ -10,11 +10,11 @@ from transformers import AutoModelForCausalLM
 
 from sentiment_dpo import commands
 from sentiment_dpo import files
-from sentiment_dpo.bias_start import TEMPLATES, TokenPrior, fit_token_prior, reward_per_score, token_scores
-from sentiment_dpo.logit_bias import fold_direction
+from sentiment_dpo.methods.bias_start import TEMPLATES, TokenPrior, fit_token_prior, reward_per_score, token_scores
+from sentiment_dpo.methods.logit_bias import fold_direction
 from sentiment_dpo.models import load_classifier, load_policy
-from sentiment_dpo.fast_dpo import token_columns
-from sentiment_dpo.training import pairs_dataset, read_pairs
+from sentiment_dpo.methods.fast_dpo import token_columns
+from sentiment_dpo.stages.train import pairs_dataset, read_pairs
 
 CPU = torch.device("cpu")
 
@@ -98,7 +98,7 @@ def test_a_bias_start_without_a_trained_bias_is_refused(run_dir, argv, capsys): 
 def test_a_bias_start_for_a_model_that_cannot_take_the_bias_is_refused(tiny_policy):
     from sentiment_dpo.config import TrainingConfig
     from sentiment_dpo.errors import PipelineError
-    from sentiment_dpo.training import check_trained_parameters
+    from sentiment_dpo.stages.train import check_trained_parameters
 
     model = AutoModelForCausalLM.from_pretrained(tiny_policy)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sentiment_dpo import ceiling
+from sentiment_dpo.evaluation import ceiling
 
 # Two prompts, four reference samples each. Prompt A at β = 1: exp(r) = 1, 1, 1, 3, so the weights are
 # 1/6, 1/6, 1/6, 1/2, E*[r] = ln 3 / 2 and KL = E*[r] − log((1 + 1 + 1 + 3) / 4) = ln 3 / 2 − ln 1.5.

@@ -6,8 +6,9 @@ import shutil
 import pytest
 import torch
 
-from sentiment_dpo import ceiling_samples, files
-from sentiment_dpo.evaluator import EvalSettings, Evaluator
+from sentiment_dpo.evaluation import ceiling_samples
+from sentiment_dpo import files
+from sentiment_dpo.evaluation.evaluator import EvalSettings, Evaluator
 from sentiment_dpo.models import load_classifier, load_policy
 
 PROMPTS = ["the movie was", "the plot is", "a film with"]

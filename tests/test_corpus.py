@@ -1,6 +1,6 @@
 import pytest
 
-from sentiment_dpo import corpus
+from sentiment_dpo.embedded import corpus
 from sentiment_dpo.errors import PipelineError
 
 

@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 
-from sentiment_dpo import embedded
-from sentiment_dpo.corpus import load_corpus
-from sentiment_dpo.reward_pretraining import RewardPretrainingConfig, merge_adapter, pretrain_reward
+from sentiment_dpo.embedded import default_models
+from sentiment_dpo.embedded.corpus import load_corpus
+from sentiment_dpo.embedded.reward_pretraining import RewardPretrainingConfig, merge_adapter, pretrain_reward
 
 
 def test_committed_policy_loads_with_from_pretrained_and_samples():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = embedded.policy_path()
+    path = default_models.policy_path()
     model = AutoModelForCausalLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert model.dtype == torch.float32
@@ -22,7 +22,7 @@ def test_committed_policy_loads_with_from_pretrained_and_samples():
     ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer("this movie is")["input_ids"]])
     out = model.generate(ids, do_sample=True, max_new_tokens=5, pad_token_id=tokenizer.eos_token_id)
     assert out.shape[1] > ids.shape[1]
-    quality = json.loads((path / embedded.QUALITY_FILE).read_text())
+    quality = json.loads((path / default_models.QUALITY_FILE).read_text())
     assert set(quality) >= {"heldout_perplexity", "train_seconds"}
 
 
@@ -30,7 +30,7 @@ def test_pretraining_perplexity_is_exp_of_the_mean_token_nll(tiny_policy):
     """The estimator behind the embedded policy's held-out perplexity, against a token-by-token computation."""
     from transformers import AutoModelForCausalLM
 
-    from sentiment_dpo.policy_pretraining import perplexity
+    from sentiment_dpo.embedded.policy_pretraining import perplexity
 
     model = AutoModelForCausalLM.from_pretrained(tiny_policy)
     stream = torch.arange(3, 3 + 2 * 8 + 5) % model.config.vocab_size  # two windows of 8, a remainder dropped
@@ -44,7 +44,8 @@ def test_pretraining_perplexity_is_exp_of_the_mean_token_nll(tiny_policy):
 
 
 def test_committed_weights_stay_small():
-    folders = (embedded.POLICY_DIR, embedded.REWARD_DIR, embedded.JUDGE_DIR, embedded.CEILING_DIR)
+    folders = (default_models.POLICY_DIR, default_models.REWARD_DIR, default_models.JUDGE_DIR,
+               default_models.CEILING_DIR)
     size = sum(f.stat().st_size for folder in folders for f in folder.iterdir())
     assert size < 25 * 2**20
 
@@ -80,26 +81,27 @@ def test_reward_recipe_trains_an_adapter_that_merges_into_a_loadable_classifier(
 def test_missing_policy_is_a_clear_error(monkeypatch, tmp_path):
     from sentiment_dpo.errors import PipelineError
 
-    monkeypatch.setattr(embedded, "POLICY_DIR", tmp_path)
+    monkeypatch.setattr(default_models, "POLICY_DIR", tmp_path)
     with pytest.raises(PipelineError, match="embedded policy is missing"):
-        embedded.policy_path()
+        default_models.policy_path()
 
 
 def test_judge_recipe_trains_on_review_windows_and_reports_both_accuracies(tiny_reward, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from sentiment_dpo.corpus import review_windows
+    from sentiment_dpo.embedded.corpus import review_windows
 
     corpus = load_corpus()
-    windows = review_windows(corpus.train_reviews, embedded.JUDGE_WINDOW_WORDS, embedded.JUDGE_WINDOWS_PER_REVIEW, 0)
+    windows = review_windows(corpus.train_reviews, default_models.JUDGE_WINDOW_WORDS,
+                             default_models.JUDGE_WINDOWS_PER_REVIEW, 0)
     # every window is a run of consecutive words of one review, labelled with that review's polarity
     texts = {r.text: r.label for r in corpus.train_reviews}
     assert all(any(w.text in t and texts[t] == w.label for t in texts) for w in windows)
-    quality = embedded.build_judge(tmp_path / "judge", RewardPretrainingConfig(epochs=1, batch_size=16),
+    quality = default_models.build_judge(tmp_path / "judge", RewardPretrainingConfig(epochs=1, batch_size=16),
                                    base_path=tiny_reward)
     assert quality["train_windows"] == len(windows)
     assert set(quality) >= {"heldout_window_accuracy", "heldout_sentence_accuracy", "heldout_windows"}
-    assert json.loads((tmp_path / "judge" / embedded.QUALITY_FILE).read_text()) == quality
+    assert json.loads((tmp_path / "judge" / default_models.QUALITY_FILE).read_text()) == quality
     merge_adapter(tmp_path / "judge", tmp_path / "merged", base_path=tiny_reward)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")
     assert model.config.id2label[1] == "POSITIVE"
@@ -108,17 +110,18 @@ def test_judge_recipe_trains_on_review_windows_and_reports_both_accuracies(tiny_
 def test_a_changed_adapter_is_merged_into_another_folder(tmp_path, monkeypatch):
     """The merged classifier's folder is named by the adapter's content: a rebuilt adapter is never served the
     folder merged from the old one."""
-    for name in embedded.ADAPTER_FILES:
+    for name in default_models.ADAPTER_FILES:
         (tmp_path / name).write_bytes(b"weights v1")
-    monkeypatch.setattr(embedded, "REWARD_DIR", tmp_path)
-    before = embedded.reward_path()
+    monkeypatch.setattr(default_models, "REWARD_DIR", tmp_path)
+    before = default_models.reward_path()
     (tmp_path / "adapter_model.safetensors").write_bytes(b"weights v2")
-    assert embedded.reward_path() != before and embedded.reward_path().name.startswith(embedded.REWARD_VERSION)
+    after = default_models.reward_path()
+    assert after != before and after.name.startswith(default_models.REWARD_VERSION)
     (tmp_path / "adapter_model.safetensors").unlink()
     from sentiment_dpo.errors import PipelineError
 
     with pytest.raises(PipelineError, match="reward's adapter is missing .* --reward"):
-        embedded.reward_path()
+        default_models.reward_path()
 
 
 def test_a_cache_build_runs_once_when_processes_ask_at_the_same_time(tmp_path):
@@ -133,17 +136,17 @@ def test_a_cache_build_runs_once_when_processes_ask_at_the_same_time(tmp_path):
         import sys, time
         from pathlib import Path
         sys.path.insert(0, {str(ROOT)!r})
-        from sentiment_dpo import embedded
+        from sentiment_dpo.embedded import default_models
 
         def build(path: Path) -> dict:
             with open({str(tmp_path / "builds.log")!r}, "a") as log:
                 log.write("built\\n")
             time.sleep(1.0)  # long enough for the other process to arrive while this one builds
             path.mkdir(parents=True)
-            (path / embedded.QUALITY_FILE).write_text("{{}}")
+            (path / default_models.QUALITY_FILE).write_text("{{}}")
             return {{}}
 
-        print(embedded._ensure(Path({str(tmp_path / "model")!r}), build, "test model"))
+        print(default_models._ensure(Path({str(tmp_path / "model")!r}), build, "test model"))
     """)
     processes = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
                  for _ in range(2)]

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from trl.trainer.utils import add_fused_lm_head
 
 from sentiment_dpo.config import TrainingConfig
-from sentiment_dpo.fast_dpo import (FastDPOTrainer, PromptGroupedSampler, SampledTokensDPOTrainer,
-                                    _distribution_stats, add_dense_lm_head, use_fused_gelu)
+from sentiment_dpo.methods.fast_dpo import (FastDPOTrainer, PromptGroupedSampler, SampledTokensDPOTrainer,
+                                            _distribution_stats, add_dense_lm_head, use_fused_gelu)
 from sentiment_dpo.models import load_policy
-from sentiment_dpo.training import dpo_config, pairs_dataset
+from sentiment_dpo.stages.train import dpo_config, pairs_dataset
 from tiny import PAIRS
 
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
@@ -171,7 +171,7 @@ def test_fast_trainer_matches_trl(loss, group_by_prompt, tiny_policy, tmp_path):
 def test_trl_path_under_untested_launchers_and_a_loud_error_without_trl_internals(monkeypatch):
     from trl import DPOTrainer
 
-    from sentiment_dpo import fast_dpo
+    from sentiment_dpo.methods import fast_dpo
     from sentiment_dpo.errors import PipelineError
 
     assert fast_dpo.dpo_trainer_class() is FastDPOTrainer
@@ -250,8 +250,8 @@ def test_the_reference_is_the_starting_policy_whatever_the_start_bias(trainer_cl
     """The token-bias recipe puts a start bias on the model before the trainer is built. With precomputed reference
     log-probs TRL scores the reference through that model: they must still be the starting policy's own, and with
     or without precomputation (which reloads the reference from its folder) the first loss and gradient agree."""
-    from sentiment_dpo.logit_bias import trained_logit_bias
-    from sentiment_dpo.training import choose_trained_parameters
+    from sentiment_dpo.methods.logit_bias import trained_logit_bias
+    from sentiment_dpo.stages.train import choose_trained_parameters
 
     start_bias = torch.randn(len(load_policy(str(tiny_policy), torch.device("cpu")).tokenizer),
                              generator=torch.Generator().manual_seed(0))  # about ±1 nat per token

@@ -6,8 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from sentiment_dpo.ceiling import BOOTSTRAP_RESAMPLES, bootstrap_draws, kl_overhead, optimum_curve
-from sentiment_dpo.intervals import policy_intervals
+from sentiment_dpo.evaluation.ceiling import BOOTSTRAP_RESAMPLES, bootstrap_draws, kl_overhead, optimum_curve
+from sentiment_dpo.evaluation.intervals import policy_intervals
 
 
 def _rows(values_by_prompt: list[list[tuple[float, float, float]]]) -> list[dict]:

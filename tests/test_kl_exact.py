@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from sentiment_dpo.evaluator import EvalSettings, Evaluator
+from sentiment_dpo.evaluation.evaluator import EvalSettings, Evaluator
 from sentiment_dpo.generation import completion_logprobs, sample_completions
-from sentiment_dpo.metrics import kl_estimate
+from sentiment_dpo.evaluation.metrics import kl_estimate
 from sentiment_dpo.models import load_classifier, load_policy, prompt_ids
 
 PROMPT = "the movie was"

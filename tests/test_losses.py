@@ -7,8 +7,8 @@ import torch
 
 from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.models import load_policy
-from sentiment_dpo.methods import DPO_LOSS_TYPES, METHODS, ONLINE_METHODS
-from sentiment_dpo.training import pairs_dataset, train_policy
+from sentiment_dpo.methods.registry import DPO_LOSS_TYPES, METHODS, ONLINE_METHODS
+from sentiment_dpo.stages.train import pairs_dataset, train_policy
 from tiny import PAIRS
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from sentiment_dpo.errors import PipelineError
-from sentiment_dpo.methods import DPO_LOSS_TYPES, METHODS, check_method, is_online, reads, trains_on_pairs
+from sentiment_dpo.methods.registry import DPO_LOSS_TYPES, METHODS, check_method, is_online, reads, trains_on_pairs
 
 
 def test_the_dpo_loss_types_are_the_installed_trls():
@@ -36,8 +36,8 @@ def test_a_preset_carries_its_own_training_defaults(tmp_path):
     """A SmolLM2 policy from stage 1 trains the preset's LoRA at its batch size, not 135M weights at batch 448;
     an explicit option still wins, and the embedded policy keeps the standard defaults."""
     from sentiment_dpo.config import TrainingConfig, make_parser, parse_config
-    from sentiment_dpo.pipeline import PipelineConfig, training_config
-    from sentiment_dpo.training import defaults_from_run
+    from sentiment_dpo.stages.pipeline import PipelineConfig, training_config
+    from sentiment_dpo.stages.train import defaults_from_run
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "generations.config.yaml").write_text("policy: smollm2\npreset: embedded\n")
@@ -57,7 +57,7 @@ def test_a_preset_carries_its_own_training_defaults(tmp_path):
 
 
 def test_the_pipeline_gives_each_method_what_it_reads_and_refuses_what_none_reads():
-    from sentiment_dpo.pipeline import PipelineConfig, training_config
+    from sentiment_dpo.stages.pipeline import PipelineConfig, training_config
 
     config = PipelineConfig(losses=["sigmoid", "hinge"], recipe="token-bias", training={"soft_labels": False})
     sigmoid, hinge = (training_config(config, loss) for loss in config.losses)

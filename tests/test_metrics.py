@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from sentiment_dpo.metrics import distinct_n, kl_estimate, per_prompt_means, std, summarize, token_entropy, win_rate
+from sentiment_dpo.evaluation.metrics import (distinct_n, kl_estimate, per_prompt_means, std, summarize, token_entropy,
+                                              win_rate)
 
 
 def test_distinct_n_hand_computed():

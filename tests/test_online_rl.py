@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sentiment_dpo.models import load_classifier
-from sentiment_dpo.online_rl import ClassifierReward
+from sentiment_dpo.methods.online_rl import ClassifierReward
 from tiny import build_tiny_reward
 
 TEXTS = [("<|bos|>the movie was", " great and moving ."), ("<|bos|>the plot", " is dull .")]

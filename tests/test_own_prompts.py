@@ -240,7 +240,7 @@ def test_a_bad_source_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_poli
 
 
 def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, tiny_reward):
-    from sentiment_dpo.sweep import SweepConfig, SweepRunner
+    from sentiment_dpo.experiments.sweep import SweepConfig, SweepRunner
 
     texts = records(60)
     source = write_source(tmp_path, "jsonl", texts, column="review")

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -26,15 +27,16 @@ def test_pip_install_ships_the_package_and_its_committed_models(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr
     installed = tmp_path / "site" / "sentiment_dpo"
-    for folder in ("embedded_policy", "embedded_reward", "embedded_judge", "embedded_ceiling"):
-        committed = sorted(p.name for p in (ROOT / "sentiment_dpo" / folder).iterdir())
-        assert sorted(p.name for p in (installed / folder).iterdir()) == committed
+    for folder in ("policy", "reward", "judge", "ceiling"):
+        committed = sorted(p.name for p in (ROOT / "sentiment_dpo" / "embedded" / folder).iterdir())
+        assert sorted(p.name for p in (installed / "embedded" / folder).iterdir()) == committed
     # imported from there, outside the checkout, it finds its policy in its own folder
-    probe = subprocess.run([sys.executable, "-c", "import sentiment_dpo.embedded as e; print(e.policy_path())"],
+    probe = subprocess.run([sys.executable, "-c",
+                            "import sentiment_dpo.embedded.default_models as e; print(e.policy_path())"],
                            capture_output=True, text=True, cwd=tmp_path, timeout=60,
                            env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""})
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.strip() == str(installed / "embedded_policy")
+    assert probe.stdout.strip() == str(installed / "embedded" / "policy")
 
 
 NO_TORCH = """
@@ -67,22 +69,48 @@ def test_the_console_lists_its_commands_and_refuses_others(capsys):
     assert len(err.splitlines()) == 1 and "'trian' is not a command" in err and "train" in err
 
 
+def module_name(file: Path) -> str:
+    """`sentiment_dpo/stages/train.py` -> `stages.train`; a package's `__init__.py` is the package."""
+    parts = file.relative_to(ROOT / "sentiment_dpo").with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+
+
 def package_imports() -> dict[str, set[str]]:
-    """Module -> the package modules it imports, at the top or inside a function (read from the source)."""
+    """Module -> the package modules it imports, at the top or inside a function (read from the source); a
+    subpackage's `__init__` counts as a module of its own, so `from ..evaluation import plots` imports `evaluation`
+    and `evaluation.plots`."""
     import ast
 
-    package = ROOT / "sentiment_dpo"
-    modules = {f.stem for f in package.glob("*.py")}
+    files = sorted((ROOT / "sentiment_dpo").rglob("*.py"))
+    modules = {module_name(f) for f in files}
     graph = {}
-    for file in package.glob("*.py"):
-        names = set()
+    for file in files:
+        name = module_name(file)
+        package = name.split(".") if file.name == "__init__.py" and name != "__init__" else name.split(".")[:-1]
+        imported = set()
         for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                names |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sentiment_dpo."):
-                names.add(node.module.split(".")[1])
-        graph[file.stem] = names & modules - {file.stem}
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                target = base + (node.module.split(".") if node.module else [])
+            elif (node.module or "").startswith("sentiment_dpo."):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            for depth in range(1, len(target) + 1):  # importing a.b imports a first
+                imported.add(".".join(target[:depth]))
+            imported |= {".".join(target + [alias.name]) for alias in node.names}
+        graph[name] = imported & modules - {name}
     return graph
+
+
+def test_the_import_graph_sees_every_module_and_relative_import():
+    """The graph the cycle check walks is the real one: every module is in it, and known edges are found."""
+    graph = package_imports()
+    assert {"stages.train", "methods.registry", "evaluation.ceiling", "embedded", "embedded.corpus"} <= set(graph)
+    assert {"evaluation", "evaluation.ceiling_samples", "files"} <= graph["stages.evaluate"]
+    assert {"embedded", "embedded.corpus"} <= graph["embedded.default_models"]
 
 
 def test_the_package_has_no_import_cycle():
@@ -116,7 +144,7 @@ def test_the_package_imports_nothing_from_the_studies():
     import ast
 
     study_modules = {f.stem for f in (ROOT / "studies").rglob("*.py")}
-    for file in (ROOT / "sentiment_dpo").glob("*.py"):
+    for file in (ROOT / "sentiment_dpo").rglob("*.py"):
         for node in ast.walk(ast.parse(file.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])

@@ -1,7 +1,7 @@
 import pytest
 
 from sentiment_dpo.errors import PipelineError
-from sentiment_dpo.pairs import build_pairs, candidate_pairs
+from sentiment_dpo.stages.pairs import build_pairs, candidate_pairs
 
 
 def rows(*items):

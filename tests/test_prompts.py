@@ -3,7 +3,7 @@
 import pytest
 
 from sentiment_dpo import prompts
-from sentiment_dpo.corpus import Corpus, LabeledText
+from sentiment_dpo.embedded.corpus import Corpus, LabeledText
 from sentiment_dpo.errors import PipelineError
 
 STOCK = "this is a film that"  # a stock opening both splits share

@@ -13,9 +13,9 @@ from test_stages import run_dir  # noqa: F401  (fixture: a run directory after s
 
 from sentiment_dpo import commands
 from sentiment_dpo import files
-from sentiment_dpo.ceiling_samples import against_ceiling
-from sentiment_dpo.ceiling import optimum_curve
-from sentiment_dpo.metrics import kl_standard_error, measurable_drift
+from sentiment_dpo.evaluation.ceiling_samples import against_ceiling
+from sentiment_dpo.evaluation.ceiling import optimum_curve
+from sentiment_dpo.evaluation.metrics import kl_standard_error, measurable_drift
 
 
 def _copy_run(source, target, with_pairs: bool = True):

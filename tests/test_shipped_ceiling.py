@@ -1,4 +1,4 @@
-"""The default run's ceiling ships with the package (sentiment_dpo/embedded_ceiling): it is what drawing it now
+"""The default run's ceiling ships with the package (sentiment_dpo/embedded/ceiling): it is what drawing it now
 gives, it is served only to a run with the same content, and a run whose content differs draws its own."""
 
 import random
@@ -7,9 +7,11 @@ import shutil
 import pytest
 import torch
 
-from sentiment_dpo import ceiling_samples, embedded, files
+from sentiment_dpo.evaluation import ceiling_samples
+from sentiment_dpo import files
+from sentiment_dpo.embedded import default_models
 from sentiment_dpo.config import MetricsConfig
-from sentiment_dpo.evaluation import default_evaluator
+from sentiment_dpo.stages.evaluate import default_evaluator
 from sentiment_dpo.generation import sample_completions
 from sentiment_dpo.models import prompt_ids
 
@@ -20,8 +22,9 @@ REDRAW = "python3 scripts/build_embedded_models.py --ceiling"
 
 @pytest.fixture(scope="module")
 def shipped():
-    record = files.read_yaml(embedded.CEILING_DIR / ceiling_samples.RECORD_FILE, REDRAW)
-    rows = files.read_jsonl(embedded.CEILING_DIR / ceiling_samples.SHIPPED_SAMPLES_FILE, ("prompt_index",), REDRAW)
+    record = files.read_yaml(default_models.CEILING_DIR / ceiling_samples.RECORD_FILE, REDRAW)
+    rows = files.read_jsonl(default_models.CEILING_DIR / ceiling_samples.SHIPPED_SAMPLES_FILE, ("prompt_index",),
+                            REDRAW)
     return record, rows
 
 

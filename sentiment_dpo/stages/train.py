@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 
-from . import files
-from .config import TrainingConfig, config_to_dict, preset_training_defaults
-from .distributed import is_main_process, process_state, wait_for_everyone
-from .errors import PipelineError
-from .locks import exclusive
-from .methods import SLIC, check_method, is_online
-from .models import RECORDED_MODEL_FIX, non_finite_parameters
-from .model_card import CARD, model_card, what_trains
+from .. import files
+from ..config import TrainingConfig, config_to_dict, preset_training_defaults
+from ..distributed import is_main_process, process_state, wait_for_everyone
+from ..errors import PipelineError
+from ..locks import exclusive
+from ..methods.registry import SLIC, check_method, is_online
+from ..models import RECORDED_MODEL_FIX, non_finite_parameters
+from ..methods.model_card import CARD, model_card, what_trains
 from .pairs import PAIR_COLUMNS, check_ids_match_texts, is_finite_number
 
 logger = logging.getLogger(__name__)
@@ -121,8 +121,8 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer, soft_labels: bool = Fal
     """
     from datasets import Dataset
 
-    from .fast_dpo import PREFERENCE
-    from .models import prompt_ids
+    from ..methods.fast_dpo import PREFERENCE
+    from ..models import prompt_ids
 
     def ids(row: dict[str, Any], side: str) -> list[int]:
         if f"{side}_ids" in row:
@@ -176,7 +176,7 @@ def lora_config(config: TrainingConfig) -> Any:
 
 def check_trained_parameters(model, config: TrainingConfig) -> None:
     """Refuse a logit bias on a model it cannot be folded into (no final LayerNorm with a bias, e.g. SmolLM2)."""
-    from .logit_bias import supports_logit_bias
+    from ..methods.logit_bias import supports_logit_bias
 
     if config.logit_bias and not supports_logit_bias(model):
         name = model.config.name_or_path or "this policy"
@@ -189,7 +189,7 @@ def choose_trained_parameters(model, config: TrainingConfig, initial_bias=None) 
     """For the logit bias, freeze the weights and give the LM head the trainable bias, starting at `initial_bias`
     (None: zero). A model still training an earlier round's bias (a sweep's later rounds) first takes that bias
     into its weights: each round starts from the policy it reached."""
-    from .logit_bias import add_logit_bias, fold_logit_bias
+    from ..methods.logit_bias import add_logit_bias, fold_logit_bias
 
     fold_logit_bias(model)
     check_trained_parameters(model, config)
@@ -207,8 +207,8 @@ def starts_from_token_scores(config: TrainingConfig) -> bool:
 def token_prior(policy, classifier, dataset, rows: list[dict[str, Any]], batch_size: int) -> Any:
     """The `bias_start.TokenPrior` (the reward model's token scores, scaled on the pairs: `dataset`'s token ids,
     `rows`' rewards) a logit bias starts from under `--bias-start reward`."""
-    from .bias_start import fit_token_prior
-    from .fast_dpo import token_columns
+    from ..methods.bias_start import fit_token_prior
+    from ..methods.fast_dpo import token_columns
 
     vocab_size = policy.model.get_output_embeddings().weight.shape[0]
     _, chosen, rejected = token_columns(dataset)
@@ -233,7 +233,7 @@ def save_trained(trainer, folder: Path) -> None:
 def _save_trained(trainer, folder: Path) -> None:
     from peft import PeftModel
 
-    from .logit_bias import fold_logit_bias
+    from ..methods.logit_bias import fold_logit_bias
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     bias = fold_logit_bias(model)
@@ -307,12 +307,12 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
         # user can act on
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
         if is_online(config.loss):
-            from .online_rl import make_trainer
+            from ..methods.online_rl import make_trainer
 
             trainer = make_trainer(model, tokenizer, dataset, config, _trainer_args(config, output_dir, use_cpu),
                                    reward, max_new_tokens, lora_config(config), callbacks)
         else:
-            from .fast_dpo import dpo_trainer_class
+            from ..methods.fast_dpo import dpo_trainer_class
 
             choose_trained_parameters(model, config, initial_bias)
             trainer = dpo_trainer_class()(model=model, ref_model=ref_model,
@@ -343,14 +343,14 @@ def deterministic_kernels() -> Iterator[None]:
 
 def run(config: TrainingConfig) -> Path:
     """Train on data/pairs.jsonl, save models/LOSS (model, tokenizer, config, training log); return its path."""
-    from .models import load_policy, resolve_device
+    from ..models import load_policy, resolve_device
 
     check_method(config.loss)
     run_dir = Path(config.run_dir)
     generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
     online = is_online(config.loss)
     if online:  # the online methods sample from the prompts stage 1 drew its samples for
-        from .online_rl import check_batch, training_prompts
+        from ..methods.online_rl import check_batch, training_prompts
 
         check_batch(config)
         data_file = files.GENERATIONS
@@ -362,7 +362,7 @@ def run(config: TrainingConfig) -> Path:
     policy = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
     reward = prior = None
     if online:
-        from .online_rl import ClassifierReward, prompts_dataset
+        from ..methods.online_rl import ClassifierReward, prompts_dataset
 
         reward = ClassifierReward(_reward_model(generation, device), generation["batch_size"],
                                   policy.tokenizer.bos_token or "")
@@ -382,7 +382,7 @@ def run(config: TrainingConfig) -> Path:
 
 
 def _reward_model(generation: dict[str, Any], device) -> Any:
-    from .models import load_classifier
+    from ..models import load_classifier
 
     return load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
                            fix=RECORDED_MODEL_FIX)

@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PipelineError
-from .files import build_lock, sha256_of
+from ..errors import PipelineError
+from ..files import build_lock, sha256_of
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import files
-from .config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
-                     check_positive, config_to_dict, default_batch_size, option)
-from .errors import PipelineError
-from .methods import BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, reads
+from .. import files
+from ..config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
+                      check_positive, config_to_dict, default_batch_size, option)
+from ..errors import PipelineError
+from ..methods.registry import BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, reads
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def _names(cls: type, options: list[tuple[str, Any, Any]]) -> list[str]:
 def pairs_per_round(config: SweepConfig) -> int:
     """--num-pairs, or for 0 (every pair) the number of same-prompt pairs, prompts × k(k − 1)/2 for k samples per
     prompt (a tie or a repeated text pairs with nothing, so the built data may hold a few fewer)."""
-    from .prompts import prompts_needed
+    from ..prompts import prompts_needed
 
     k = config.samples_per_prompt
     return config.num_pairs or prompts_needed(config.num_samples, k) * k * (k - 1) // 2
@@ -216,7 +216,7 @@ def offline_steps(num_pairs: int, batch_size: int, epochs: float) -> int:
 def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     """The cell's stage-3 config: the sweep's value of each training option (the cell's own where the sweep lists
     several; the stage default for an option its method does not read)."""
-    from .online_rl import check_batch
+    from ..methods.online_rl import check_batch
     values = {name: getattr(config, name)[0] for name in TRAINING_NAMES if reads(cell.loss, name)} \
         | dict(cell.options)
     # the online methods train as many steps as the offline ones (at the offline batch size when it is unset)
@@ -245,11 +245,11 @@ class SweepRunner:
     """Holds what every cell shares (models, prompts, pairs, the evaluator) and runs cells."""
 
     def __init__(self, config: SweepConfig):
-        from .evaluator import EvalSettings, Evaluator
-        from .models import load_classifier, load_policy, resolve_device
-        from .prompts import check_unchanged, choose_prompts, prompts_needed
-        from .sample_and_score import policy_prompt_pools
-        from .training import read_pairs
+        from ..evaluation.evaluator import EvalSettings, Evaluator
+        from ..models import load_classifier, load_policy, resolve_device
+        from ..prompts import check_unchanged, choose_prompts, prompts_needed
+        from ..stages.generate import policy_prompt_pools
+        from ..stages.train import read_pairs
 
         self.config = config
         self.run_dir = Path(config.run_dir)
@@ -271,14 +271,14 @@ class SweepRunner:
             heldout, 1, config.max_new_tokens, 1.0, config.eval_batch_size, config.seed))
         self.reference_metrics = self._reference_point()
         if config.ceiling_samples:
-            from .ceiling_samples import load_or_sample
+            from ..evaluation.ceiling_samples import load_or_sample
 
             load_or_sample(self.run_dir / REFERENCE, self.evaluator, config.ceiling_samples)
 
     def _initial_bias(self, policy, training: TrainingConfig, dataset) -> Any:
         """Where the cell's logit bias starts (None: zero, or no bias); the token prior is fitted once per sweep, on
         the shared pairs (`dataset`: their token ids)."""
-        from .training import check_trained_parameters, starts_from_token_scores, token_prior
+        from ..stages.train import check_trained_parameters, starts_from_token_scores, token_prior
 
         check_trained_parameters(policy.model, training)
         if not starts_from_token_scores(training):
@@ -300,12 +300,12 @@ class SweepRunner:
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         from .checkpoint_eval import CurveCallback
-        from .model_card import trained_parameters
-        from .models import load_policy
-        from .online_rl import ClassifierReward, prompts_dataset
-        from .pairs import build_pairs
-        from .sample_and_score import sample_and_score
-        from .training import pairs_dataset, train_policy
+        from ..methods.model_card import trained_parameters
+        from ..models import load_policy
+        from ..methods.online_rl import ClassifierReward, prompts_dataset
+        from ..stages.pairs import build_pairs
+        from ..stages.generate import sample_and_score
+        from ..stages.train import pairs_dataset, train_policy
 
         config = self.config
         training = training_config(config, cell)
@@ -373,7 +373,7 @@ def _data_settings(data: Any) -> Any:
 def prepare_data(config: SweepConfig) -> None:
     """Stages 1 and 2 into the sweep dir, once; a sweep dir holding data from other settings is refused.
     Records the data settings and this invocation's resolved config in sweep.config.yaml."""
-    from . import pairs, sample_and_score
+    from ..stages import pairs, generate
 
     run_dir = Path(config.run_dir)
     wanted = {"generation": config_to_dict(generation_config(config)), "pairs": config_to_dict(pairs_config(config))}
@@ -384,7 +384,7 @@ def prepare_data(config: SweepConfig) -> None:
             raise PipelineError(f"{run_dir} holds data made with other generation / pair settings; use a new "
                                 "--run-dir, or the settings it was made with (see its sweep.config.yaml)")
     else:
-        sample_and_score.run(generation_config(config))
+        generate.run(generation_config(config))
         pairs.run(pairs_config(config))
     files.write_yaml(stored_file, {"data": wanted, "sweep": config_to_dict(config),
                                 "provenance": {"libraries": files.library_versions()}})

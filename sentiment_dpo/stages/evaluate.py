@@ -8,19 +8,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import ceiling_samples, files, plots
-from .config import PRESETS, GenerationConfig, MetricsConfig, config_to_dict
-from .distributed import is_main_process
-from .errors import PipelineError
-from .evaluator import PAIR_METRICS, EvalSettings, Evaluator
-from .intervals import policy_intervals
-from .locks import exclusive
-from .methods import check_method
-from .metrics import kl_standard_error
-from .model_card import CARD, model_card
-from .models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
-from .prompts import Pools, check_unchanged, choose_prompts
-from .sample_and_score import policy_prompt_pools, sampling_settings
+from ..evaluation import ceiling_samples, plots
+from .. import files
+from ..config import PRESETS, GenerationConfig, MetricsConfig, config_to_dict
+from ..distributed import is_main_process
+from ..errors import PipelineError
+from ..evaluation.evaluator import PAIR_METRICS, EvalSettings, Evaluator
+from ..evaluation.intervals import policy_intervals
+from ..locks import exclusive
+from ..methods.registry import check_method
+from ..evaluation.metrics import kl_standard_error
+from ..methods.model_card import CARD, model_card
+from ..models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
+from ..prompts import Pools, check_unchanged, choose_prompts
+from .generate import policy_prompt_pools, sampling_settings
 
 logger = logging.getLogger(__name__)
 

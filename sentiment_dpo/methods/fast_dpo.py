@@ -27,7 +27,7 @@ import torch
 from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
-from .distributed import map_length_sorted
+from ..distributed import map_length_sorted
 from .logit_bias import bias_disabled
 
 
@@ -172,7 +172,7 @@ def check_trl_internals() -> None:
               if dataclasses.is_dataclass(FusedCausalLMOutput) else set())
     missing += [f"FusedCausalLMOutput.{name}" for name in HEAD_FIELDS if name not in fields]
     if missing:
-        from .errors import PipelineError
+        from ..errors import PipelineError
 
         raise PipelineError(f"the installed TRL lacks {', '.join(missing)}, which the fast trainer needs; install "
                             "the pinned version (pip install -r requirements.txt)")

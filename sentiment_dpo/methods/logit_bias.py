@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch.nn.utils import parametrize
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 # The bias is trained as LEARNING_RATE_MULTIPLIER·θ: Adam moves θ by about --learning-rate a step, so the default
 # learning rate for the weights (2e-4) moves each token's bias by about 0.1 nats a step, the rate at which the

@@ -15,9 +15,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import files
-from .config import PairsConfig, config_to_dict
-from .errors import PipelineError
+from .. import files
+from ..config import PairsConfig, config_to_dict
+from ..errors import PipelineError
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _policy_tokenizer(run_dir: Path) -> Any | None:
         return None
     from transformers import AutoTokenizer
 
-    from .models import resolve_source
+    from ..models import resolve_source
 
     return AutoTokenizer.from_pretrained(resolve_source(files.read_yaml(record, "python3 text_generation.py")["policy"],
                                                         "policy"))

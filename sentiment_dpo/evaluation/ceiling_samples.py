@@ -13,22 +13,22 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import files
-from .corpus import cache_dir
+from .. import files
+from ..embedded.corpus import cache_dir
 from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
                       overhead_text, trusted_kl)
-from .distributed import is_main_process
-from .embedded import CEILING_DIR
-from .errors import PipelineError
+from ..distributed import is_main_process
+from ..embedded.default_models import CEILING_DIR
+from ..errors import PipelineError
 from .evaluator import Evaluator
 from .metrics import measurable_drift
-from .models import content_digest
+from ..models import content_digest
 
 logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = "ceiling_samples.jsonl"
 RECORD_FILE = "ceiling_samples.config.yaml"
-SHIPPED_SAMPLES_FILE = SAMPLES_FILE + ".gz"  # the package's copy (embedded.CEILING_DIR) is compressed
+SHIPPED_SAMPLES_FILE = SAMPLES_FILE + ".gz"  # the package's copy (embedded.default_models.CEILING_DIR) is compressed
 
 
 def of_run(run_dir: Path) -> Path:

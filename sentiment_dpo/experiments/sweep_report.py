@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import files
-from .errors import PipelineError
-from .stats import mean_ci95
+from .. import files
+from ..errors import PipelineError
+from ..evaluation.stats import mean_ci95
 from .sweep import CELL_FILE, CELLS, REFERENCE, label, pairs_per_round
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _values(values: list[Any]) -> str:
 def batch_sizes(values: list[int | None], online: bool) -> str:
     """The sweep's `--batch-size` values as its offline or online cells train with them (unset: the method's
     default)."""
-    from .config import default_batch_size
+    from ..config import default_batch_size
 
     default = default_batch_size(online)
     return _values([default if value is None else value for value in values])
@@ -160,7 +160,7 @@ def _load_cells(run_dir: Path) -> list[dict[str, Any]]:
 
 def _ceiling(run_dir: Path) -> tuple[list, list] | None:
     """(optimum, best-of-n) from the reference's ceiling samples, if the sweep drew them."""
-    from .ceiling_samples import SAMPLES_FILE, curves
+    from ..evaluation.ceiling_samples import SAMPLES_FILE, curves
 
     file = run_dir / REFERENCE / SAMPLES_FILE
     if not file.exists():
@@ -170,7 +170,7 @@ def _ceiling(run_dir: Path) -> tuple[list, list] | None:
 
 def _against_ceiling(optimum: list | None, kl: float, reward: float) -> str:
     """Table cells: the KL overhead and the share of the optimum's gain at the same KL ("–" without a ceiling)."""
-    from .ceiling_samples import against_ceiling
+    from ..evaluation.ceiling_samples import against_ceiling
 
     if not optimum:
         return "– | –"
@@ -181,7 +181,7 @@ def _against_ceiling(optimum: list | None, kl: float, reward: float) -> str:
 def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: bool, beyond: Sequence[tuple],
                     optimum: list | None) -> str:
     """`finding`, plus the best method's KL overhead and share of the ceiling's gain when the sweep has one."""
-    from .ceiling_samples import against_ceiling
+    from ..evaluation.ceiling_samples import against_ceiling
 
     text = finding(best, budget, several_rates, beyond)
     if optimum and best:
@@ -193,9 +193,9 @@ def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_ra
 
 
 def write_report(run_dir: Path, config) -> Path:
-    from . import plots
-    from .ceiling_samples import markdown_lines
-    from .methods import is_online
+    from . import sweep_plots
+    from ..evaluation.ceiling_samples import markdown_lines
+    from ..methods.registry import is_online
 
     cells = _load_cells(run_dir)
     if not cells:
@@ -209,13 +209,13 @@ def write_report(run_dir: Path, config) -> Path:
     best = {budget: best_under_budget(groups, budget) for budget in config.kl_budgets}
     settings = list(dict.fromkeys(key[:3] for key in groups))  # (loss, rounds, lr), in the groups' order
     beyond = {budget: [key for key in settings if key not in per_setting] for budget, per_setting in best.items()}
-    plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog; dotted: the KL "
+    sweep_plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog; dotted: the KL "
                    "budgets)", run_dir / "frontier.png", budgets=config.kl_budgets, ceiling=ceiling)
     if has_judge:
-        plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog)",
+        sweep_plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog)",
                        run_dir / "judge_frontier.png", ceiling=ceiling, y_metric="judge_p_positive_mean",
                        ylabel="held-out judge's mean p(positive)")
-    plots.frontier(groups, reference, several_rates, "distinct_2", "distinct-2 (higher = more diverse)",
+    sweep_plots.frontier(groups, reference, several_rates, "distinct_2", "distinct-2 (higher = more diverse)",
                    run_dir / "diversity_vs_reward.png", x_is_kl=False)
     samples = defaultdict(dict)
     for cell in cells:
@@ -224,7 +224,7 @@ def write_report(run_dir: Path, config) -> Path:
         samples[label(key[0], key[1], key[2], several_rates)].setdefault(key[3], []).extend(r["reward"] for r in rows)
     reference_rewards = [r["reward"] for r in files.read_jsonl(run_dir / REFERENCE / "samples.jsonl", ("reward",),
                                                             "python3 sweep.py")]
-    plots.reward_histograms_per_loss(samples, reference_rewards, run_dir / "reward_hists.png")
+    sweep_plots.reward_histograms_per_loss(samples, reference_rewards, run_dir / "reward_hists.png")
 
     lines = ["# Sweep report", "",
              f"Policy `{config.policy}`, reward `{config.reward}`, held-out judge `{config.judge}`; "

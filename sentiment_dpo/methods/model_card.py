@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .methods import BETA_FREE, ONLINE_METHODS, SLIC
+from .registry import BETA_FREE, ONLINE_METHODS, SLIC
 
 CARD = "README.md"
 
