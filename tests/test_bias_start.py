@@ -30,7 +30,9 @@ def test_token_scores_are_each_templates_standardised_rewards_averaged(tiny_poli
         rewards = torch.tensor([classifier.score([template.format(tokenizer.decode([t]))], 1)[0][0]
                                 for t in range(known)])
         expected += (rewards - rewards.mean()) / rewards.std()
-    assert torch.allclose(scores[:known], expected / 2, atol=1e-4)
+    # batched, padded scoring differs from one text at a time by up to ~2e-4 on some CPUs; a population std in place
+    # of the sample std (a factor 1.0016 here) or a missing template would be off by far more
+    assert torch.allclose(scores[:known], expected / 2, atol=5e-4)
     assert torch.equal(scores[known:], torch.zeros(3))  # ids past the vocabulary (a padded embedding) score 0
     assert abs(float(scores[:known].mean())) < 1e-5  # the average token scores 0: no pull toward any length
 
