@@ -1,4 +1,5 @@
-"""Reading and writing the run directory's artifacts: atomic writes, validated JSONL, the stage layout."""
+"""Reading and writing the run directory's artifacts: atomic writes, validated JSONL, provenance helpers (where
+each artifact lives: layout.py)."""
 
 from __future__ import annotations
 
@@ -17,20 +18,6 @@ from typing import Any
 import yaml
 
 from .errors import PipelineError
-
-GENERATIONS = Path("data/generations.jsonl")
-GENERATION_CONFIG = Path("data/generations.config.yaml")
-PAIRS = Path("data/pairs.jsonl")
-PAIRS_CONFIG = Path("data/pairs.config.yaml")
-
-
-def model_dir(loss: str) -> Path:
-    return Path("models") / loss
-
-
-def results_dir(loss: str) -> Path:
-    return Path("results") / loss
-
 
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file: recorded in provenance so an artifact names the exact data it came from."""

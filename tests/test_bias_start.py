@@ -8,7 +8,7 @@ import torch
 from test_stages import run_dir  # noqa: F401  (fixture: a run directory after stages 1 and 2)
 from transformers import AutoModelForCausalLM
 
-from sentiment_dpo import commands
+from sentiment_dpo import commands, layout
 from sentiment_dpo import files
 from sentiment_dpo.methods.bias_start import TEMPLATES, TokenPrior, fit_token_prior, reward_per_score, token_scores
 from sentiment_dpo.methods.logit_bias import fold_direction
@@ -58,17 +58,17 @@ def _bias_of(model_dir, reference_dir) -> torch.Tensor:
 def test_the_token_bias_recipe_starts_from_the_reward_models_token_scores(with_ids, run_dir, tiny_policy,  # noqa: F811
                                                                           tiny_reward):
     if not with_ids:  # pairs written by hand or by an older version carry texts only: tokenized for the fit too
-        rows = read_pairs(run_dir / files.PAIRS)
-        files.write_jsonl(run_dir / files.PAIRS,
+        rows = read_pairs(run_dir / layout.PAIRS)
+        files.write_jsonl(run_dir / layout.PAIRS,
                           [{k: v for k, v in row.items() if not k.endswith("_ids")} for row in rows])
     # a learning rate too small to move anything: the saved bias is where training started
     assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "1", "--batch-size", "4",
                               "--learning-rate", "1e-12", "--beta", "0.2", "--recipe", "token-bias"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     policy = load_policy(str(tiny_policy), CPU)
-    dataset = pairs_dataset(read_pairs(run_dir / files.PAIRS), policy.tokenizer)
+    dataset = pairs_dataset(read_pairs(run_dir / layout.PAIRS), policy.tokenizer)
     _, chosen, rejected = token_columns(dataset)
-    gaps = [row["chosen_reward"] - row["rejected_reward"] for row in read_pairs(run_dir / files.PAIRS)]
+    gaps = [row["chosen_reward"] - row["rejected_reward"] for row in read_pairs(run_dir / layout.PAIRS)]
     prior = fit_token_prior(policy.tokenizer, load_classifier(str(tiny_reward), CPU), chosen, rejected, gaps,
                             policy.model.get_output_embeddings().weight.shape[0], batch_size=64)
     expected = prior.bias(0.2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sentiment_dpo.evaluation import ceiling_samples
-from sentiment_dpo import files
+from sentiment_dpo import files, layout
 from sentiment_dpo.evaluation.evaluator import EvalSettings, Evaluator
 from sentiment_dpo.models import load_classifier, load_policy
 
@@ -61,9 +61,9 @@ def test_a_second_run_dir_reuses_the_ceiling_and_a_changed_model_never_does(tmp_
     # another run directory, the same content: read from the cache, nothing sampled, the run's copy written
     second = ceiling_samples.load_or_sample(tmp_path / "run2", evaluator_for(**models), 4)
     assert len(calls) == 1 and second == first
-    assert (tmp_path / "run2" / ceiling_samples.SAMPLES_FILE).read_text() == \
-        (tmp_path / "run1" / ceiling_samples.SAMPLES_FILE).read_text()
-    record = files.read_yaml(tmp_path / "run2" / ceiling_samples.RECORD_FILE, "")
+    assert (tmp_path / "run2" / layout.CEILING_SAMPLES).read_text() == \
+        (tmp_path / "run1" / layout.CEILING_SAMPLES).read_text()
+    record = files.read_yaml(tmp_path / "run2" / layout.CEILING_RECORD, "")
     assert record["prompts"] == PROMPTS  # the ceiling stores its prompts, not only their hash
     # a changed reward file under the same name: sampled and scored again, in another cache entry
     perturb(models["reward"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_dpo import commands
+from sentiment_dpo import commands, layout
 from conftest import ROOT
 from sentiment_dpo import files
 
@@ -35,7 +35,7 @@ def runs(tmp_path_factory, tiny_policy, tiny_reward):
 
 def test_two_processes_write_the_same_rows_as_one(runs):
     single, multi = runs
-    assert (multi / files.GENERATIONS).read_text() == (single / files.GENERATIONS).read_text()
+    assert (multi / layout.GENERATIONS).read_text() == (single / layout.GENERATIONS).read_text()
 
 
 def test_two_processes_train_and_write_one_model(runs):
@@ -57,7 +57,7 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(ru
     from safetensors.torch import load_file
 
     _, multi = runs
-    if not (multi / files.PAIRS).exists():
+    if not (multi / layout.PAIRS).exists():
         assert commands.pairs(["--run-dir", str(multi), "--num-pairs", "16", "--strategy", "random"]) == 0
     single = tmp_path / "single"
     shutil.copytree(multi / "data", single / "data")
@@ -78,7 +78,7 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(ru
     def head(weights: dict):  # the starting policy's head is tied to its input embeddings
         return weights.get("lm_head.weight", weights["transformer.wte.weight"])
 
-    start = load_file(Path(files.read_yaml(single / files.GENERATION_CONFIG, "")["policy"]) / "model.safetensors")
+    start = load_file(Path(files.read_yaml(single / layout.GENERATION_CONFIG, "")["policy"]) / "model.safetensors")
     one, two = weights(single), weights(multi)
     update = (head(one) - head(start)).abs().max().item()
     assert update > 1e-3  # training moved the weights
@@ -128,4 +128,4 @@ def test_two_nodes_write_the_same_rows_as_one_process(runs, tmp_path, tiny_polic
              for _ in range(2)]
     results = [node.communicate(timeout=300) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in results]
-    assert (run_dir / files.GENERATIONS).read_text() == (single / files.GENERATIONS).read_text()
+    assert (run_dir / layout.GENERATIONS).read_text() == (single / layout.GENERATIONS).read_text()

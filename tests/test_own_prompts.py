@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from sentiment_dpo import commands
+from sentiment_dpo import commands, layout
 from sentiment_dpo import files
 from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.prompt_source import SourceSpec, load_records
@@ -133,10 +133,10 @@ def test_the_four_stages_run_from_own_prompts_with_heldout_prompts_apart(tmp_pat
     assert commands.pairs(["--run-dir", str(run), "--num-pairs", "8"]) == 0
     assert commands.train(["sigmoid", "--run-dir", str(run), "--max-steps", "1", "--batch-size", "4"]) == 0
     assert commands.evaluate(["sigmoid", "--run-dir", str(run), *METRICS_ARGS]) == 0
-    record = files.read_yaml(run / files.GENERATION_CONFIG, "")
+    record = files.read_yaml(run / layout.GENERATION_CONFIG, "")
     loaded = load_records(SourceSpec(str(source), "review" if kind == "jsonl" else None,
                                      seed=0)) if kind != "splits" else load_records(SourceSpec(str(source)))
-    train_prompts = {r["prompt"] for r in files.read_jsonl(run / files.GENERATIONS, ("prompt",), "")}
+    train_prompts = {r["prompt"] for r in files.read_jsonl(run / layout.GENERATIONS, ("prompt",), "")}
     heldout_prompts = {r["prompt"] for r in files.read_jsonl(run / "results" / "sigmoid" / "samples.jsonl",
                                                           ("prompt",), "")}
     assert len(train_prompts) == 4 and len(heldout_prompts) == 4
@@ -177,11 +177,11 @@ def test_the_reference_preset_takes_the_paper_prompts_offline_from_a_local_copy(
     run = tmp_path / "run"
     assert commands.generate(["--run-dir", str(run), "--preset", "reference", "--policy", str(tiny_policy),
                                  "--reward", str(tiny_reward), "--prompts", str(source), *GEN_ARGS]) == 0
-    record = files.read_yaml(run / files.GENERATION_CONFIG, "")
+    record = files.read_yaml(run / layout.GENERATION_CONFIG, "")
     assert record["prompt_tokens"] == [2, 8] and record["prompt_words"] is None
     assert record["provenance"]["prompts"]["heldout_split"] == "test"
     prefixes = token_prefixes(AutoTokenizer.from_pretrained(tiny_policy), texts[:40], 2, 8)  # the train split
-    assert all(row["prompt"] in prefixes for row in files.read_jsonl(run / files.GENERATIONS, ("prompt",), ""))
+    assert all(row["prompt"] in prefixes for row in files.read_jsonl(run / layout.GENERATIONS, ("prompt",), ""))
     from sentiment_dpo.config import GenerationConfig
 
     assert GenerationConfig(preset="reference").prompts == "stanfordnlp/imdb"  # the hub dataset when reachable
@@ -271,7 +271,7 @@ def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, 
                                      num_samples=16, samples_per_prompt=4, max_new_tokens=4, num_pairs=8,
                                      eval_prompts=4, prompts=str(source), prompt_column="review"))
     assert set(runner.evaluator.settings.prompts) <= set(loaded.heldout)
-    assert set(runner.train_prompts) == {r["prompt"] for r in files.read_jsonl(sweep_dir / files.GENERATIONS,
+    assert set(runner.train_prompts) == {r["prompt"] for r in files.read_jsonl(sweep_dir / layout.GENERATIONS,
                                                                                ("prompt",), "")}
     assert set(runner.train_prompts) <= set(loaded.train)
 

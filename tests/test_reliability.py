@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_stages import run_dir  # noqa: F401  (fixture: a run directory after stages 1 and 2)
 
-from sentiment_dpo import commands
+from sentiment_dpo import commands, layout
 from sentiment_dpo import files
 from sentiment_dpo.evaluation.ceiling_samples import against_ceiling
 from sentiment_dpo.evaluation.ceiling import optimum_curve
@@ -20,8 +20,8 @@ from sentiment_dpo.evaluation.metrics import kl_standard_error, measurable_drift
 
 def _copy_run(source, target, with_pairs: bool = True):
     (target / "data").mkdir(parents=True)
-    pairs = (files.PAIRS, files.PAIRS_CONFIG) if with_pairs else ()
-    for name in (files.GENERATIONS, files.GENERATION_CONFIG, *pairs):
+    pairs = (layout.PAIRS, layout.PAIRS_CONFIG) if with_pairs else ()
+    for name in (layout.GENERATIONS, layout.GENERATION_CONFIG, *pairs):
         (target / name).write_bytes((source / name).read_bytes())
 
 
@@ -41,9 +41,9 @@ def _one_line(capsys) -> str:
 ])
 def test_a_pair_whose_texts_and_ids_disagree_is_refused(run_dir, tmp_path, change, message, capsys):  # noqa: F811
     _copy_run(run_dir, tmp_path)
-    pairs = [json.loads(line) for line in (tmp_path / files.PAIRS).read_text().splitlines()]
+    pairs = [json.loads(line) for line in (tmp_path / layout.PAIRS).read_text().splitlines()]
     pairs[2] = change(pairs[2])
-    files.write_jsonl(tmp_path / files.PAIRS, pairs)
+    files.write_jsonl(tmp_path / layout.PAIRS, pairs)
     assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
     err = _one_line(capsys)
     assert f"line 3: {message}" in err and "rerun `python3 prepare_dataset.py`" in err
@@ -52,13 +52,13 @@ def test_a_pair_whose_texts_and_ids_disagree_is_refused(run_dir, tmp_path, chang
 
 def test_a_generations_row_whose_text_and_ids_disagree_is_refused(run_dir, tmp_path, capsys):  # noqa: F811
     _copy_run(run_dir, tmp_path, with_pairs=False)
-    rows = [json.loads(line) for line in (tmp_path / files.GENERATIONS).read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / layout.GENERATIONS).read_text().splitlines()]
     rows[4]["completion"] = rows[4]["completion"] + " edited"
-    files.write_jsonl(tmp_path / files.GENERATIONS, rows)
+    files.write_jsonl(tmp_path / layout.GENERATIONS, rows)
     assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4"]) == 2
     err = _one_line(capsys)
     assert "generations.jsonl line 5: completion_ids decode to" in err and "rerun `python3 text_generation.py`" in err
-    assert not (tmp_path / files.PAIRS).exists()
+    assert not (tmp_path / layout.PAIRS).exists()
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -68,14 +68,14 @@ def test_a_generations_row_whose_text_and_ids_disagree_is_refused(run_dir, tmp_p
 ])
 def test_every_numeric_field_of_a_generations_row_is_checked(run_dir, tmp_path, field, value, message,  # noqa: F811
                                                               capsys):
-    lines = (run_dir / files.GENERATIONS).read_text().splitlines()
+    lines = (run_dir / layout.GENERATIONS).read_text().splitlines()
     row = json.loads(lines[1])
     broken = json.dumps(row | {field: "__value__"}).replace('"__value__"', value)
     (tmp_path / "data").mkdir()
-    (tmp_path / files.GENERATIONS).write_text("\n".join([lines[0], broken, *lines[2:]]) + "\n")
+    (tmp_path / layout.GENERATIONS).write_text("\n".join([lines[0], broken, *lines[2:]]) + "\n")
     assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4"]) == 2
     assert f"line 2: {message}" in _one_line(capsys)
-    assert not (tmp_path / files.PAIRS).exists()
+    assert not (tmp_path / layout.PAIRS).exists()
 
 
 def test_a_full_disk_while_saving_the_model_is_one_line_and_leaves_nothing_behind(run_dir, tmp_path,  # noqa: F811
@@ -143,14 +143,14 @@ def test_hints_name_what_the_stage_can_do(run_dir, tmp_path, tiny_policy, capsys
     # a language model recorded as the reward: stage 4 has no --reward, the fix is stage 1's
     _copy_run(run_dir, tmp_path)
     assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1", "--batch-size", "4"]) == 0
-    record = files.read_yaml(tmp_path / files.GENERATION_CONFIG, "")
-    files.write_yaml(tmp_path / files.GENERATION_CONFIG, record | {"reward": str(tiny_policy)})
+    record = files.read_yaml(tmp_path / layout.GENERATION_CONFIG, "")
+    files.write_yaml(tmp_path / layout.GENERATION_CONFIG, record | {"reward": str(tiny_policy)})
     assert commands.evaluate(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none"]) == 2
     err = _one_line(capsys)
     assert "is a GPT2LMHeadModel, not a sequence classifier" in err and "--reward" not in err.split(";")[0]
     assert "rerun `python3 text_generation.py`" in err and "(e.g. --reward embedded)" not in err
     # too few held-out prompts: the fix is stage 4's --num-prompts, not "fewer samples"
-    files.write_yaml(tmp_path / files.GENERATION_CONFIG, record)
+    files.write_yaml(tmp_path / layout.GENERATION_CONFIG, record)
     assert commands.evaluate(["sigmoid", "--run-dir", str(tmp_path), "--judge", "none",
                                    "--num-prompts", "100000"]) == 2
     assert "use fewer --num-prompts" in _one_line(capsys)
@@ -160,7 +160,7 @@ def test_a_margin_the_strategy_does_not_read_is_refused(run_dir, tmp_path, capsy
     _copy_run(run_dir, tmp_path, with_pairs=False)
     assert commands.pairs(["--run-dir", str(tmp_path), "--strategy", "random", "--margin", "0.1"]) == 2
     assert "--margin is read by --strategy margin only, not 'random'" in _one_line(capsys)
-    assert not (tmp_path / files.PAIRS).exists()
+    assert not (tmp_path / layout.PAIRS).exists()
 
 
 def test_kl_standard_error_and_drift_by_hand():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sentiment_dpo.evaluation import ceiling_samples
-from sentiment_dpo import files
+from sentiment_dpo import files, layout
 from sentiment_dpo.embedded import default_models
 from sentiment_dpo.config import MetricsConfig
 from sentiment_dpo.stages.evaluate import default_evaluator
@@ -22,7 +22,7 @@ REDRAW = "python3 scripts/build_embedded_models.py --ceiling"
 
 @pytest.fixture(scope="module")
 def shipped():
-    record = files.read_yaml(default_models.CEILING_DIR / ceiling_samples.RECORD_FILE, REDRAW)
+    record = files.read_yaml(default_models.CEILING_DIR / layout.CEILING_RECORD, REDRAW)
     rows = files.read_jsonl(default_models.CEILING_DIR / ceiling_samples.SHIPPED_SAMPLES_FILE, ("prompt_index",),
                             REDRAW)
     return record, rows
@@ -81,10 +81,10 @@ def test_a_package_ceiling_is_served_to_the_same_content_only(tmp_path, models, 
     calls = count_sampling(monkeypatch)
     served = ceiling_samples.load_or_sample(tmp_path / "run1", evaluator_for(**models), 4)
     assert served == drawn and calls == []
-    record = files.read_yaml(tmp_path / "run1" / ceiling_samples.RECORD_FILE, "")
+    record = files.read_yaml(tmp_path / "run1" / layout.CEILING_RECORD, "")
     assert record["provenance"]["samples_from"] == "package"
     # the run's copy and the cache entry are plain files, the next run reads the cache
-    assert (ceiling_samples.cache_folder(record["key"]) / ceiling_samples.SAMPLES_FILE).exists()
+    assert (ceiling_samples.cache_folder(record["key"]) / layout.CEILING_SAMPLES).exists()
     shutil.rmtree(package)
     assert ceiling_samples.load_or_sample(tmp_path / "run2", evaluator_for(**models), 4) == drawn and calls == []
     # a changed judge is never served the package's samples

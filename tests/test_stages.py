@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from sentiment_dpo import commands
+from sentiment_dpo import commands, layout
 from conftest import ROOT
 from sentiment_dpo import files
 from sentiment_dpo.evaluation.ceiling import gain_share, gain_share_text
@@ -30,13 +30,13 @@ def run_dir(tmp_path_factory, tiny_policy, tiny_reward):
 
 
 def test_generation_rows_and_config(run_dir, tiny_policy):
-    rows = [json.loads(line) for line in (run_dir / files.GENERATIONS).read_text().splitlines()]
+    rows = [json.loads(line) for line in (run_dir / layout.GENERATIONS).read_text().splitlines()]
     assert len(rows) == 24
     assert set(rows[0]) >= {"prompt", "completion", "reward", "p_positive", "policy", "reward_model", "seed",
                             "sampling"}
     assert rows[0]["sampling"]["top_k"] == 0 and rows[0]["sampling"]["top_p"] == 1.0
     assert all(0.0 <= r["p_positive"] <= 1.0 for r in rows)
-    config = files.read_yaml(run_dir / files.GENERATION_CONFIG, "")
+    config = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "")
     assert config["policy"] == str(tiny_policy) and config["num_samples"] == 24
 
 
@@ -44,7 +44,7 @@ def test_generation_is_reproducible(run_dir, tiny_policy, tiny_reward, tmp_path)
     shutil.rmtree(cache_dir() / "generations")  # drawn again, not served from the cache
     assert commands.generate(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
                                  str(tiny_reward), *GEN_ARGS]) == 0
-    assert (tmp_path / files.GENERATIONS).read_text() == (run_dir / files.GENERATIONS).read_text()
+    assert (tmp_path / layout.GENERATIONS).read_text() == (run_dir / layout.GENERATIONS).read_text()
 
 
 def test_a_second_run_dir_reuses_stage_1s_rows_and_a_changed_reward_never_does(run_dir, tiny_policy, tiny_reward,
@@ -62,14 +62,14 @@ def test_a_second_run_dir_reuses_stage_1s_rows_and_a_changed_reward_never_does(r
     assert commands.generate(["--run-dir", str(tmp_path / "a"), *args]) == 0
     assert commands.generate(["--run-dir", str(tmp_path / "b"), *args]) == 0
     assert len(calls) == 1
-    assert (tmp_path / "a" / files.GENERATIONS).read_text() == (tmp_path / "b" / files.GENERATIONS).read_text()
+    assert (tmp_path / "a" / layout.GENERATIONS).read_text() == (tmp_path / "b" / layout.GENERATIONS).read_text()
     model = AutoModelForSequenceClassification.from_pretrained(reward)
     with torch.no_grad():
         model.classifier.weight[1].sub_(1.0)  # the same folder, another reward
     model.save_pretrained(reward)
     assert commands.generate(["--run-dir", str(tmp_path / "c"), *args]) == 0
     assert len(calls) == 2
-    rewards = [[row["reward"] for row in files.read_jsonl(tmp_path / d / files.GENERATIONS, (), "")] for d in "ac"]
+    rewards = [[row["reward"] for row in files.read_jsonl(tmp_path / d / layout.GENERATIONS, (), "")] for d in "ac"]
     assert rewards[0] != rewards[1]
 
 
@@ -84,8 +84,8 @@ def test_training_sees_exactly_the_sampled_tokens(run_dir, tiny_policy, tmp_path
 
     policy = load_policy(str(tiny_policy), torch.device("cpu"))
     generations = {(r["prompt"], r["completion"]): r["completion_ids"]
-                   for r in files.read_jsonl(run_dir / files.GENERATIONS, ("completion_ids",), "")}
-    pairs = read_pairs(run_dir / files.PAIRS)
+                   for r in files.read_jsonl(run_dir / layout.GENERATIONS, ("completion_ids",), "")}
+    pairs = read_pairs(run_dir / layout.PAIRS)
     trainer = FastDPOTrainer(model=policy.model, args=dpo_config(TrainingConfig(run_dir=str(tmp_path)), tmp_path,
                                                                 True),
                              train_dataset=pairs_dataset(pairs, policy.tokenizer), processing_class=policy.tokenizer)
@@ -108,7 +108,7 @@ def test_training_sees_exactly_the_sampled_tokens(run_dir, tiny_policy, tmp_path
 def test_pairs_load_with_datasets(run_dir):
     from datasets import load_dataset
 
-    pairs = load_dataset("json", data_files=str(run_dir / files.PAIRS), split="train")
+    pairs = load_dataset("json", data_files=str(run_dir / layout.PAIRS), split="train")
     assert len(pairs) == 16
     assert all(c != r for c, r in zip(pairs["chosen"], pairs["rejected"]))
     assert all(cr > rr for cr, rr in zip(pairs["chosen_reward"], pairs["rejected_reward"]))
@@ -198,7 +198,7 @@ def test_missing_input_names_the_stage_to_run_first(tmp_path, capsys):
     assert commands.pairs(["--run-dir", str(tmp_path)]) == 2
     assert "run `python3 text_generation.py` first" in capsys.readouterr().err
     (tmp_path / "data").mkdir()
-    (tmp_path / files.GENERATION_CONFIG).write_text("policy: x\nmax_new_tokens: 4\n")
+    (tmp_path / layout.GENERATION_CONFIG).write_text("policy: x\nmax_new_tokens: 4\n")
     assert commands.train(["hinge", "--run-dir", str(tmp_path)]) == 2
     assert "run `python3 prepare_dataset.py` first" in capsys.readouterr().err
     assert commands.evaluate(["hinge", "--run-dir", str(tmp_path)]) == 2
@@ -208,29 +208,29 @@ def test_missing_input_names_the_stage_to_run_first(tmp_path, capsys):
 def test_corrupt_line_and_missing_columns_keep_earlier_outputs(run_dir, tmp_path, capsys):
     bad = tmp_path / "bad"
     (bad / "data").mkdir(parents=True)
-    good_lines = (run_dir / files.GENERATIONS).read_text().splitlines()
-    (bad / files.GENERATIONS).write_text("\n".join([good_lines[0], good_lines[1][:30], *good_lines[2:]]) + "\n")
-    (bad / files.PAIRS).write_text("earlier pairs\n")
+    good_lines = (run_dir / layout.GENERATIONS).read_text().splitlines()
+    (bad / layout.GENERATIONS).write_text("\n".join([good_lines[0], good_lines[1][:30], *good_lines[2:]]) + "\n")
+    (bad / layout.PAIRS).write_text("earlier pairs\n")
     assert commands.pairs(["--run-dir", str(bad)]) == 2
     assert "line 2 is not valid JSON" in capsys.readouterr().err
-    assert (bad / files.PAIRS).read_text() == "earlier pairs\n"  # nothing earlier lost
+    assert (bad / layout.PAIRS).read_text() == "earlier pairs\n"  # nothing earlier lost
 
     row = json.loads(good_lines[0])
     del row["reward"]
-    (bad / files.GENERATIONS).write_text(json.dumps(row) + "\n")
+    (bad / layout.GENERATIONS).write_text(json.dumps(row) + "\n")
     assert commands.pairs(["--run-dir", str(bad)]) == 2
     assert "line 1 lacks column(s) reward" in capsys.readouterr().err
 
 
 def test_too_many_pairs(run_dir, capsys):
-    before = (run_dir / files.PAIRS).read_text()
+    before = (run_dir / layout.PAIRS).read_text()
     assert commands.pairs(["--run-dir", str(run_dir), "--num-pairs", "100000", "--strategy", "random"]) == 2
     assert "asked for 100000 pairs" in capsys.readouterr().err
     # the tiny reward's scores are close: no margin pair at all, and the hint says what to change
     assert commands.pairs(["--run-dir", str(run_dir), "--num-pairs", "4", "--strategy", "margin",
                                  "--margin", "5"]) == 2
     assert "use a lower --margin or --strategy random" in capsys.readouterr().err
-    assert (run_dir / files.PAIRS).read_text() == before
+    assert (run_dir / layout.PAIRS).read_text() == before
 
 
 @pytest.mark.parametrize("script", ["text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py",
@@ -292,7 +292,7 @@ def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tin
     assert commands.generate(["--run-dir", str(tmp_path), "--policy", str(tiny_policy), "--reward",
                                  str(tiny_reward), "--num-samples", "4", "--max-new-tokens", "100"]) == 2
     assert "lower --max-new-tokens" in capsys.readouterr().err
-    assert not (tmp_path / files.GENERATIONS).exists()
+    assert not (tmp_path / layout.GENERATIONS).exists()
 
 
 def test_interrupted_training_resumes_from_its_last_complete_checkpoint(run_dir, monkeypatch, capsys, caplog):
@@ -351,15 +351,15 @@ def test_lora_training_saves_a_merged_plain_model(run_dir, tiny_policy):
 
 @pytest.mark.parametrize("reward", ["NaN", "Infinity", "true", '"high"'])
 def test_non_finite_or_non_numeric_rewards_are_refused(run_dir, tmp_path, reward, capsys):
-    lines = (run_dir / files.GENERATIONS).read_text().splitlines()
+    lines = (run_dir / layout.GENERATIONS).read_text().splitlines()
     row = json.loads(lines[1])
     broken = json.dumps(row).replace(json.dumps(row["reward"]), reward, 1)
     (tmp_path / "data").mkdir()
-    (tmp_path / files.GENERATIONS).write_text("\n".join([lines[0], broken, *lines[2:]]) + "\n")
+    (tmp_path / layout.GENERATIONS).write_text("\n".join([lines[0], broken, *lines[2:]]) + "\n")
     assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
     err = capsys.readouterr().err
     assert "line 2: reward must be a finite number" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / files.PAIRS).exists()
+    assert not (tmp_path / layout.PAIRS).exists()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -369,11 +369,11 @@ def test_non_finite_or_non_numeric_rewards_are_refused(run_dir, tmp_path, reward
 ])
 def test_degenerate_pairs_are_refused_before_training(run_dir, tmp_path, change, message, capsys):
     (tmp_path / "data").mkdir()
-    for name in (files.GENERATIONS, files.GENERATION_CONFIG):
+    for name in (layout.GENERATIONS, layout.GENERATION_CONFIG):
         (tmp_path / name).write_bytes((run_dir / name).read_bytes())
-    pairs = [json.loads(line) for line in (run_dir / files.PAIRS).read_text().splitlines()]
+    pairs = [json.loads(line) for line in (run_dir / layout.PAIRS).read_text().splitlines()]
     pairs[2] = change(pairs[2])
-    files.write_jsonl(tmp_path / files.PAIRS, pairs)
+    files.write_jsonl(tmp_path / layout.PAIRS, pairs)
     assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
     assert f"line 3: {message}" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
@@ -381,7 +381,7 @@ def test_degenerate_pairs_are_refused_before_training(run_dir, tmp_path, change,
 
 def test_a_non_utf8_jsonl_file_is_one_line(run_dir, tmp_path, capsys):
     (tmp_path / "data").mkdir()
-    (tmp_path / files.GENERATIONS).write_bytes((run_dir / files.GENERATIONS).read_bytes() + b'{"prompt": "\xff"}\n')
+    (tmp_path / layout.GENERATIONS).write_bytes((run_dir / layout.GENERATIONS).read_bytes() + b'{"prompt": "\xff"}\n')
     assert commands.pairs(["--run-dir", str(tmp_path)]) == 2
     assert "is not UTF-8 text" in capsys.readouterr().err
 
@@ -434,14 +434,14 @@ def test_a_pair_longer_than_the_policys_context_is_refused(run_dir, tmp_path, ti
     from transformers import AutoTokenizer
 
     (tmp_path / "data").mkdir()
-    for name in (files.GENERATIONS, files.GENERATION_CONFIG):
+    for name in (layout.GENERATIONS, layout.GENERATION_CONFIG):
         (tmp_path / name).write_bytes((run_dir / name).read_bytes())
-    pairs = [json.loads(line) for line in (run_dir / files.PAIRS).read_text().splitlines()]
+    pairs = [json.loads(line) for line in (run_dir / layout.PAIRS).read_text().splitlines()]
     pairs[1]["chosen_ids"] = pairs[1]["chosen_ids"] * 40  # the tiny policy has 64 positions
     # text and ids agree (a long sample), so it is the length that is refused
     pairs[1]["chosen"] = AutoTokenizer.from_pretrained(tiny_policy).decode(pairs[1]["chosen_ids"],
                                                                            skip_special_tokens=True)
-    files.write_jsonl(tmp_path / files.PAIRS, pairs)
+    files.write_jsonl(tmp_path / layout.PAIRS, pairs)
     assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
     assert "line 2: prompt + completion is" in err and "the policy handles 64" in err
@@ -449,13 +449,13 @@ def test_a_pair_longer_than_the_policys_context_is_refused(run_dir, tmp_path, ti
 
 def test_a_file_system_error_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys):
     (tmp_path / "data").mkdir()
-    for name in (files.GENERATIONS, files.GENERATION_CONFIG):
+    for name in (layout.GENERATIONS, layout.GENERATION_CONFIG):
         (tmp_path / name).write_bytes((run_dir / name).read_bytes())
-    (tmp_path / files.PAIRS).mkdir()  # the output path is a folder: the write fails in the file system
+    (tmp_path / layout.PAIRS).mkdir()  # the output path is a folder: the write fails in the file system
     assert commands.pairs(["--run-dir", str(tmp_path), "--num-pairs", "4", "--strategy", "random"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pairs.jsonl" in err and "earlier artifacts are unchanged" in err
-    assert (tmp_path / files.GENERATIONS).read_bytes() == (run_dir / files.GENERATIONS).read_bytes()
+    assert (tmp_path / layout.GENERATIONS).read_bytes() == (run_dir / layout.GENERATIONS).read_bytes()
 
 
 def test_hints_are_themselves_valid(tmp_path, tiny_policy, tiny_reward, capsys):

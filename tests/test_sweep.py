@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from sentiment_dpo import commands
+from sentiment_dpo import commands, layout
 from sentiment_dpo import files
 from sentiment_dpo.experiments import sweep
 from sentiment_dpo.experiments.checkpoint_eval import CurveCallback
@@ -87,7 +87,7 @@ def test_a_moved_sweep_keeps_its_cells(finished_sweep, tiny_policy, tiny_reward,
     assert trained == []
     assert (moved / "report.md").exists()
     # a hand-broken record of the data settings is refused like other settings, in one line
-    (moved / sweep.SWEEP_CONFIG).write_text("data: [broken]\n")
+    (moved / layout.SWEEP_CONFIG).write_text("data: [broken]\n")
     assert commands.sweep(sweep_args(moved, tiny_policy, tiny_reward, "--losses", "slic")) == 2
 
 

@@ -2,14 +2,14 @@
 
 import json
 
-from sentiment_dpo import files
+from sentiment_dpo import files, layout
 from sentiment_dpo.stages.pipeline import DISTINCT_2_CHANGE, P_POSITIVE_GAIN, Target, target_checks
 
 
 def write_run(run_dir, results: dict) -> None:
-    files.write_yaml(run_dir / files.GENERATION_CONFIG, {"reward": "some/classifier", "policy": "p"})
+    files.write_yaml(run_dir / layout.GENERATION_CONFIG, {"reward": "some/classifier", "policy": "p"})
     for loss, (start, end, d2_ref, d2_policy) in results.items():
-        folder = run_dir / files.results_dir(loss)
+        folder = run_dir / layout.results_dir(loss)
         folder.mkdir(parents=True)
         (folder / "metrics.json").write_text(json.dumps({
             "reference": {"p_positive_mean": start, "distinct_2": d2_ref},

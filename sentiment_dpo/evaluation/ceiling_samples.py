@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, layout
 from ..embedded.corpus import cache_dir
 from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
                       overhead_text, trusted_kl)
@@ -26,16 +26,15 @@ from ..models import content_digest
 
 logger = logging.getLogger(__name__)
 
-SAMPLES_FILE = "ceiling_samples.jsonl"
-RECORD_FILE = "ceiling_samples.config.yaml"
-SHIPPED_SAMPLES_FILE = SAMPLES_FILE + ".gz"  # the package's copy (embedded.default_models.CEILING_DIR) is compressed
+# the package's copy (embedded.default_models.CEILING_DIR) is compressed
+SHIPPED_SAMPLES_FILE = layout.CEILING_SAMPLES + ".gz"
 
 
 def of_run(run_dir: Path) -> Path:
     """The ceiling samples a run directory holds: stage 4's (results/reference/) or a sweep's (reference/)."""
-    for folder in (run_dir / "results" / "reference", run_dir / "reference"):
-        if (folder / SAMPLES_FILE).exists():
-            return folder / SAMPLES_FILE
+    for folder in (run_dir / layout.REFERENCE_RESULTS, run_dir / layout.SWEEP_REFERENCE):
+        if (folder / layout.CEILING_SAMPLES).exists():
+            return folder / layout.CEILING_SAMPLES
     raise PipelineError(f"{run_dir} has no ceiling samples; run `python3 calculate_metrics.py sigmoid --run-dir "
                         f"{run_dir}` first, or pass --held-out FILE")
 
@@ -70,13 +69,13 @@ def cache_folder(key: str) -> Path:
     return cache_dir() / "ceiling" / key
 
 
-def _holds(folder: Path, key: str, samples_file: str = SAMPLES_FILE) -> bool:
+def _holds(folder: Path, key: str, samples_file: str = layout.CEILING_SAMPLES) -> bool:
     """Whether `folder` holds samples and a record for `key`."""
-    return ((folder / samples_file).exists() and (folder / RECORD_FILE).exists()
-            and files.read_yaml(folder / RECORD_FILE, "python3 calculate_metrics.py").get("key") == key)
+    return ((folder / samples_file).exists() and (folder / layout.CEILING_RECORD).exists()
+            and files.read_yaml(folder / layout.CEILING_RECORD, "python3 calculate_metrics.py").get("key") == key)
 
 
-def _stored(folder: Path, key: str, samples_file: str = SAMPLES_FILE) -> list[dict[str, Any]] | None:
+def _stored(folder: Path, key: str, samples_file: str = layout.CEILING_SAMPLES) -> list[dict[str, Any]] | None:
     """The rows `folder` holds for `key`, or None."""
     if not _holds(folder, key, samples_file):
         return None
@@ -95,13 +94,13 @@ def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) 
         return rows
     cached = cache_folder(record["key"])
     provenance = {"libraries": files.library_versions(), "samples_from": "drawn"}
-    sources = ((cached, SAMPLES_FILE, "cache"), (CEILING_DIR, SHIPPED_SAMPLES_FILE, "package"))
+    sources = ((cached, layout.CEILING_SAMPLES, "cache"), (CEILING_DIR, SHIPPED_SAMPLES_FILE, "package"))
     for source, samples_file, where in sources:
         rows = _stored(source, record["key"], samples_file)
         if rows is not None:
             # the libraries that drew them, not today's
-            provenance = files.read_yaml(source / RECORD_FILE, "python3 calculate_metrics.py").get("provenance", {})
-            provenance = provenance | {"samples_from": where}
+            stored = files.read_yaml(source / layout.CEILING_RECORD, "python3 calculate_metrics.py")
+            provenance = stored.get("provenance", {}) | {"samples_from": where}
             logger.info("the ceiling's %d reference samples come from the %s (%s): same reference, reward, judge, "
                         "prompts and sampling, by content", len(rows), where, source)
             break
@@ -137,13 +136,13 @@ def ship(evaluator: Evaluator, rows: list[dict[str, Any]], folder: Path = CEILIN
     # mtime 0: the same rows give the same bytes
     with open(folder / SHIPPED_SAMPLES_FILE, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
         out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
-    files.write_yaml(folder / RECORD_FILE, record)
+    files.write_yaml(folder / layout.CEILING_RECORD, record)
 
 
 def _write(folder: Path, rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
     """The samples, then their record: a record never names samples that are not there."""
-    files.write_jsonl(folder / SAMPLES_FILE, rows)
-    files.write_yaml(folder / RECORD_FILE, record)
+    files.write_jsonl(folder / layout.CEILING_SAMPLES, rows)
+    files.write_yaml(folder / layout.CEILING_RECORD, record)
 
 
 def per_prompt_rewards(rows: list[dict[str, Any]]) -> list[list[float]]:

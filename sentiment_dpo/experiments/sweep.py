@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, layout
 from ..config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
                       check_positive, config_to_dict, default_batch_size, option)
 from ..errors import PipelineError
@@ -34,12 +34,6 @@ from ..methods.registry import BETA_FREE, RECIPES, STANDARD, check_method, check
 logger = logging.getLogger(__name__)
 
 STANDARD_BETA = RECIPES[STANDARD]["beta"]
-
-CELLS = "cells"
-REFERENCE = "reference"
-SWEEP_CONFIG = "sweep.config.yaml"
-CELL_FILE = "cell.json"
-
 
 COMMON = ("run_dir", "seed", "device")
 # The stage options set per cell from the grid's lists.
@@ -231,7 +225,7 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
 
 def is_finished(path: Path, settings: dict[str, Any]) -> bool:
     """Whether the cell in `path` finished with exactly these settings (an unreadable cell.json: no)."""
-    file = path / CELL_FILE
+    file = path / layout.CELL_RECORD
     if not file.exists():
         return False
     try:
@@ -257,12 +251,12 @@ class SweepRunner:
         self.reference = load_policy(config.policy, self.device)
         self.reward = load_classifier(config.reward, self.device, positive_label=config.positive_label)
         judge = None if config.judge == "none" else load_classifier(config.judge, self.device, kind="judge")
-        self.pairs = read_pairs(self.run_dir / files.PAIRS)
+        self.pairs = read_pairs(self.run_dir / layout.PAIRS)
         self._token_prior = None  # fitted when a cell first starts a logit bias from it
         generation = config_to_dict(generation_config(config))
         # the prompts stage 1 drew the shared pairs from, and held-out ones for every evaluation
         pools = policy_prompt_pools(generation, self.reference, config.max_new_tokens)
-        check_unchanged(files.read_yaml(self.run_dir / files.GENERATION_CONFIG, "python3 sweep.py"), pools,
+        check_unchanged(files.read_yaml(self.run_dir / layout.GENERATION_CONFIG, "python3 sweep.py"), pools,
                         "python3 sweep.py")
         self.train_prompts = choose_prompts(pools, "train",
                                             prompts_needed(config.num_samples, config.samples_per_prompt), config.seed)
@@ -273,7 +267,7 @@ class SweepRunner:
         if config.ceiling_samples:
             from ..evaluation.ceiling_samples import load_or_sample
 
-            load_or_sample(self.run_dir / REFERENCE, self.evaluator, config.ceiling_samples)
+            load_or_sample(self.run_dir / layout.SWEEP_REFERENCE, self.evaluator, config.ceiling_samples)
 
     def _initial_bias(self, policy, training: TrainingConfig, dataset) -> Any:
         """Where the cell's logit bias starts (None: zero, or no bias); the token prior is fitted once per sweep, on
@@ -288,14 +282,14 @@ class SweepRunner:
         return self._token_prior.bias(training.beta)
 
     def _reference_point(self) -> dict[str, float]:
-        folder = self.run_dir / REFERENCE
-        if (folder / "metrics.json").exists():  # a resumed sweep: the same prompts and seed give the same point
+        folder = self.run_dir / layout.SWEEP_REFERENCE
+        if (folder / layout.METRICS).exists():  # a resumed sweep: the same prompts and seed give the same point
             self.evaluator.reference_rewards_from(
-                files.read_jsonl(folder / "samples.jsonl", ("prompt_index", "reward"), "python3 sweep.py"))
-            return json.loads((folder / "metrics.json").read_text())
+                files.read_jsonl(folder / layout.SAMPLES, ("prompt_index", "reward"), "python3 sweep.py"))
+            return json.loads((folder / layout.METRICS).read_text())
         metrics, rows = self.evaluator.evaluate_reference()
-        files.write_jsonl(folder / "samples.jsonl", rows)
-        files.write_json(folder / "metrics.json", metrics)
+        files.write_jsonl(folder / layout.SAMPLES, rows)
+        files.write_json(folder / layout.METRICS, metrics)
         return metrics
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
@@ -350,15 +344,15 @@ class SweepRunner:
                                        max_new_tokens=config.max_new_tokens, initial_bias=initial_bias,
                                        ref_model=ref_model)
             steps_before += trainer.state.global_step
-        folder = self.run_dir / CELLS / cell.name
-        files.write_jsonl(folder / "samples.jsonl", final_rows)
+        folder = self.run_dir / layout.SWEEP_CELLS / cell.name
+        files.write_jsonl(folder / layout.SAMPLES, final_rows)
         result = {"settings": cell_settings(config, cell), "curve": curve, "final": curve[-1],
                   "seconds": time.time() - start,
                   "provenance": {"policy": config.policy, "reward_model": config.reward,
                                  "trained_parameters": trained_parameters(config_to_dict(training)),
-                                 "pairs_sha256": files.sha256_of(self.run_dir / files.PAIRS),
+                                 "pairs_sha256": files.sha256_of(self.run_dir / layout.PAIRS),
                                  "libraries": files.library_versions()}}
-        files.write_json(folder / CELL_FILE, result)  # last: its presence marks the cell finished
+        files.write_json(folder / layout.CELL_RECORD, result)  # last: its presence marks the cell finished
         return result
 
 
@@ -377,8 +371,8 @@ def prepare_data(config: SweepConfig) -> None:
 
     run_dir = Path(config.run_dir)
     wanted = {"generation": config_to_dict(generation_config(config)), "pairs": config_to_dict(pairs_config(config))}
-    stored_file = run_dir / SWEEP_CONFIG
-    if (run_dir / files.PAIRS).exists() and stored_file.exists():
+    stored_file = run_dir / layout.SWEEP_CONFIG
+    if (run_dir / layout.PAIRS).exists() and stored_file.exists():
         stored = files.read_yaml(stored_file, "python3 sweep.py")
         if _data_settings(stored.get("data")) != _data_settings(wanted):
             raise PipelineError(f"{run_dir} holds data made with other generation / pair settings; use a new "
@@ -397,7 +391,7 @@ def run(config: SweepConfig) -> None:
     cells = grid(config)
     start = time.time()
     for number, cell in enumerate(cells, start=1):
-        folder = Path(config.run_dir) / CELLS / cell.name
+        folder = Path(config.run_dir) / layout.SWEEP_CELLS / cell.name
         if is_finished(folder, cell_settings(config, cell)):
             logger.info("[%d/%d] %s: finished earlier, kept", number, len(cells), cell.name)
             continue

@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, layout
 from ..errors import PipelineError
 from ..evaluation.stats import mean_ci95
-from .sweep import CELL_FILE, CELLS, REFERENCE, label, pairs_per_round
+from .sweep import label, pairs_per_round
 
 logger = logging.getLogger(__name__)
 
-REPORT = "report.md"
 TABLE_METRICS = (("reward_mean", "reward", 2), ("p_positive_mean", "p_positive", 3),
                  ("judge_p_positive_mean", "judge p_positive", 3), ("kl", "KL (nats)", 1),
                  ("win_rate", "win rate", 2), ("distinct_1", "distinct-1", 3), ("distinct_2", "distinct-2", 3),
@@ -151,7 +150,7 @@ def finding(best: dict[tuple, dict[str, Any]], budget: float, several_rates: boo
 def _load_cells(run_dir: Path) -> list[dict[str, Any]]:
 
     cells = []
-    for file in sorted((run_dir / CELLS).glob(f"*/{CELL_FILE}")):
+    for file in sorted((run_dir / layout.SWEEP_CELLS).glob(f"*/{layout.CELL_RECORD}")):
         cell = json.loads(file.read_text(encoding="utf-8"))
         cell["folder"] = file.parent
         cells.append(cell)
@@ -160,9 +159,9 @@ def _load_cells(run_dir: Path) -> list[dict[str, Any]]:
 
 def _ceiling(run_dir: Path) -> tuple[list, list] | None:
     """(optimum, best-of-n) from the reference's ceiling samples, if the sweep drew them."""
-    from ..evaluation.ceiling_samples import SAMPLES_FILE, curves
+    from ..evaluation.ceiling_samples import curves
 
-    file = run_dir / REFERENCE / SAMPLES_FILE
+    file = run_dir / layout.SWEEP_REFERENCE / layout.CEILING_SAMPLES
     if not file.exists():
         return None
     return curves(files.read_jsonl(file, ("prompt_index", "reward", "p_positive"), "python3 sweep.py"))
@@ -200,7 +199,7 @@ def write_report(run_dir: Path, config) -> Path:
     cells = _load_cells(run_dir)
     if not cells:
         raise PipelineError(f"{run_dir} holds no finished training yet; run `python3 sweep.py` first")
-    reference = json.loads((run_dir / REFERENCE / "metrics.json").read_text())
+    reference = json.loads((run_dir / layout.SWEEP_REFERENCE / layout.METRICS).read_text())
     groups = aggregate(cells)
     several_rates = len({key[2] for key in groups}) > 1
     ceiling = _ceiling(run_dir)
@@ -220,10 +219,11 @@ def write_report(run_dir: Path, config) -> Path:
     samples = defaultdict(dict)
     for cell in cells:
         key = setting_key(cell["settings"])
-        rows = files.read_jsonl(cell["folder"] / "samples.jsonl", ("reward",), "python3 sweep.py")
+        rows = files.read_jsonl(cell["folder"] / layout.SAMPLES, ("reward",), "python3 sweep.py")
         samples[label(key[0], key[1], key[2], several_rates)].setdefault(key[3], []).extend(r["reward"] for r in rows)
-    reference_rewards = [r["reward"] for r in files.read_jsonl(run_dir / REFERENCE / "samples.jsonl", ("reward",),
-                                                            "python3 sweep.py")]
+    reference_rows = files.read_jsonl(run_dir / layout.SWEEP_REFERENCE / layout.SAMPLES, ("reward",),
+                                      "python3 sweep.py")
+    reference_rewards = [r["reward"] for r in reference_rows]
     sweep_plots.reward_histograms_per_loss(samples, reference_rewards, run_dir / "reward_hists.png")
 
     lines = ["# Sweep report", "",
@@ -305,7 +305,7 @@ def write_report(run_dir: Path, config) -> Path:
               "judge p_positive is the held-out judge's mean positive probability; "
               "self-BLEU is BLEU-4 of each sample against the others (higher = more repetitive); ppl under ref is "
               "the reference model's per-token perplexity of the policy's samples.", ""]
-    path = run_dir / REPORT
+    path = run_dir / layout.SWEEP_REPORT
     files.write_text_atomic(path, "\n".join(lines))
     logger.info("wrote %s (%d cells)", path, len(cells))
     return path

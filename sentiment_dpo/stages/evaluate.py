@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation import ceiling_samples, plots
-from .. import files
+from .. import files, layout
 from ..config import PRESETS, GenerationConfig, MetricsConfig, config_to_dict
 from ..distributed import is_main_process
 from ..errors import PipelineError
@@ -26,7 +26,6 @@ from .generate import policy_prompt_pools, sampling_settings
 logger = logging.getLogger(__name__)
 
 # The reference's own evaluation files, shared by every loss of a run directory (the ceiling's samples).
-REFERENCE_RESULTS = Path("results/reference")
 
 
 def judge_spec(config: MetricsConfig, generation: dict[str, Any]) -> str | None:
@@ -62,9 +61,9 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     """Write results/LOSS/metrics.json, samples.jsonl, plots and resolved config; return the metrics."""
     check_method(config.loss)
     run_dir = Path(config.run_dir)
-    generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
-    trained_dir = run_dir / files.model_dir(config.loss)
-    files.check_no_file_in_the_way(run_dir / files.results_dir(config.loss))  # before the minutes of sampling
+    generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
+    trained_dir = run_dir / layout.model_dir(config.loss)
+    files.check_no_file_in_the_way(run_dir / layout.results_dir(config.loss))  # before the minutes of sampling
     if not (trained_dir / "config.json").exists():
         raise PipelineError(f"{trained_dir} holds no trained model; run `python3 main.py {config.loss}` first")
     device = resolve_device(config.device)
@@ -84,7 +83,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
         **{k: policy_metrics[k] for k in PAIR_METRICS},
         "num_prompts": len(prompts),
         "provenance": {
-            "reference_policy": generation["policy"], "policy": str(files.model_dir(config.loss)),
+            "reference_policy": generation["policy"], "policy": str(layout.model_dir(config.loss)),
             "reward_model": generation["reward"], "judge": judge,
             # where each was loaded from: for the embedded ones a version name and the adapter's hash
             "reward_source": reward.model.source,
@@ -98,7 +97,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
     optimum = best_of_n = ceiling_rewards = None
     if config.ceiling_samples:
-        rows = ceiling_samples.load_or_sample(run_dir / REFERENCE_RESULTS, evaluator, config.ceiling_samples)
+        rows = ceiling_samples.load_or_sample(run_dir / layout.REFERENCE_RESULTS, evaluator, config.ceiling_samples)
         optimum, best_of_n = ceiling_samples.curves(rows, config.seed)
         ceiling_rewards = ceiling_samples.per_prompt_rewards(rows)
         metrics["ceiling"] = ceiling_samples.summary(optimum, best_of_n)
@@ -108,7 +107,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     if not is_main_process():  # every process holds all samples; one writes the results
         return metrics
 
-    out = run_dir / files.results_dir(config.loss)
+    out = run_dir / layout.results_dir(config.loss)
     with exclusive(out, f"python3 calculate_metrics.py {config.loss}", all_processes=False):
         staging = files.make_staging_dir(out)  # results/LOSS is replaced as a whole, or not at all
         try:
@@ -122,7 +121,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
             files.replace_dir_atomic(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    training_record = trained_dir / "training.config.yaml"
+    training_record = trained_dir / layout.TRAINING_CONFIG
     if training_record.exists():  # the model card gains the evaluation
         training = files.read_yaml(training_record, "python3 main.py")
         files.write_text_atomic(trained_dir / CARD, model_card(training, metrics))
@@ -138,7 +137,7 @@ def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], re
                    policy_rows: list[dict[str, Any]], optimum, best_of_n, trained_dir: Path) -> None:
     """samples.jsonl, the plots, metrics.json and the resolved config into `out`."""
     by_model = {"reference": reference_rows, "policy": policy_rows}
-    files.write_jsonl(out / "samples.jsonl",
+    files.write_jsonl(out / layout.SAMPLES,
                       ({"model": name, **row} for name, rows in by_model.items() for row in rows))
     rewards = {name: [r["reward"] for r in rows] for name, rows in by_model.items()}
     p_positive = {name: [r["p_positive"] for r in rows] for name, rows in by_model.items()}
@@ -148,12 +147,12 @@ def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], re
     plots.diversity_bars(metrics["reference"], metrics["policy"], config.loss, out / "diversity.png")
     if optimum is not None:
         plots.ceiling_frontier({config.loss: (metrics["kl"], metrics["policy"]["reward_mean"])},
-                               metrics["reference"]["reward_mean"], optimum, best_of_n, out / "frontier.png")
+                               metrics["reference"]["reward_mean"], optimum, best_of_n, out / layout.FRONTIER_PLOT)
     log_file = trained_dir / "training_log.json"
     if log_file.exists():
         plots.training_curves(json.loads(log_file.read_text()), config.loss, out / "training.png")
-    files.write_yaml(out / "metrics.config.yaml", config_to_dict(config) | {"provenance": metrics["provenance"] | {
+    files.write_yaml(out / layout.METRICS_CONFIG, config_to_dict(config) | {"provenance": metrics["provenance"] | {
         "policy_weights_sha256": (files.sha256_of(trained_dir / "model.safetensors")
                                   if (trained_dir / "model.safetensors").exists() else None),
         "libraries": files.library_versions()}})
-    files.write_json(out / "metrics.json", metrics)
+    files.write_json(out / layout.METRICS, metrics)

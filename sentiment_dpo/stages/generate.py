@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, layout
 from ..config import GenerationConfig, config_to_dict
 from ..embedded.corpus import cache_dir
 from ..distributed import is_main_process
@@ -91,7 +91,7 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
     check_context_fits(policy, prompts, config.max_new_tokens)
     reward = load_classifier(config.reward, device, positive_label=config.positive_label)
     key = generations_key(config, policy, reward, prompts)
-    cached = cache_dir() / "generations" / key / Path(files.GENERATIONS).name
+    cached = cache_dir() / "generations" / key / Path(layout.GENERATIONS).name
     if cached.exists():
         logger.info("the %d scored samples come from the cache (%s): same policy, reward, prompts and sampling, by "
                     "content", config.num_samples, cached.parent)
@@ -110,8 +110,8 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
                                                         "reward_source": reward.model.source,
                                                         "prompts": pools.provenance, "generations_key": key,
                                                         "libraries": files.library_versions()}}
-    files.write_jsonl(run_dir / files.GENERATIONS, rows)
-    files.write_yaml(run_dir / files.GENERATION_CONFIG, resolved)
+    files.write_jsonl(run_dir / layout.GENERATIONS, rows)
+    files.write_yaml(run_dir / layout.GENERATION_CONFIG, resolved)
     mean_p = sum(r["p_positive"] for r in rows) / len(rows)
-    logger.info("wrote %d rows to %s (mean p_positive %.3f)", len(rows), run_dir / files.GENERATIONS, mean_p)
+    logger.info("wrote %d rows to %s (mean p_positive %.3f)", len(rows), run_dir / layout.GENERATIONS, mean_p)
     return rows

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, layout
 from ..config import PairsConfig, config_to_dict
 from ..errors import PipelineError
 
@@ -64,7 +64,7 @@ def check_ids_match_texts(rows: list[dict[str, Any]], tokenizer, path: Path, fie
 
 def _policy_tokenizer(run_dir: Path) -> Any | None:
     """The tokenizer of the policy stage 1 recorded (None without a record: hand-made generations)."""
-    record = run_dir / files.GENERATION_CONFIG
+    record = run_dir / layout.GENERATION_CONFIG
     if not record.exists():
         return None
     from transformers import AutoTokenizer
@@ -137,21 +137,21 @@ def build_pairs(rows: list[dict[str, Any]], num_pairs: int, strategy: str, margi
 def run(config: PairsConfig) -> list[dict[str, Any]]:
     """Read data/generations.jsonl, write data/pairs.jsonl and its resolved config; return the pairs."""
     run_dir = Path(config.run_dir)
-    rows = files.read_jsonl(run_dir / files.GENERATIONS, GENERATION_COLUMNS, "python3 text_generation.py")
+    rows = files.read_jsonl(run_dir / layout.GENERATIONS, GENERATION_COLUMNS, "python3 text_generation.py")
     for line_no, row in enumerate(rows, start=1):
-        check_generation_row(row, run_dir / files.GENERATIONS, line_no)
+        check_generation_row(row, run_dir / layout.GENERATIONS, line_no)
     if any("completion_ids" in row for row in rows):
         tokenizer = _policy_tokenizer(run_dir)
         if tokenizer is not None:
-            check_ids_match_texts(rows, tokenizer, run_dir / files.GENERATIONS, (("completion_ids", "completion"),),
+            check_ids_match_texts(rows, tokenizer, run_dir / layout.GENERATIONS, (("completion_ids", "completion"),),
                                   "python3 text_generation.py")
     pairs = build_pairs(rows, config.num_pairs, config.strategy, config.margin, config.seed)
-    files.write_jsonl(run_dir / files.PAIRS, pairs)
-    files.write_yaml(run_dir / files.PAIRS_CONFIG, config_to_dict(config) | {
-        "provenance": {"generations": str(files.GENERATIONS),
-                       "generations_sha256": files.sha256_of(run_dir / files.GENERATIONS),
+    files.write_jsonl(run_dir / layout.PAIRS, pairs)
+    files.write_yaml(run_dir / layout.PAIRS_CONFIG, config_to_dict(config) | {
+        "provenance": {"generations": str(layout.GENERATIONS),
+                       "generations_sha256": files.sha256_of(run_dir / layout.GENERATIONS),
                        "policy": rows[0].get("policy"),
                        "reward_model": rows[0].get("reward_model")}})
     gap = sum(p["chosen_reward"] - p["rejected_reward"] for p in pairs) / len(pairs)
-    logger.info("wrote %d pairs to %s (mean reward gap %.2f)", len(pairs), run_dir / files.PAIRS, gap)
+    logger.info("wrote %d pairs to %s (mean reward gap %.2f)", len(pairs), run_dir / layout.PAIRS, gap)
     return pairs

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, layout
 from ..embedded import default_models
 from ..config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, check_types,
                       preset_training_defaults, read_yaml_mapping)
@@ -21,7 +21,6 @@ from ..prompts import describe
 
 logger = logging.getLogger(__name__)
 
-SUMMARY = "SUMMARY.md"
 
 
 @dataclass(frozen=True)
@@ -113,8 +112,8 @@ def run(config: PipelineConfig) -> Path:
               MetricsConfig(**(common | config.metrics | {"loss": loss})))
     timings["total"] = time.time() - start
     if not is_main_process():
-        return Path(config.run_dir) / SUMMARY
-    files.write_json(Path(config.run_dir) / "timings.json", timings)
+        return Path(config.run_dir) / layout.SUMMARY
+    files.write_json(Path(config.run_dir) / layout.TIMINGS, timings)
     return write_summary(Path(config.run_dir), config.losses, timings)
 
 
@@ -137,13 +136,13 @@ def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool
     """(what, measured, passed) rows for the embedded default's targets; passed is None when not applicable (a
     method the targets are not set for)."""
     rows: list[tuple[str, str, bool | None]] = []
-    generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
+    generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
     reward_quality = default_models.quality("reward") if generation["reward"] == "embedded" else None
     if reward_quality:
         accuracy = reward_quality["heldout_sentence_accuracy"]
         rows.append((REWARD_ACCURACY.text(), f"{accuracy:.3f}", REWARD_ACCURACY.holds(accuracy)))
     for loss in losses:
-        metrics = json.loads((run_dir / files.results_dir(loss) / "metrics.json").read_text())
+        metrics = json.loads((run_dir / layout.results_dir(loss) / layout.METRICS).read_text())
         start, end = metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"]
         if loss == losses[0]:
             rows.append((START_P_POSITIVE.text(), f"{start:.3f}", START_P_POSITIVE.holds(start)))
@@ -177,7 +176,7 @@ def _interval(interval: list[float] | None, spec: str) -> str:
 def sample_lines(run_dir: Path, losses: list[str], prompts: int = SAMPLE_PROMPTS) -> list[str]:
     """A few held-out prompts with the reference's completion and each trained policy's (the same sampling seed),
     each with its reward: what the numbers above look like."""
-    rows = {loss: files.read_jsonl(run_dir / files.results_dir(loss) / "samples.jsonl", ("model", "prompt_index"),
+    rows = {loss: files.read_jsonl(run_dir / layout.results_dir(loss) / layout.SAMPLES, ("model", "prompt_index"),
                                 "python3 calculate_metrics.py") for loss in losses}
 
     def first(loss: str, model: str, index: int) -> dict[str, Any] | None:
@@ -210,8 +209,8 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
     from ..evaluation import plots
     from ..evaluation.ceiling_samples import markdown_lines, points_from_summary
 
-    generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
-    results = {loss: json.loads((run_dir / files.results_dir(loss) / "metrics.json").read_text()) for loss in losses}
+    generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
+    results = {loss: json.loads((run_dir / layout.results_dir(loss) / layout.METRICS).read_text()) for loss in losses}
     lines = [
         "# Run summary", "",
         f"Policy `{generation['policy']}`, reward `{generation['reward']}`, {generation['num_samples']} samples "
@@ -245,7 +244,7 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
         optimum, best_of_n = points_from_summary(ceiling)
         plots.ceiling_frontier({loss: (m["kl"], m["policy"]["reward_mean"]) for loss, m in results.items()},
                                results[losses[0]]["reference"]["reward_mean"], optimum, best_of_n,
-                               run_dir / "frontier.png")
+                               run_dir / layout.FRONTIER_PLOT)
         lines += ["", "KL overhead: the policy's KL divided by the KL at which the ceiling (the KL-regularised "
                   "optimum, below) reaches the same mean reward; 1× is the best possible. Share of the ceiling's "
                   "gain: the policy's reward gain over the reference divided by the optimum's at the policy's KL; "
@@ -259,12 +258,12 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
     lines += ["", "## Plots", ""]
     for loss in losses:
         for name in ("reward_hist", "p_positive_hist", "diversity", "training"):
-            if (run_dir / files.results_dir(loss) / f"{name}.png").exists():
-                lines.append(f"![{loss} {name}]({files.results_dir(loss).as_posix()}/{name}.png)")
+            if (run_dir / layout.results_dir(loss) / f"{name}.png").exists():
+                lines.append(f"![{loss} {name}]({layout.results_dir(loss).as_posix()}/{name}.png)")
         lines.append("")
     if timings:
         lines += ["## Timings", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings.items()]
-    path = run_dir / SUMMARY
+    path = run_dir / layout.SUMMARY
     files.write_text_atomic(path, "\n".join(lines) + "\n")
     return path

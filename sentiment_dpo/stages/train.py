@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .. import files
+from .. import files, layout
 from ..config import TrainingConfig, config_to_dict, preset_training_defaults
 from ..distributed import is_main_process, process_state, wait_for_everyone
 from ..errors import PipelineError
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 def defaults_from_run(values: dict[str, Any]) -> dict[str, Any]:
     """`main.py`'s defaults that depend on the run directory: the training defaults of the preset whose policy
     stage 1 sampled from (none when stage 1 has not run: the stage then says so itself)."""
-    record = Path(values.get("run_dir", ".")) / files.GENERATION_CONFIG
+    record = Path(values.get("run_dir", ".")) / layout.GENERATION_CONFIG
     if not record.exists():
         return {}
     policy = files.read_yaml(record, "python3 text_generation.py").get("policy")
@@ -347,16 +347,16 @@ def run(config: TrainingConfig) -> Path:
 
     check_method(config.loss)
     run_dir = Path(config.run_dir)
-    generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
+    generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
     online = is_online(config.loss)
     if online:  # the online methods sample from the prompts stage 1 drew its samples for
         from ..methods.online_rl import check_batch, training_prompts
 
         check_batch(config)
-        data_file = files.GENERATIONS
+        data_file = layout.GENERATIONS
         rows = training_prompts(files.read_jsonl(run_dir / data_file, ("prompt",), "python3 text_generation.py"))
     else:
-        data_file = files.PAIRS
+        data_file = layout.PAIRS
         rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
@@ -375,7 +375,7 @@ def run(config: TrainingConfig) -> Path:
         check_trained_parameters(policy.model, config)
         if starts_from_token_scores(config):
             prior = token_prior(policy, _reward_model(generation, device), dataset, rows, generation["batch_size"])
-    final = run_dir / files.model_dir(config.loss)
+    final = run_dir / layout.model_dir(config.loss)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
         _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, prior)
     return final
@@ -420,7 +420,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
                 "reward_model": generation["reward"], "libraries": files.library_versions(),
                 "processes": process_state().num_processes,
             } | ({"bias_start": prior.record()} if prior else {})}
-            files.write_yaml(staging / "training.config.yaml", resolved)
+            files.write_yaml(staging / layout.TRAINING_CONFIG, resolved)
             if (checkpoints / "runs").exists():  # tensorboard's event files: kept with the model
                 shutil.copytree(checkpoints / "runs", staging / "runs")
             files.write_text_atomic(staging / CARD, model_card(resolved))

@@ -11,6 +11,7 @@ samples. A policy's KL overhead is about 1/ρ²; where the two ρ meet as N grow
 import argparse
 import sys
 from pathlib import Path
+from sentiment_dpo import layout
 
 
 
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         held_out = args.held_out or ceiling_samples.of_run(run_dir)
         if args.l2 <= 0:
             raise PipelineError(f"--l2 must be > 0, got {args.l2}")
-        generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
-        train = files.read_jsonl(run_dir / files.GENERATIONS, ("prompt", "completion_ids", "reward"),
+        generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
+        train = files.read_jsonl(run_dir / layout.GENERATIONS, ("prompt", "completion_ids", "reward"),
                               "python3 text_generation.py")
         held = files.read_jsonl(held_out, ("prompt_index", "completion", "reward"), "python3 calculate_metrics.py")
     except PipelineError as err:

@@ -13,6 +13,7 @@ logit bias. Each fit trains the whole network: minutes per 10,000 samples on 2 c
 import argparse
 import sys
 from pathlib import Path
+from sentiment_dpo import layout
 
 
 
@@ -49,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("epochs", "learning_rate"):
             if getattr(args, name) <= 0:
                 raise PipelineError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-        generation = files.read_yaml(run_dir / files.GENERATION_CONFIG, "python3 text_generation.py")
-        train = files.read_jsonl(run_dir / files.GENERATIONS, ("prompt", "completion_ids", "reward"),
+        generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
+        train = files.read_jsonl(run_dir / layout.GENERATIONS, ("prompt", "completion_ids", "reward"),
                               "python3 text_generation.py")
-        record = files.read_yaml(held_out.with_name(ceiling_samples.RECORD_FILE), "python3 calculate_metrics.py")
+        record = files.read_yaml(held_out.with_name(layout.CEILING_RECORD), "python3 calculate_metrics.py")
         held = files.read_jsonl(held_out, ("prompt_index", "completion", "reward"), "python3 calculate_metrics.py")
         held_prompts = _held_out_prompts(generation, record)
     except PipelineError as err:
