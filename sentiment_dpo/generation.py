@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -42,6 +43,22 @@ def _trim_after_eos(tokens: list[int], eos_id: int | None) -> list[int]:
     return tokens
 
 
+# Every sample in the project is drawn ancestrally: nothing but the temperature reshapes the model's distribution.
+ANCESTRAL = {"do_sample": True, "top_k": 0, "top_p": 1.0}
+# Where a KL to the reference is estimated or optimised (stage 4, a sweep's checkpoints, the ceiling, online RL),
+# the samples are the policy's own distribution: at another temperature the KL estimate (the mean log-ratio of the
+# samples) would be the KL of a distribution nothing was sampled from. Only stage 1's training data takes
+# --temperature.
+OWN_DISTRIBUTION_TEMPERATURE = 1.0
+
+
+def sampling_record(max_new_tokens: int, temperature: float) -> dict[str, Any]:
+    """The sampling settings a provenance record names (the full config is `pure_sampling_config`)."""
+    return {"do_sample": ANCESTRAL["do_sample"], "top_k": ANCESTRAL["top_k"], "top_p": ANCESTRAL["top_p"],
+            "temperature": temperature, "max_new_tokens": max_new_tokens, "min_new_tokens": 0,
+            "repetition_penalty": 1.0, "model_generation_config": "ignored"}
+
+
 def pure_sampling_config(tokenizer, max_new_tokens: int, temperature: float):
     """The one generation config every sample is drawn with: ancestral sampling from the model's distribution
     (at `temperature`), nothing else. Every field that could reshape the distribution is set explicitly, because
@@ -50,7 +67,7 @@ def pure_sampling_config(tokenizer, max_new_tokens: int, temperature: float):
     from transformers import GenerationConfig
 
     return GenerationConfig(
-        do_sample=True, temperature=temperature, top_k=0, top_p=1.0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0,
+        **ANCESTRAL, temperature=temperature, min_p=None, typical_p=1.0, epsilon_cutoff=0.0,
         eta_cutoff=0.0, repetition_penalty=1.0, encoder_repetition_penalty=1.0, no_repeat_ngram_size=0,
         bad_words_ids=None, suppress_tokens=None, begin_suppress_tokens=None, forced_bos_token_id=None,
         forced_eos_token_id=None, min_length=0, min_new_tokens=None, max_new_tokens=max_new_tokens, num_beams=1,

@@ -17,7 +17,7 @@ PROMPTS = ["the movie was", "the plot is", "a film with"]
 def evaluator_for(policy, reward, judge, prompts=PROMPTS) -> Evaluator:
     cpu = torch.device("cpu")
     return Evaluator(load_policy(str(policy), cpu), load_classifier(str(reward), cpu),
-                     load_classifier(str(judge), cpu, kind="judge"), EvalSettings(prompts, 1, 4, 1.0, 8, 0))
+                     load_classifier(str(judge), cpu, kind="judge"), EvalSettings(prompts, 1, 4, 8, 0))
 
 
 def count_sampling(monkeypatch) -> list[int]:

@@ -53,7 +53,7 @@ def test_kl_estimate_matches_enumeration(models, tiny_reward):
     assert kl_estimate(p, q) == pytest.approx(exact, abs=4 * standard_error)
     # the evaluator's path end to end: its KL is the same estimate on its own draw
     evaluator = Evaluator(reference, load_classifier(str(tiny_reward), torch.device("cpu")), None,
-                          EvalSettings([PROMPT], 4000, 2, 1.0, 500, seed=2))
+                          EvalSettings([PROMPT], 4000, 2, 500, seed=2))
     evaluator.evaluate_reference()
     metrics, _ = evaluator.evaluate(policy.model, tokenizer)
     assert metrics["kl"] == pytest.approx(exact, abs=4 * standard_error)

@@ -12,7 +12,7 @@ from sentiment_dpo import files, layout
 from sentiment_dpo.embedded import default_models
 from sentiment_dpo.config import MetricsConfig
 from sentiment_dpo.stages.evaluate import default_evaluator
-from sentiment_dpo.generation import sample_completions
+from sentiment_dpo.generation import OWN_DISTRIBUTION_TEMPERATURE, sample_completions
 from sentiment_dpo.models import prompt_ids
 
 from test_ceiling_cache import count_sampling, evaluator_for, models, perturb  # noqa: F401 (a fixture)
@@ -56,7 +56,7 @@ def test_the_shipped_samples_are_what_sampling_the_reference_gives_now(shipped, 
     lengths = [len(prompt_ids(ref.tokenizer, p)) for p in s.prompts]
     first = lengths.index(min(lengths))
     samples = sample_completions(ref.model, ref.tokenizer, [s.prompts[first]], MetricsConfig().ceiling_samples,
-                                 s.max_new_tokens, s.temperature, s.batch_size, s.seed)
+                                 s.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE, s.batch_size, s.seed)
     assert [x.completion for x in samples] == [r["completion"] for r in rows if r["prompt_index"] == first]
 
 

@@ -118,9 +118,8 @@ def test_checkpoint_evaluation_leaves_training_unchanged(tiny_policy, tiny_rewar
     """Evaluating samples with the global RNG and switches the model to eval mode; training must not notice."""
     reference = load_policy(str(tiny_policy), torch.device("cpu"))
     reward = load_classifier(str(tiny_reward), torch.device("cpu"))
-    evaluator = Evaluator(reference, reward, None,
-                          EvalSettings(choose_prompts(prompt_pools(PromptSettings()), "heldout", 4, seed=0), 1, 4, 1.0,
-                                       8, 0))
+    prompts = choose_prompts(prompt_pools(PromptSettings()), "heldout", 4, seed=0)
+    evaluator = Evaluator(reference, reward, None, EvalSettings(prompts, 1, 4, 8, 0))
     with pytest.raises(RuntimeError, match="evaluate the reference"):
         evaluator.evaluate(reference.model, reference.tokenizer)
     evaluator.evaluate_reference()

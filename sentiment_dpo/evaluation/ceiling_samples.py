@@ -20,6 +20,7 @@ from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text
 from ..distributed import is_main_process
 from ..embedded.default_models import CEILING_DIR
 from ..errors import PipelineError
+from ..generation import OWN_DISTRIBUTION_TEMPERATURE
 from .evaluator import Evaluator
 from .metrics import measurable_drift
 from ..models import content_digest
@@ -58,7 +59,7 @@ def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, 
               "judge_positive_index": judge.positive if judge is not None else None,
               "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
               "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
-              "temperature": s.temperature, "batch_size": s.batch_size, "seed": s.seed}
+              "temperature": OWN_DISTRIBUTION_TEMPERATURE, "batch_size": s.batch_size, "seed": s.seed}
     # the names are what a reader sees; the content is what the samples depend on
     keyed = {k: v for k, v in record.items() if k not in ("reference", "reward", "judge")}
     return {"key": hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()} | record

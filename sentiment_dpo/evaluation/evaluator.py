@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..generation import Sample, completion_logprobs, sample_completions
+from ..generation import OWN_DISTRIBUTION_TEMPERATURE, Sample, completion_logprobs, sample_completions
 from .metrics import kl_estimate, mean, per_prompt_means, perplexity, self_bleu, summarize, win_rate
 from ..models import LoadedModel
 from ..scoring import Classifier
@@ -34,7 +34,6 @@ class EvalSettings:
     prompts: list[str]
     samples_per_prompt: int
     max_new_tokens: int
-    temperature: float
     batch_size: int
     seed: int  # the same sampling seed for every policy: differences come from the policy, not the draw
 
@@ -67,7 +66,7 @@ class Evaluator:
         s = self.settings
         with torch.random.fork_rng(devices=[]):
             return sample_completions(model, tokenizer, s.prompts, samples_per_prompt, s.max_new_tokens,
-                                      s.temperature, s.batch_size, s.seed, desc=desc)
+                                      OWN_DISTRIBUTION_TEMPERATURE, s.batch_size, s.seed, desc=desc)
 
     def score(self, samples: list[Sample], desc: str) -> dict[str, list[float]]:
         """reward, p_positive and (with a judge) judge_p_positive of each sample."""

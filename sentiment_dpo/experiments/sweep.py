@@ -262,7 +262,7 @@ class SweepRunner:
                                             prompts_needed(config.num_samples, config.samples_per_prompt), config.seed)
         heldout = choose_prompts(pools, "heldout", config.eval_prompts, config.seed)
         self.evaluator = Evaluator(self.reference, self.reward, judge, EvalSettings(
-            heldout, 1, config.max_new_tokens, 1.0, config.eval_batch_size, config.seed))
+            heldout, 1, config.max_new_tokens, config.eval_batch_size, config.seed))
         self.reference_metrics = self._reference_point()
         if config.ceiling_samples:
             from ..evaluation.ceiling_samples import load_or_sample

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import TrainingConfig
 from ..errors import PipelineError
+from ..generation import ANCESTRAL, OWN_DISTRIBUTION_TEMPERATURE
 from ..models import prompt_text
 from ..scoring import Classifier
 
@@ -47,8 +48,8 @@ def prompts_dataset(prompts: list[str], tokenizer) -> Any:
     return Dataset.from_list([{"prompt": prompt_text(tokenizer, p)} for p in prompts])
 
 
-# Pure sampling, as everywhere else in the project (TRL's online DPO defaults to temperature 0.9).
-PURE_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
+# The policy's own distribution, as everywhere a KL is optimised (TRL's online DPO defaults to temperature 0.9).
+PURE_SAMPLING = {"temperature": OWN_DISTRIBUTION_TEMPERATURE, "top_p": ANCESTRAL["top_p"], "top_k": ANCESTRAL["top_k"]}
 
 
 def online_config(config: TrainingConfig, common: dict[str, Any], max_new_tokens: int):

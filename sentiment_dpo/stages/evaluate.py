@@ -21,7 +21,8 @@ from ..evaluation.metrics import kl_standard_error
 from ..methods.model_card import CARD, model_card
 from ..models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
 from ..prompts import Pools, check_unchanged, choose_prompts
-from .generate import policy_prompt_pools, sampling_settings
+from ..generation import OWN_DISTRIBUTION_TEMPERATURE, sampling_record
+from .generate import policy_prompt_pools
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +43,12 @@ def held_out_evaluator(config: MetricsConfig, generation: dict[str, Any], device
     reward = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
                              fix=RECORDED_MODEL_FIX)
     judge_classifier = load_classifier(judge, device, kind="judge") if judge is not None else None
-    # Pure samples whatever stage 1's --temperature was: the KL estimate is the mean log-ratio of samples of the
-    # policy's own distribution, and at another temperature it would be the KL of nothing sampled here.
-    max_new_tokens, temperature = generation["max_new_tokens"], 1.0
+    max_new_tokens = generation["max_new_tokens"]  # the policy's own distribution, whatever stage 1's temperature
     pools = policy_prompt_pools(generation, reference, max_new_tokens)
     check_unchanged(generation, pools, f"python3 calculate_metrics.py {config.loss}")
     prompts = choose_prompts(pools, "heldout", config.num_prompts, config.seed)
     return Evaluator(reference, reward, judge_classifier, EvalSettings(
-        prompts, config.samples_per_prompt, max_new_tokens, temperature, config.batch_size, config.seed)), pools
+        prompts, config.samples_per_prompt, max_new_tokens, config.batch_size, config.seed)), pools
 
 
 def default_evaluator(device) -> Evaluator:
@@ -89,7 +88,7 @@ def run(config: MetricsConfig) -> dict[str, Any]:
             "reward_source": reward.model.source,
             "judge_source": judge_classifier.model.source if judge_classifier is not None else None,
             "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
-            "sampling": sampling_settings(evaluator.settings.max_new_tokens, evaluator.settings.temperature),
+            "sampling": sampling_record(evaluator.settings.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE),
             "seed": config.seed,
         },
     }

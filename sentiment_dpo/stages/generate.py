@@ -13,19 +13,13 @@ from ..config import GenerationConfig, config_to_dict
 from ..embedded.corpus import cache_dir
 from ..distributed import is_main_process
 from ..errors import PipelineError
-from ..generation import sample_completions
+from ..generation import sample_completions, sampling_record
 from ..models import (LoadedModel, content_digest, context_limit, load_classifier, load_policy, prompt_ids,
                       resolve_device)
 from ..prompts import PromptSettings, choose_prompts, prompt_pools, prompts_needed
 from ..scoring import Classifier
 
 logger = logging.getLogger(__name__)
-
-
-def sampling_settings(max_new_tokens: int, temperature: float) -> dict[str, Any]:
-    """The sampling settings a provenance record names (the full config is `generation.pure_sampling_config`)."""
-    return {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": temperature, "max_new_tokens": max_new_tokens,
-            "min_new_tokens": 0, "repetition_penalty": 1.0, "model_generation_config": "ignored"}
 
 
 def sample_and_score(policy: LoadedModel, reward: Classifier, prompts: list[str], samples_per_prompt: int,
@@ -35,7 +29,7 @@ def sample_and_score(policy: LoadedModel, reward: Classifier, prompts: list[str]
     samples = sample_completions(policy.model, policy.tokenizer, prompts, samples_per_prompt, max_new_tokens,
                                  temperature, batch_size, seed, desc=desc)
     rewards, p_positive = reward.score([s.prompt + s.completion for s in samples], batch_size)
-    settings = sampling_settings(max_new_tokens, temperature)
+    settings = sampling_record(max_new_tokens, temperature)
     rows = []
     for k, (sample, r, p) in enumerate(zip(samples, rewards, p_positive)):
         rows.append({
