@@ -111,6 +111,34 @@ def _base_classifier(base: Path):
         hf_logging.set_verbosity(verbosity)
 
 
+def _warmup_then_decay(optimizer, total_steps: int, warmup: int):
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total_steps`."""
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / (total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def _train_epoch(model, tokenizer, examples: list[LabeledText], config: RewardPretrainingConfig, optimizer,
+                 scheduler, desc: str) -> None:
+    """One pass over `examples` in their order, in batches of `config.batch_size`."""
+    model.train()
+    progress = tqdm(range(0, len(examples), config.batch_size), desc=desc)
+    for i in progress:
+        batch = examples[i : i + config.batch_size]
+        enc = tokenizer([e.text for e in batch], truncation=True, max_length=config.max_length, padding=True,
+                        return_tensors="pt")
+        labels = torch.tensor([e.label for e in batch])
+        loss = model(**enc, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        progress.set_postfix(loss=f"{loss.item():.3f}")
+
+
 def pretrain_reward(train: list[LabeledText], heldout: list[LabeledText], out_dir: Path,
                     config: RewardPretrainingConfig, base_path: Path | None = None,
                     also: dict[str, list[LabeledText]] | None = None) -> dict:
@@ -127,36 +155,18 @@ def pretrain_reward(train: list[LabeledText], heldout: list[LabeledText], out_di
     model = get_peft_model(_base_classifier(base), adapter)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("training rank-%d adapters and a new head over %s (%d parameters)", config.lora_rank, base, trainable)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = int(total_steps * config.warmup_fraction)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=0.01)
-    def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to 0
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total_steps - step) / (total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    total_steps = math.ceil(len(train) / config.batch_size) * config.epochs
+    scheduler = _warmup_then_decay(optimizer, total_steps, int(total_steps * config.warmup_fraction))
     rng = random.Random(config.seed)
     start = time.time()
     epoch_accuracy = []
     for epoch in range(config.epochs):
-        model.train()
         order = list(range(len(train)))
         rng.shuffle(order)
-        progress = tqdm(range(0, len(order), config.batch_size), desc=f"reward epoch {epoch + 1}/{config.epochs}")
-        for i in progress:
-            batch = [train[j] for j in order[i : i + config.batch_size]]
-            enc = tokenizer([e.text for e in batch], truncation=True, max_length=config.max_length, padding=True,
-                            return_tensors="pt")
-            labels = torch.tensor([e.label for e in batch])
-            loss = model(**enc, labels=labels).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            progress.set_postfix(loss=f"{loss.item():.3f}")
+        _train_epoch(model, tokenizer, [train[j] for j in order], config, optimizer, scheduler,
+                     f"reward epoch {epoch + 1}/{config.epochs}")
         epoch_accuracy.append(accuracy(model, tokenizer, heldout, config.max_length))
         logger.info("classifier epoch %d: held-out accuracy %.3f", epoch + 1, epoch_accuracy[-1])
     extra = {name: accuracy(model, tokenizer, examples, config.max_length) for name, examples in (also or {}).items()}

@@ -294,12 +294,8 @@ class SweepRunner:
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         from .checkpoint_eval import CurveCallback
-        from ..methods.model_card import trained_parameters
         from ..models import load_policy
-        from ..methods.online_rl import ClassifierReward, prompts_dataset
-        from ..stages.pairs import build_pairs
-        from ..stages.generate import sample_and_score
-        from ..stages.train import pairs_dataset, train_policy
+        from ..stages.train import train_policy
 
         config = self.config
         training = training_config(config, cell)
@@ -310,15 +306,6 @@ class SweepRunner:
         start = time.time()
         for round_index in range(1, cell.rounds + 1):
             online = is_online(cell.loss)
-            if online or round_index == 1:
-                pairs = self.pairs
-            else:  # online: new pairs from the current policy's own samples on the training prompts
-                policy.model.eval()
-                rows = sample_and_score(policy, self.reward, self.train_prompts, config.samples_per_prompt,
-                                        config.max_new_tokens, config.temperature, config.eval_batch_size,
-                                        seed=cell.seed * 1000 + round_index, desc=f"round {round_index} samples")
-                pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.strategy,
-                                    config.margin, seed=cell.seed * 1000 + round_index)
 
             def on_checkpoint(model, step: int, round_index: int = round_index, offset: int = steps_before) -> None:
                 nonlocal final_rows
@@ -327,12 +314,7 @@ class SweepRunner:
                 logger.info("%s round %d step %d: reward %.2f, p_positive %.3f, KL %.2f", cell.name, round_index,
                             offset + step, metrics["reward_mean"], metrics["p_positive_mean"], metrics["kl"])
 
-            if online:
-                dataset = prompts_dataset(self.train_prompts, policy.tokenizer)
-                reward = ClassifierReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or "")
-            else:
-                dataset = pairs_dataset(pairs, policy.tokenizer, soft_labels=training.soft_labels)
-                reward = None
+            dataset, reward = self._round_data(policy, training, cell, round_index)
             # a later round's bias starts from zero on top of the policy reached (its weights hold the earlier bias),
             # and its DPO reference is still the starting policy, loaded afresh
             initial_bias = self._initial_bias(policy, training, dataset) if round_index == 1 and not online else None
@@ -344,15 +326,45 @@ class SweepRunner:
                                        max_new_tokens=config.max_new_tokens, initial_bias=initial_bias,
                                        ref_model=ref_model)
             steps_before += trainer.state.global_step
+        return self._write_cell(cell, training, curve, final_rows, time.time() - start)
+
+    def _round_data(self, policy, training: TrainingConfig, cell: Cell, round_index: int):
+        """(dataset, reward callable) a round trains on: the training prompts and the reward for an online method;
+        else pairs, the shared ones in round 1 and, in a later round, new pairs from the current policy's own
+        samples on the training prompts."""
+        from ..methods.online_rl import ClassifierReward, prompts_dataset
+        from ..stages.generate import sample_and_score
+        from ..stages.pairs import build_pairs
+        from ..stages.train import pairs_dataset
+
+        config = self.config
+        if is_online(cell.loss):
+            return (prompts_dataset(self.train_prompts, policy.tokenizer),
+                    ClassifierReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or ""))
+        pairs = self.pairs
+        if round_index > 1:
+            policy.model.eval()
+            rows = sample_and_score(policy, self.reward, self.train_prompts, config.samples_per_prompt,
+                                    config.max_new_tokens, config.temperature, config.eval_batch_size,
+                                    seed=cell.seed * 1000 + round_index, desc=f"round {round_index} samples")
+            pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.strategy,
+                                config.margin, seed=cell.seed * 1000 + round_index)
+        return pairs_dataset(pairs, policy.tokenizer, soft_labels=training.soft_labels), None
+
+    def _write_cell(self, cell: Cell, training: TrainingConfig, curve: list[dict[str, Any]],
+                    final_rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+        """The cell's final samples, then its record (last: its presence marks the cell finished)."""
+        from ..methods.model_card import trained_parameters
+
+        config = self.config
         folder = self.run_dir / layout.SWEEP_CELLS / cell.name
         files.write_jsonl(folder / layout.SAMPLES, final_rows)
-        result = {"settings": cell_settings(config, cell), "curve": curve, "final": curve[-1],
-                  "seconds": time.time() - start,
+        result = {"settings": cell_settings(config, cell), "curve": curve, "final": curve[-1], "seconds": seconds,
                   "provenance": {"policy": config.policy, "reward_model": config.reward,
                                  "trained_parameters": trained_parameters(config_to_dict(training)),
                                  "pairs_sha256": files.sha256_of(self.run_dir / layout.PAIRS),
                                  "libraries": files.library_versions()}}
-        files.write_json(folder / layout.CELL_RECORD, result)  # last: its presence marks the cell finished
+        files.write_json(folder / layout.CELL_RECORD, result)
         return result
 
 

@@ -192,9 +192,8 @@ def _budget_finding(best: dict[tuple, dict[str, Any]], budget: float, several_ra
 
 
 def write_report(run_dir: Path, config) -> Path:
-    from . import sweep_plots
+    """report.md of the sweep in `run_dir` (and its plots next to it), from its finished cells."""
     from ..evaluation.ceiling_samples import markdown_lines
-    from ..methods.registry import is_online
 
     cells = _load_cells(run_dir)
     if not cells:
@@ -208,14 +207,32 @@ def write_report(run_dir: Path, config) -> Path:
     best = {budget: best_under_budget(groups, budget) for budget in config.kl_budgets}
     settings = list(dict.fromkeys(key[:3] for key in groups))  # (loss, rounds, lr), in the groups' order
     beyond = {budget: [key for key in settings if key not in per_setting] for budget, per_setting in best.items()}
+    _draw_plots(run_dir, config, cells, groups, reference, several_rates, ceiling, has_judge)
+    lines = _opening_lines(config, cells, best, beyond, several_rates, ceiling, has_judge)
+    if ceiling:
+        lines += markdown_lines(*ceiling)
+    lines += _budget_tables(best, beyond, several_rates, optimum, has_judge)
+    lines += _final_table(groups, reference, several_rates, optimum, has_judge)
+    lines += _method_lines(config)
+    path = run_dir / layout.SWEEP_REPORT
+    files.write_text_atomic(path, "\n".join(lines))
+    logger.info("wrote %s (%d cells)", path, len(cells))
+    return path
+
+
+def _draw_plots(run_dir: Path, config, cells: list[dict[str, Any]], groups: dict[tuple, dict[str, Any]],
+                reference: dict[str, float], several_rates: bool, ceiling, has_judge: bool) -> None:
+    """frontier.png, judge_frontier.png (with a judge), diversity_vs_reward.png and reward_hists.png."""
+    from . import sweep_plots
+
     sweep_plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog; dotted: the KL "
-                   "budgets)", run_dir / "frontier.png", budgets=config.kl_budgets, ceiling=ceiling)
+                         "budgets)", run_dir / "frontier.png", budgets=config.kl_budgets, ceiling=ceiling)
     if has_judge:
         sweep_plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog)",
-                       run_dir / "judge_frontier.png", ceiling=ceiling, y_metric="judge_p_positive_mean",
-                       ylabel="held-out judge's mean p(positive)")
+                             run_dir / "judge_frontier.png", ceiling=ceiling, y_metric="judge_p_positive_mean",
+                             ylabel="held-out judge's mean p(positive)")
     sweep_plots.frontier(groups, reference, several_rates, "distinct_2", "distinct-2 (higher = more diverse)",
-                   run_dir / "diversity_vs_reward.png", x_is_kl=False)
+                         run_dir / "diversity_vs_reward.png", x_is_kl=False)
     samples = defaultdict(dict)
     for cell in cells:
         key = setting_key(cell["settings"])
@@ -226,6 +243,13 @@ def write_report(run_dir: Path, config) -> Path:
     reference_rewards = [r["reward"] for r in reference_rows]
     sweep_plots.reward_histograms_per_loss(samples, reference_rewards, run_dir / "reward_hists.png")
 
+
+def _opening_lines(config, cells: list[dict[str, Any]], best: dict, beyond: dict, several_rates: bool, ceiling,
+                   has_judge: bool) -> list[str]:
+    """The report's settings paragraph, its findings and the plots with their captions."""
+    from ..methods.registry import is_online
+
+    optimum = ceiling[0] if ceiling else None
     lines = ["# Sweep report", "",
              f"Policy `{config.policy}`, reward `{config.reward}`, held-out judge `{config.judge}`; "
              f"{config.num_pairs or 'every pair, up to ' + str(pairs_per_round(config))} pairs per round from "
@@ -253,8 +277,12 @@ def write_report(run_dir: Path, config) -> Path:
                   "the judge does not, the policy exploits the reward model rather than writing more positive text.",
                   "", "![judge frontier](judge_frontier.png)", ""]
     lines += ["![diversity vs reward](diversity_vs_reward.png)", "", "![reward histograms](reward_hists.png)", ""]
-    if ceiling:
-        lines += markdown_lines(*ceiling)
+    return lines
+
+
+def _budget_tables(best: dict, beyond: dict, several_rates: bool, optimum, has_judge: bool) -> list[str]:
+    """Per KL budget, the best checkpoint of each setting within it."""
+    lines: list[str] = []
     judge_header = " judge p_positive |" if has_judge else ""
     for budget, per_loss in best.items():
         lines += [f"## Best checkpoint within KL ≤ {budget:g} nats", "",
@@ -269,43 +297,50 @@ def write_report(run_dir: Path, config) -> Path:
         lines += [f"| {label(*key, several_rates)} | – | – | every checkpoint past the budget | | | | |"
                   + (" |" if has_judge else "") + " |" for key in beyond[budget]]
         lines.append("")
+    return lines
+
+
+def _final_table(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], several_rates: bool, optimum,
+                 has_judge: bool) -> list[str]:
+    """Every setting's final checkpoint, means over seeds, beside the reference."""
     metrics = [m for m in TABLE_METRICS if has_judge or m[0] != "judge_p_positive_mean"]
     header = " | ".join(title for _, title, _ in metrics)
-    lines += ["## Final checkpoints", "",
-              f"| method | β | seeds | {header} | KL overhead | share of the ceiling's gain |",
-              "|---|---|---|" + "---|" * (len(metrics) + 2),
-              "| reference | – | – | " + " | ".join(f"{reference[name]:.{digits}f}" for name, _, digits in metrics)
-              + " | – | – |"]
+    lines = ["## Final checkpoints", "",
+             f"| method | β | seeds | {header} | KL overhead | share of the ceiling's gain |",
+             "|---|---|---|" + "---|" * (len(metrics) + 2),
+             "| reference | – | – | " + " | ".join(f"{reference[name]:.{digits}f}" for name, _, digits in metrics)
+             + " | – | – |"]
     for (loss, rounds, lr, beta), group in groups.items():
         values = " | ".join(_fmt(group["final"][name], digits) for name, _, digits in metrics)
         ceiling_cells = _against_ceiling(optimum, group["final"]["kl"][0], group["final"]["reward_mean"][0])
         lines.append(f"| {label(loss, rounds, lr, several_rates)} | {beta:g} | {len(group['seeds'])} | {values} | "
                      f"{ceiling_cells} |")
-    lines += ["", "## The methods", "",
-              "- `sigmoid` (DPO): −log σ(β·Δ), Δ = (log π/π_ref)(chosen) − (log π/π_ref)(rejected).",
-              "- `soft_labels true` (sigmoid): −q·log σ(β·Δ) − (1 − q)·log σ(−β·Δ) with q = σ(r_chosen − r_rejected), "
-              "the reward's probability that the chosen text wins: minimised by the KL-regularised optimum at β.",
-              "- `hinge` (TRL's DPOTrainer): max(0, 1 − β·Δ), anchored to the reference through Δ, margin 1/β, "
-              "no likelihood term.",
-              "- `ipo`: (Δ̄ − 1/(2β))², Δ̄ the per-token average of Δ (TRL's normalisation).",
-              "- `slic` (SLiC-HF, CPOTrainer's hinge loss): max(0, 1 − β·(log π(chosen) − log π(rejected))) + "
-              f"λ·NLL(chosen), λ = {_values(config.slic_lambda)}: no reference model in the loss; the NLL term on "
-              "the chosen text is what keeps the policy near the data instead.",
-              "- `sft` (Preferred-FT): the NLL of the chosen texts only; β plays no part.",
-              f"- `rloo` (TRL's RLOOTrainer): REINFORCE on {_values(config.num_generations)} samples per training "
-              "prompt, each baselined by the mean reward of the others, reward minus β·KL(sequence) to the reference.",
-              f"- `grpo` (TRL's GRPOTrainer): {_values(config.num_generations)} samples per prompt, advantages "
-              "standardised within the prompt's group, clipped objective plus β·KL(π‖π_ref) in the loss.",
-              "- `online_dpo` (TRL's experimental OnlineDPOTrainer): two samples per prompt, the higher-reward one "
-              "chosen, the sigmoid DPO loss with β.",
-              "", "The online methods sample from the policy being trained on the training prompts, score with the "
-              "same reward (the positive class's logit, found by name), pure sampling, the same max new tokens.", "",
-              "Metrics: KL is the mean of log π(y) − log π_ref(y) over the policy's own samples (sequence level); "
-              "win rate is the share of held-out prompts where the policy's sample out-scores the reference's; "
-              "judge p_positive is the held-out judge's mean positive probability; "
-              "self-BLEU is BLEU-4 of each sample against the others (higher = more repetitive); ppl under ref is "
-              "the reference model's per-token perplexity of the policy's samples.", ""]
-    path = run_dir / layout.SWEEP_REPORT
-    files.write_text_atomic(path, "\n".join(lines))
-    logger.info("wrote %s (%d cells)", path, len(cells))
-    return path
+    return lines
+
+
+def _method_lines(config) -> list[str]:
+    """What each method optimises, and what each metric is."""
+    return ["", "## The methods", "",
+            "- `sigmoid` (DPO): −log σ(β·Δ), Δ = (log π/π_ref)(chosen) − (log π/π_ref)(rejected).",
+            "- `soft_labels true` (sigmoid): −q·log σ(β·Δ) − (1 − q)·log σ(−β·Δ) with q = σ(r_chosen − r_rejected), "
+            "the reward's probability that the chosen text wins: minimised by the KL-regularised optimum at β.",
+            "- `hinge` (TRL's DPOTrainer): max(0, 1 − β·Δ), anchored to the reference through Δ, margin 1/β, "
+            "no likelihood term.",
+            "- `ipo`: (Δ̄ − 1/(2β))², Δ̄ the per-token average of Δ (TRL's normalisation).",
+            "- `slic` (SLiC-HF, CPOTrainer's hinge loss): max(0, 1 − β·(log π(chosen) − log π(rejected))) + "
+            f"λ·NLL(chosen), λ = {_values(config.slic_lambda)}: no reference model in the loss; the NLL term on "
+            "the chosen text is what keeps the policy near the data instead.",
+            "- `sft` (Preferred-FT): the NLL of the chosen texts only; β plays no part.",
+            f"- `rloo` (TRL's RLOOTrainer): REINFORCE on {_values(config.num_generations)} samples per training "
+            "prompt, each baselined by the mean reward of the others, reward minus β·KL(sequence) to the reference.",
+            f"- `grpo` (TRL's GRPOTrainer): {_values(config.num_generations)} samples per prompt, advantages "
+            "standardised within the prompt's group, clipped objective plus β·KL(π‖π_ref) in the loss.",
+            "- `online_dpo` (TRL's experimental OnlineDPOTrainer): two samples per prompt, the higher-reward one "
+            "chosen, the sigmoid DPO loss with β.",
+            "", "The online methods sample from the policy being trained on the training prompts, score with the "
+            "same reward (the positive class's logit, found by name), pure sampling, the same max new tokens.", "",
+            "Metrics: KL is the mean of log π(y) − log π_ref(y) over the policy's own samples (sequence level); "
+            "win rate is the share of held-out prompts where the policy's sample out-scores the reference's; "
+            "judge p_positive is the held-out judge's mean positive probability; "
+            "self-BLEU is BLEU-4 of each sample against the others (higher = more repetitive); ppl under ref is "
+            "the reference model's per-token perplexity of the policy's samples.", ""]

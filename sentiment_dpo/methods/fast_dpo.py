@@ -31,6 +31,29 @@ from ..distributed import map_length_sorted
 from .logit_bias import bias_disabled
 
 
+def _logit_metrics(logits: torch.Tensor, targets: torch.Tensor, wanted: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """TRL's per-token training metrics read from the logits (labelled tokens, vocab), when `wanted`."""
+    metrics = {}
+    with torch.no_grad():
+        if "mean_logits" in wanted:
+            metrics["mean_logits"] = logits.mean(-1)
+        if "is_top1" in wanted:
+            metrics["is_top1"] = logits.argmax(-1) == targets
+    return metrics
+
+
+def _log_prob_outputs(log_softmax: torch.Tensor, targets: torch.Tensor,
+                      wanted: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """log_probs of the targets, and the entropy / log Σp² fields when `wanted`, from the log-softmax."""
+    outputs = {"log_probs": log_softmax.gather(-1, targets[:, None]).squeeze(-1)}
+    if "entropy" in wanted or "log_sum_sq_probs" in wanted:
+        entropy, log_sum_sq = _distribution_stats(log_softmax.detach(), "log_sum_sq_probs" in wanted)
+        outputs["entropy"] = entropy
+        if log_sum_sq is not None:
+            outputs["log_sum_sq_probs"] = log_sum_sq
+    return outputs
+
+
 def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
     """Make `model(..., labels=labels, fused_lm_head=True)` return TRL's `FusedCausalLMOutput`, computed from the
     full logits of the labelled positions (labels != -100) only. Other calls go to the model's own forward.
@@ -49,7 +72,6 @@ def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
             if labels is not None:
                 kwargs["labels"] = labels
             return original_forward(*args, **kwargs)
-        wanted = self.dense_head_outputs
         kwargs["use_cache"] = False
         rows = labels if labels is not None else shift_labels
         first, inverse = _distinct_rows([rows] + [v for v in (*args, *kwargs.values()) if _per_row(v, rows)])
@@ -63,20 +85,10 @@ def add_dense_lm_head(model, outputs: tuple[str, ...] = ("log_probs",)) -> None:
         mask = shift_labels != -100
         logits = self.get_output_embeddings()(hidden[mask]).float()  # (labelled tokens, vocab)
         targets = shift_labels[mask]
-        per_token = {}
-        with torch.no_grad():  # training metrics only
-            if "mean_logits" in wanted:
-                per_token["mean_logits"] = logits.mean(-1)
-            if "is_top1" in wanted:
-                per_token["is_top1"] = logits.argmax(-1) == targets
+        per_token = _logit_metrics(logits, targets, self.dense_head_outputs)
         log_softmax = torch.log_softmax(logits, dim=-1)
         del logits  # log_softmax's backward needs only its output
-        per_token["log_probs"] = log_softmax.gather(-1, targets[:, None]).squeeze(-1)
-        if "entropy" in wanted or "log_sum_sq_probs" in wanted:
-            entropy, log_sum_sq = _distribution_stats(log_softmax.detach(), "log_sum_sq_probs" in wanted)
-            per_token["entropy"] = entropy
-            if log_sum_sq is not None:
-                per_token["log_sum_sq_probs"] = log_sum_sq
+        per_token |= _log_prob_outputs(log_softmax, targets, self.dense_head_outputs)
         # Back to (batch, positions) with zeros where there is no label, as TRL's head returns them, and to every
         # row of the batch.
         full = {name: value.new_zeros(mask.shape).masked_scatter(mask, value)[inverse]

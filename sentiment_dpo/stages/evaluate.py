@@ -70,30 +70,9 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     policy = load_policy(str(trained_dir), device, fix=retrain)
     refuse_non_finite_weights(policy.model, str(trained_dir), retrain + " with a lower --learning-rate")
     evaluator, pools = held_out_evaluator(config, generation, device)
-    reward, judge_classifier, prompts = evaluator.reward, evaluator.judge, evaluator.settings.prompts
-    judge = judge_spec(config, generation)
-
     reference_metrics, reference_rows = evaluator.evaluate_reference()
     policy_metrics, policy_rows = evaluator.evaluate(policy.model, policy.tokenizer)
-    metrics = {
-        "loss": config.loss,
-        "reference": {k: v for k, v in reference_metrics.items() if k not in PAIR_METRICS},
-        "policy": {k: v for k, v in policy_metrics.items() if k not in PAIR_METRICS},
-        **{k: policy_metrics[k] for k in PAIR_METRICS},
-        "num_prompts": len(prompts),
-        "provenance": {
-            "reference_policy": generation["policy"], "policy": str(layout.model_dir(config.loss)),
-            "reward_model": generation["reward"], "judge": judge,
-            # where each was loaded from: for the embedded ones a version name and the adapter's hash
-            "reward_source": reward.model.source,
-            "judge_source": judge_classifier.model.source if judge_classifier is not None else None,
-            "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
-            "sampling": sampling_record(evaluator.settings.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE),
-            "seed": config.seed,
-        },
-    }
-    metrics["kl_standard_error"] = kl_standard_error([row["log_ratio"] for row in policy_rows])
-    metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
+    metrics = _metrics(config, generation, evaluator, pools, reference_metrics, policy_metrics, policy_rows)
     optimum = best_of_n = ceiling_rewards = None
     if config.ceiling_samples:
         rows = ceiling_samples.load_or_sample(run_dir / layout.REFERENCE_RESULTS, evaluator, config.ceiling_samples)
@@ -105,10 +84,48 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     metrics["intervals"] = policy_intervals(policy_rows, ceiling_rewards, config.seed)
     if not is_main_process():  # every process holds all samples; one writes the results
         return metrics
+    _write_atomically(run_dir / layout.results_dir(config.loss), config, metrics, reference_rows, policy_rows,
+                      optimum, best_of_n, trained_dir)
+    training_record = trained_dir / layout.TRAINING_CONFIG
+    if training_record.exists():  # the model card gains the evaluation
+        training = files.read_yaml(training_record, "python3 main.py")
+        files.write_text_atomic(trained_dir / CARD, model_card(training, metrics))
+    _log_result(config.loss, metrics)
+    return metrics
 
-    out = run_dir / layout.results_dir(config.loss)
+
+def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evaluator, pools: Pools,
+             reference_metrics: dict[str, Any], policy_metrics: dict[str, Any],
+             policy_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """metrics.json without the ceiling and the intervals: both models' metrics, the pair metrics, provenance."""
+    reward, judge_classifier, prompts = evaluator.reward, evaluator.judge, evaluator.settings.prompts
+    metrics = {
+        "loss": config.loss,
+        "reference": {k: v for k, v in reference_metrics.items() if k not in PAIR_METRICS},
+        "policy": {k: v for k, v in policy_metrics.items() if k not in PAIR_METRICS},
+        **{k: policy_metrics[k] for k in PAIR_METRICS},
+        "num_prompts": len(prompts),
+        "provenance": {
+            "reference_policy": generation["policy"], "policy": str(layout.model_dir(config.loss)),
+            "reward_model": generation["reward"], "judge": judge_spec(config, generation),
+            # where each was loaded from: for the embedded ones a version name and the adapter's hash
+            "reward_source": reward.model.source,
+            "judge_source": judge_classifier.model.source if judge_classifier is not None else None,
+            "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
+            "sampling": sampling_record(evaluator.settings.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE),
+            "seed": config.seed,
+        },
+    }
+    metrics["kl_standard_error"] = kl_standard_error([row["log_ratio"] for row in policy_rows])
+    metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
+    return metrics
+
+
+def _write_atomically(out: Path, config: MetricsConfig, metrics: dict[str, Any], reference_rows: list[dict[str, Any]],
+                      policy_rows: list[dict[str, Any]], optimum, best_of_n, trained_dir: Path) -> None:
+    """results/LOSS written whole into a staging folder, then swapped in: replaced as a whole, or not at all."""
     with exclusive(out, f"python3 calculate_metrics.py {config.loss}", all_processes=False):
-        staging = files.make_staging_dir(out)  # results/LOSS is replaced as a whole, or not at all
+        staging = files.make_staging_dir(out)
         try:
             try:
                 _write_results(staging, config, metrics, reference_rows, policy_rows, optimum, best_of_n,
@@ -120,16 +137,14 @@ def run(config: MetricsConfig) -> dict[str, Any]:
             files.replace_dir_atomic(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    training_record = trained_dir / layout.TRAINING_CONFIG
-    if training_record.exists():  # the model card gains the evaluation
-        training = files.read_yaml(training_record, "python3 main.py")
-        files.write_text_atomic(trained_dir / CARD, model_card(training, metrics))
-    logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", config.loss,
+
+
+def _log_result(loss: str, metrics: dict[str, Any]) -> None:
+    logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", loss,
                 metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],
                 metrics["reference"]["distinct_2"], metrics["policy"]["distinct_2"], metrics["win_rate"],
                 f", KL overhead {metrics['kl_overhead_text']}, share of the ceiling's gain "
-                f"{metrics['ceiling_gain_share_text']}" if optimum is not None else "")
-    return metrics
+                f"{metrics['ceiling_gain_share_text']}" if "ceiling" in metrics else "")
 
 
 def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], reference_rows: list[dict[str, Any]],

@@ -204,13 +204,21 @@ def _cell(text: str) -> str:
 
 
 def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | None = None) -> Path:
-    """SUMMARY.md: the metrics table per loss, the ceiling and each loss's KL overhead, the target checks, the
-    plots, and the stage timings."""
-    from ..evaluation import plots
-    from ..evaluation.ceiling_samples import markdown_lines, points_from_summary
-
+    """SUMMARY.md: the metrics table per loss, the ceiling and each loss's KL overhead, a few held-out samples, the
+    target checks, the plots, and the stage timings."""
     generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
     results = {loss: json.loads((run_dir / layout.results_dir(loss) / layout.METRICS).read_text()) for loss in losses}
+    lines = _metrics_table(generation, results, losses)
+    lines += _ceiling_section(run_dir, results, losses)
+    lines += sample_lines(run_dir, losses)
+    lines += _targets_plots_timings(run_dir, losses, timings)
+    path = run_dir / layout.SUMMARY
+    files.write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _metrics_table(generation: dict[str, Any], results: dict[str, dict[str, Any]], losses: list[str]) -> list[str]:
+    """What ran, and each loss's reference and policy rows with the policy's intervals."""
     lines = [
         "# Run summary", "",
         f"Policy `{generation['policy']}`, reward `{generation['reward']}`, {generation['num_samples']} samples "
@@ -239,19 +247,31 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
                 f"{m['distinct_3']:.3f} | {m['token_entropy']:.2f} | {pair_cells} |")
     lines += ["", "Brackets: 95% bootstrap intervals over the held-out prompts (the ceiling resampled with them); "
               "± : the standard deviation over samples."]
+    return lines
+
+
+def _ceiling_section(run_dir: Path, results: dict[str, dict[str, Any]], losses: list[str]) -> list[str]:
+    """frontier.png (every loss against the ceiling) and the ceiling's table; nothing without a ceiling."""
+    from ..evaluation import plots
+    from ..evaluation.ceiling_samples import markdown_lines, points_from_summary
+
     ceiling = results[losses[0]].get("ceiling")
-    if ceiling:
-        optimum, best_of_n = points_from_summary(ceiling)
-        plots.ceiling_frontier({loss: (m["kl"], m["policy"]["reward_mean"]) for loss, m in results.items()},
-                               results[losses[0]]["reference"]["reward_mean"], optimum, best_of_n,
-                               run_dir / layout.FRONTIER_PLOT)
-        lines += ["", "KL overhead: the policy's KL divided by the KL at which the ceiling (the KL-regularised "
-                  "optimum, below) reaches the same mean reward; 1× is the best possible. Share of the ceiling's "
-                  "gain: the policy's reward gain over the reference divided by the optimum's at the policy's KL; "
-                  "100% is the best possible.", "",
-                  "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
-    lines += sample_lines(run_dir, losses)
-    lines += ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
+    if not ceiling:
+        return []
+    optimum, best_of_n = points_from_summary(ceiling)
+    plots.ceiling_frontier({loss: (m["kl"], m["policy"]["reward_mean"]) for loss, m in results.items()},
+                           results[losses[0]]["reference"]["reward_mean"], optimum, best_of_n,
+                           run_dir / layout.FRONTIER_PLOT)
+    return ["", "KL overhead: the policy's KL divided by the KL at which the ceiling (the KL-regularised "
+            "optimum, below) reaches the same mean reward; 1× is the best possible. Share of the ceiling's "
+            "gain: the policy's reward gain over the reference divided by the optimum's at the policy's KL; "
+            "100% is the best possible.", "",
+            "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
+
+
+def _targets_plots_timings(run_dir: Path, losses: list[str], timings: dict[str, float] | None) -> list[str]:
+    """The target checks, each loss's plots and the stage timings."""
+    lines = ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
     for what, measured, passed in target_checks(run_dir, losses):
         verdict = "–" if passed is None else ("pass" if passed else "**FAIL**")
         lines.append(f"| {what} | {measured} | {verdict} |")
@@ -264,6 +284,4 @@ def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | 
     if timings:
         lines += ["## Timings", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings.items()]
-    path = run_dir / layout.SUMMARY
-    files.write_text_atomic(path, "\n".join(lines) + "\n")
-    return path
+    return lines
