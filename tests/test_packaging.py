@@ -139,6 +139,35 @@ def test_the_cycle_check_finds_a_cycle(monkeypatch):
         test_the_package_has_no_import_cycle()
 
 
+def imported_by(file: Path) -> set[str]:
+    """The package modules a file outside the package imports (and the packages above them)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sentiment_dpo":
+            parts = node.module.split(".")[1:]
+            found |= {".".join(parts[:depth]) for depth in range(1, len(parts) + 1)}
+            found |= {".".join(parts + [alias.name]) for alias in node.names}
+    return found
+
+
+def test_every_module_is_reachable_from_an_entry_point():
+    """No orphan: every module is imported, directly or not, by the console command (which the top-level scripts
+    call) or by a maintenance script in scripts/."""
+    graph = package_imports()
+    entry = {"commands"} | {m for f in (ROOT / "scripts").glob("*.py") for m in imported_by(f)} & set(graph)
+    reached, todo = set(), list(entry)
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += graph[module]
+    assert set(graph) - reached - {"__init__"} == set()
+    assert all("commands" in imported_by(ROOT / script) for script in (
+        "text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py", "run_pipeline.py", "sweep.py"))
+
+
 def test_the_package_imports_nothing_from_the_studies():
     """Study code lives with its study; the product neither imports it nor runs it."""
     import ast
