@@ -128,3 +128,21 @@ def test_gain_share_is_one_over_root_overhead_for_gaussian_rewards():
 def test_unequal_sample_counts_are_refused():
     with pytest.raises(ValueError):
         ceiling.optimum_curve([[0.0, 1.0], [1.0]], [[0.5, 0.5], [0.5]])
+
+
+def test_each_definition_has_one_text_and_the_ceiling_section_prints_it_once():
+    """The KL overhead's and the gain share's definitions live in ceiling.py; the ceiling section (SUMMARY.md, a
+    sweep's report) prints each once, and no other module of the package words them again."""
+    from conftest import ROOT
+    from sentiment_dpo.evaluation.ceiling_samples import markdown_lines
+
+    rewards = [[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, -1.0, 2.0]]
+    p_positive = [[0.5] * 4] * 2
+    optimum = ceiling.optimum_curve(rewards, p_positive)
+    best_of_n = ceiling.best_of_n_curve(rewards, p_positive)
+    text = "\n".join(markdown_lines(optimum, best_of_n))
+    assert text.count(ceiling.KL_OVERHEAD_DEFINITION) == 1 and text.count(ceiling.GAIN_SHARE_DEFINITION) == 1
+    for file in (ROOT / "sentiment_dpo").rglob("*.py"):
+        if file.name != "ceiling.py":
+            source = file.read_text()
+            assert "divided by the KL at which" not in source and "divided by the optimum" not in source, file

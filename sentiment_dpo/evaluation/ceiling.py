@@ -233,8 +233,15 @@ def ceiling_kl_at(curve: Sequence[CeilingPoint], reward: float) -> float | None:
     return _along_trusted(curve, "reward", reward, "kl")
 
 
+# The two definitions a reader sees, the one text of each (report tables, SUMMARY.md; docs/metrics.md explains them).
+KL_OVERHEAD_DEFINITION = ("a policy's KL divided by the KL at which the optimum reaches the same mean reward: 1× is "
+                          "as good as it gets")
+GAIN_SHARE_DEFINITION = ("a policy's reward gain over the reference divided by the optimum's gain at the policy's own "
+                         "KL: 100% is as good as it gets")
+
+
 def kl_overhead(curve: Sequence[CeilingPoint], kl: float, reward: float) -> float | None:
-    """A method's KL divided by the KL at which the optimum reaches the same mean reward: 1 is optimal.
+    """KL_OVERHEAD_DEFINITION, as a number (1 is optimal).
 
     NaN when the reward is not above the reference's (the ceiling's first point: nothing gained to price);
     None when it lies beyond the ceiling's trusted range.
@@ -251,8 +258,8 @@ def optimum_reward_at(curve: Sequence[CeilingPoint], kl: float) -> float | None:
 
 
 def gain_share(curve: Sequence[CeilingPoint], kl: float, reward: float) -> float | None:
-    """A method's reward gain over the reference divided by the optimum's gain at the method's own KL: 1 is the
-    most any policy gets for that KL (for Gaussian rewards about 1/√overhead).
+    """GAIN_SHARE_DEFINITION, as a number: 1 is the most any policy gets for that KL (for Gaussian rewards about
+    1/√overhead).
 
     The overhead prices a reward in KL; this share prices a KL in reward, so it needs the ceiling trusted out to
     the method's KL, not only to the KL where the optimum reaches its reward: None beyond the trusted points

@@ -15,8 +15,8 @@ from typing import Any
 
 from .. import files, layout
 from ..embedded.corpus import cache_dir
-from .ceiling import (CeilingPoint, best_of_n_curve, gain_share, gain_share_text, kl_overhead, optimum_curve,
-                      overhead_text, trusted_kl)
+from .ceiling import (GAIN_SHARE_DEFINITION, KL_OVERHEAD_DEFINITION, CeilingPoint, best_of_n_curve, gain_share,
+                      gain_share_text, kl_overhead, optimum_curve, overhead_text, trusted_kl)
 from ..distributed import is_main_process
 from ..embedded.default_models import CEILING_DIR
 from ..errors import PipelineError
@@ -222,11 +222,9 @@ def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -
              "importance weights within each prompt (reward ± its 95% bootstrap interval over prompts); the "
              f"estimate cannot exceed log {size} = {math.log(size):.2f} nats, so only points up to half of that are "
              "trusted and drawn solid. **Best-of-n**: the expected best of n samples, exact over all n-subsets; its "
-             "KL, log n − (n−1)/n, is an upper bound. **KL overhead** (in the tables of trained policies) = a "
-             "policy's KL divided by the KL at which the optimum reaches the same mean reward: 1× is as good as it "
-             "gets. **Share of the ceiling's gain** = a policy's reward gain over the reference divided by the "
-             "optimum's gain at the policy's own KL: 100% is as good as it gets; it needs the optimum trusted out to "
-             f"the policy's KL ({trusted_kl(size):.2f} nats here; more samples per prompt "
+             "KL, log n − (n−1)/n, is an upper bound. **KL overhead** (in the tables of trained policies) = "
+             f"{KL_OVERHEAD_DEFINITION}. **Share of the ceiling's gain** = {GAIN_SHARE_DEFINITION}; it needs the "
+             f"optimum trusted out to the policy's KL ({trusted_kl(size):.2f} nats here; more samples per prompt "
              "widen it).", "",
              "| ceiling | KL (nats) | reward | p_positive |" + (" judge p_positive |" if judge else ""),
              "|---|---|---|---|" + ("---|" if judge else "")]

@@ -262,11 +262,8 @@ def _ceiling_section(run_dir: Path, results: dict[str, dict[str, Any]], losses: 
     plots.ceiling_frontier({loss: (m["kl"], m["policy"]["reward_mean"]) for loss, m in results.items()},
                            results[losses[0]]["reference"]["reward_mean"], optimum, best_of_n,
                            run_dir / layout.FRONTIER_PLOT)
-    return ["", "KL overhead: the policy's KL divided by the KL at which the ceiling (the KL-regularised "
-            "optimum, below) reaches the same mean reward; 1× is the best possible. Share of the ceiling's "
-            "gain: the policy's reward gain over the reference divided by the optimum's at the policy's KL; "
-            "100% is the best possible.", "",
-            "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
+    # the ceiling's section defines the KL overhead and the share of the ceiling's gain
+    return ["", "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
 
 
 def _targets_plots_timings(run_dir: Path, losses: list[str], timings: dict[str, float] | None) -> list[str]:
