@@ -65,8 +65,8 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--copy-to", type=Path, help="copy each run's SUMMARY.md, timings, metrics.json files and "
-                                                     "plots here (one folder per run)")
+    parser.add_argument("--copy-to", type=Path, help="copy each run's SUMMARY.md, timings, metrics.json files, "
+                                                     "plots and training records here (one folder per run)")
     args = parser.parse_args(argv)
     rows = [row for run_dir in args.run_dirs for row in rows_of(run_dir)]
     print(table(rows))
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                     if file.exists():
                         (target / "results" / result.name).mkdir(parents=True, exist_ok=True)
                         shutil.copy(file, target / "results" / result.name / file.name)
+            for record in run_dir.glob("models/*/training.config.yaml"):  # so the copy can be tabled again
+                (target / "models" / record.parent.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy(record, target / "models" / record.parent.name / record.name)
     return 0
 
 
