@@ -54,8 +54,7 @@ OWN_DISTRIBUTION_TEMPERATURE = 1.0
 
 def sampling_record(max_new_tokens: int, temperature: float) -> dict[str, Any]:
     """The sampling settings a provenance record names (the full config is `pure_sampling_config`)."""
-    return {"do_sample": ANCESTRAL["do_sample"], "top_k": ANCESTRAL["top_k"], "top_p": ANCESTRAL["top_p"],
-            "temperature": temperature, "max_new_tokens": max_new_tokens, "min_new_tokens": 0,
+    return {**ANCESTRAL, "temperature": temperature, "max_new_tokens": max_new_tokens, "min_new_tokens": 0,
             "repetition_penalty": 1.0, "model_generation_config": "ignored"}
 
 
