@@ -41,6 +41,26 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def machine_description() -> dict[str, Any]:
+    """The CPU a run's timings were measured on and the kernels torch picked for it: timings only compare on one
+    machine, and floating-point results agree byte for byte only where these agree."""
+    import platform
+
+    import torch
+
+    info: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # the first processor's block; a VM's model name can be generic, its model number is not
+        for line in cpuinfo.read_text().split("\n\n", 1)[0].splitlines():
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    cpu = info.get("model name") or platform.processor() or platform.machine()
+    if "vendor_id" in info:
+        cpu += f" ({info['vendor_id']} family {info.get('cpu family')} model {info.get('model')})"
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "platform": platform.platform()}
+
+
 def _default_mode(directory: bool) -> int:
     """The permissions a plain open()/mkdir() would give (mkstemp/mkdtemp make private ones)."""
     umask = os.umask(0)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,12 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
     low, high = metrics["intervals"]["p_positive_mean_ci95"]
     assert low <= metrics["policy"]["p_positive_mean"] <= high
     assert f"{metrics['policy']['p_positive_mean']:.3f} [{low:.3f}, {high:.3f}]" in summary
+    # the timings name the machine they were measured on (they compare only on one)
+    timings = json.loads((tmp_path / "run" / "timings.json").read_text())
+    assert list(timings["seconds"]) == ["text_generation", "prepare_dataset", "main sigmoid",
+                                        "calculate_metrics sigmoid", "main hinge", "calculate_metrics hinge", "total"]
+    assert timings["machine"]["cores"] == os.cpu_count() and timings["machine"]["cpu"]
+    assert f"On {timings['machine']['cpu']} ({os.cpu_count()} cores" in summary.split("## Timings", 1)[1]
 
 
 def test_too_long_generation_for_the_model_is_refused(tmp_path, tiny_policy, tiny_reward, capsys):

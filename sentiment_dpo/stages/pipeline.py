@@ -113,8 +113,9 @@ def run(config: PipelineConfig) -> Path:
     timings["total"] = time.time() - start
     if not is_main_process():
         return Path(config.run_dir) / layout.SUMMARY
-    files.write_json(Path(config.run_dir) / layout.TIMINGS, timings)
-    return write_summary(Path(config.run_dir), config.losses, timings)
+    record = {"machine": files.machine_description(), "seconds": timings}
+    files.write_json(Path(config.run_dir) / layout.TIMINGS, record)
+    return write_summary(Path(config.run_dir), config.losses, record)
 
 
 def generation_config(config: PipelineConfig) -> GenerationConfig:
@@ -203,9 +204,9 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|") or "(empty)"
 
 
-def write_summary(run_dir: Path, losses: list[str], timings: dict[str, float] | None = None) -> Path:
+def write_summary(run_dir: Path, losses: list[str], timings: dict[str, Any] | None = None) -> Path:
     """SUMMARY.md: the metrics table per loss, the ceiling and each loss's KL overhead, a few held-out samples, the
-    target checks, the plots, and the stage timings."""
+    target checks, the plots, and the stage timings (timings.json's record: the machine and each stage's seconds)."""
     generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
     results = {loss: json.loads((run_dir / layout.results_dir(loss) / layout.METRICS).read_text()) for loss in losses}
     lines = _metrics_table(generation, results, losses)
@@ -266,7 +267,7 @@ def _ceiling_section(run_dir: Path, results: dict[str, dict[str, Any]], losses: 
     return ["", "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
 
 
-def _targets_plots_timings(run_dir: Path, losses: list[str], timings: dict[str, float] | None) -> list[str]:
+def _targets_plots_timings(run_dir: Path, losses: list[str], timings: dict[str, Any] | None) -> list[str]:
     """The target checks, each loss's plots and the stage timings."""
     lines = ["", "## Targets", "", "| check | measured | result |", "|---|---|---|"]
     for what, measured, passed in target_checks(run_dir, losses):
@@ -279,6 +280,9 @@ def _targets_plots_timings(run_dir: Path, losses: list[str], timings: dict[str, 
                 lines.append(f"![{loss} {name}]({layout.results_dir(loss).as_posix()}/{name}.png)")
         lines.append("")
     if timings:
-        lines += ["## Timings", "", "| stage | seconds |", "|---|---|"]
-        lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings.items()]
+        machine = timings["machine"]
+        lines += ["## Timings", "", f"On {machine['cpu']} ({machine['cores']} cores, torch on "
+                  f"{machine['torch_threads']} threads, {machine['cpu_capability']} kernels).", "",
+                  "| stage | seconds |", "|---|---|"]
+        lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings["seconds"].items()]
     return lines
