@@ -119,7 +119,7 @@ METRICS_ARGS = ["--num-prompts", "6", "--batch-size", "8", "--ceiling-samples", 
 
 
 def test_train_then_metrics(run_dir, tiny_judge):
-    # a step large enough to move every weight measurably (the KL estimate must see it)
+    # a step large enough to move every weight measurably
     assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--max-steps", "2", "--batch-size", "4",
                               "--learning-rate", "0.01"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
@@ -133,7 +133,10 @@ def test_train_then_metrics(run_dir, tiny_judge):
         assert set(metrics[name]) >= {"reward_mean", "reward_std", "p_positive_mean", "positive_rate", "distinct_1",
                                       "distinct_2", "distinct_3", "token_entropy", "self_bleu",
                                       "reference_perplexity", "judge_p_positive_mean"}
-    assert metrics["kl"] > 0.0 and metrics["provenance"]["judge"] == str(tiny_judge)
+    # a moved policy's log-ratios vary (a policy scored against itself gives all zeros); the k1 estimate's sign on
+    # 6 prompts is sampling noise (-0.07 ± 0.10 nats on one CPU, +0.20 ± 0.04 on another), so it is not asserted
+    assert math.isfinite(metrics["kl"]) and metrics["kl_standard_error"] > 1e-3
+    assert metrics["provenance"]["judge"] == str(tiny_judge)
     samples = files.read_jsonl(run_dir / "results" / "sigmoid" / "samples.jsonl", ("model", "judge_p_positive"), "")
     policy_judge = [r["judge_p_positive"] for r in samples if r["model"] == "policy"]
     assert metrics["policy"]["judge_p_positive_mean"] == pytest.approx(sum(policy_judge) / len(policy_judge))

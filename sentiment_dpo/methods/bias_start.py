@@ -41,8 +41,9 @@ def token_scores(tokenizer, classifier: Classifier, vocab_size: int, batch_size:
     for template in templates:
         rewards, _ = classifier.score([template.format(text) for text in texts], batch_size,
                                       desc=f"token scores '{template}'")
-        values = torch.tensor(rewards)
-        total[:known] += (values - values.mean()) / values.std().clamp_min(1e-8)
+        # in float64: rewards whose spread is small next to their mean lose digits to the centring in float32
+        values = torch.tensor(rewards, dtype=torch.float64)
+        total[:known] += ((values - values.mean()) / values.std().clamp_min(1e-8)).float()
     return total / len(templates)
 
 
