@@ -2,7 +2,8 @@
 """The results table of README.md: each (recipe, method, β) of the given pipeline run directories, means over the
 runs (seeds) with their range (min to max), and a copy of each run's metrics and summary for the repository.
 
-    python3 studies/standard_vs_token_bias/table.py runs/standard_seed0 runs/tokenbias_seed0 ... [--copy-to DIR]
+    python3 studies/standard_vs_token_bias/table.py runs/standard_seed0 runs/tokenbias_seed0 ... [--by-seed]
+        [--copy-to DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def rows_of(run_dir: Path) -> list[dict]:
                     "judge": metrics["policy"].get("judge_p_positive_mean"),
                     "kl": metrics["kl"], "overhead": metrics.get("kl_overhead"),
                     "overhead_ci": (metrics.get("intervals") or {}).get("kl_overhead_ci95"),
+                    "p_positive_ci": (metrics.get("intervals") or {}).get("p_positive_mean_ci95"),
+                    "kl_ci": (metrics.get("intervals") or {}).get("kl_ci95"),
                     "distinct_2_change": metrics["policy"]["distinct_2"] / metrics["reference"]["distinct_2"] - 1})
     return out
 
@@ -45,14 +48,15 @@ def _cell(values: list[float | None], spec: str, unit: str = "") -> str:
     return f"{mean:{spec}}{unit}{spread}"
 
 
-def table(rows: list[dict]) -> str:
-    groups: dict[tuple[str, str, float], list[dict]] = defaultdict(list)
+def table(rows: list[dict], by_seed: bool = False) -> str:
+    """One line per (recipe, method, β), or per (recipe, method, β, seed) with `by_seed`."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["recipe"], row["loss"], row["beta"])].append(row)
+        groups[(row["recipe"], row["loss"], row["beta"], row["seed"] if by_seed else 0)].append(row)
     lines = ["| recipe | method | β | seeds | p_positive (start → end) | judge p_positive | KL (nats) | KL overhead | "
              "distinct-2 change |", "|---|---|---|---|---|---|---|---|---|"]
-    order = sorted(groups.items(), key=lambda item: (item[0][0] != "standard", item[0][1], -item[0][2]))
-    for (recipe, loss, beta), members in order:
+    order = sorted(groups.items(), key=lambda item: (item[0][0] != "standard", item[0][1], -item[0][2], item[0][3]))
+    for (recipe, loss, beta, _), members in order:
         start = _cell([m["reference_p_positive"] for m in members], ".3f")
         lines.append(
             f"| {recipe} | `{loss}` | {beta:g} | {', '.join(str(m['seed']) for m in members)} | {start} → "
@@ -65,11 +69,12 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("--by-seed", action="store_true", help="one line per seed instead of their mean and range")
     parser.add_argument("--copy-to", type=Path, help="copy each run's SUMMARY.md, timings, metrics.json files, "
                                                      "plots and training records here (one folder per run)")
     args = parser.parse_args(argv)
     rows = [row for run_dir in args.run_dirs for row in rows_of(run_dir)]
-    print(table(rows))
+    print(table(rows, args.by_seed))
     if args.copy_to:
         for run_dir in args.run_dirs:
             target = args.copy_to / run_dir.name
