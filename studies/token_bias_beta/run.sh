@@ -12,11 +12,10 @@ for seed in 0 1 2; do
       --recipe token-bias --losses sigmoid --seed "$seed"
   done
 done
-# what the study keeps of each run: its summary, metrics and training record (enough to table and plot it again)
+# what the study keeps of each run: its metrics and training record (enough to table and plot it again)
 for run in "$RUNS"/tb_b*_seed*; do
   target=studies/token_bias_beta/runs/$(basename "$run")
   mkdir -p "$target/results/sigmoid" "$target/models/sigmoid"
-  cp "$run/SUMMARY.md" "$target/"
   cp "$run/results/sigmoid/metrics.json" "$target/results/sigmoid/"
   cp "$run/models/sigmoid/training.config.yaml" "$target/models/sigmoid/"
 done
