@@ -12,6 +12,7 @@ from typing import Any
 from .config import make_parser, parse_config
 from .distributed import is_main_process, shutdown
 from .errors import PipelineError
+from .kernels import pin_cpu_kernels
 
 
 def setup_logging() -> None:
@@ -42,6 +43,7 @@ def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], po
     try:
         config = parse_config(config_cls, parser, argv, required=positional, defaults=defaults)
         setup_logging()
+        pin_cpu_kernels()
         stage(config)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -11,6 +11,7 @@ from .cli import environment_problem, main_for, setup_logging
 from .config import PRESETS, PROMPT_OPTIONS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, add_options
 from .distributed import shutdown
 from .errors import PipelineError
+from .kernels import pin_cpu_kernels
 from .methods.registry import RECIPES
 
 GENERATE = "Stage 1: sample reviews from the starting policy and score each with the sentiment classifier."
@@ -121,6 +122,7 @@ def pipeline(argv: list[str] | None = None) -> int:
         values |= {k: v for k, v in options.items() if k != "config" and v is not None}
         values["generation"] = values.get("generation", {}) | prompt_options
         setup_logging()
+        pin_cpu_kernels()
         summary = run(PipelineConfig(**values))
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -238,7 +238,8 @@ def test_too_many_pairs(run_dir, capsys):
 
 
 @pytest.mark.parametrize("script", ["text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py",
-                                    "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py"])
+                                    "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py",
+                                    "scripts/compare_runs.py"])
 def test_help(script):
     result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
                             timeout=60)
