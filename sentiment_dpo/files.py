@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import PipelineError
+from .kernels import first_processor
 
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file: recorded in provenance so an artifact names the exact data it came from."""
@@ -48,12 +49,7 @@ def machine_description() -> dict[str, Any]:
 
     import torch
 
-    info: dict[str, str] = {}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():  # the first processor's block; a VM's model name can be generic, its model number is not
-        for line in cpuinfo.read_text().split("\n\n", 1)[0].splitlines():
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
+    info = first_processor()  # a VM's model name can be generic, its model number is not
     cpu = info.get("model name") or platform.processor() or platform.machine()
     if "vendor_id" in info:
         cpu += f" ({info['vendor_id']} family {info.get('cpu family')} model {info.get('model')})"

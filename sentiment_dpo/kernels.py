@@ -20,15 +20,23 @@ log = logging.getLogger(__name__)
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT"}
 
 
-def has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the first processor of a Linux x86 machine lists AVX2 and FMA (other machines: unknown, so no)."""
-    if platform.machine().lower() not in ("x86_64", "amd64") or not cpuinfo.exists():
-        return False
+def first_processor(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The first processor's block of a Linux machine's /proc/cpuinfo (model name, vendor, family, model, flags, ...);
+    empty elsewhere."""
+    if not cpuinfo.exists():
+        return {}
+    info = {}
     for line in cpuinfo.read_text().split("\n\n", 1)[0].splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return {"avx2", "fma"} <= set(value.split())
-    return False
+        info[key.strip()] = value.strip()
+    return info
+
+
+def has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the first processor of a Linux x86 machine lists AVX2 and FMA (other machines: unknown, so no)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return {"avx2", "fma"} <= set(first_processor(cpuinfo).get("flags", "").split())
 
 
 def pin_cpu_kernels() -> None:
