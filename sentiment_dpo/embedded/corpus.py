@@ -42,6 +42,20 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+CACHE_NOTATION = "$SENTIMENT_DPO_CACHE"
+
+
+def cache_notation(source: str) -> str:
+    """A path inside the user cache as `$SENTIMENT_DPO_CACHE/...`, any other one as it is: a record then names a
+    cached model (whose folder name carries its version and content hash) the same way on every machine, whatever
+    folder the cache is, so two runs' metrics.json can agree byte for byte."""
+    try:
+        inside = Path(source).resolve().relative_to(cache_dir().resolve())
+    except ValueError:
+        return source
+    return f"{CACHE_NOTATION}/{inside.as_posix()}"
+
+
 @dataclass(frozen=True)
 class LabeledText:
     text: str

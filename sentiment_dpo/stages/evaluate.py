@@ -12,6 +12,7 @@ from ..evaluation import ceiling_samples, plots
 from .. import files, layout
 from ..config import PRESETS, GenerationConfig, MetricsConfig, config_to_dict
 from ..distributed import is_main_process
+from ..embedded.corpus import cache_notation
 from ..errors import PipelineError
 from ..evaluation.evaluator import PAIR_METRICS, EvalSettings, Evaluator
 from ..evaluation.intervals import policy_intervals
@@ -109,8 +110,8 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
             "reference_policy": generation["policy"], "policy": str(layout.model_dir(config.loss)),
             "reward_model": generation["reward"], "judge": judge_spec(config, generation),
             # where each was loaded from: for the embedded ones a version name and the adapter's hash
-            "reward_source": reward.model.source,
-            "judge_source": judge_classifier.model.source if judge_classifier is not None else None,
+            "reward_source": cache_notation(reward.model.source),
+            "judge_source": cache_notation(judge_classifier.model.source) if judge_classifier is not None else None,
             "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
             "sampling": sampling_record(evaluator.settings.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE),
             "seed": config.seed,

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import files, layout
 from ..config import GenerationConfig, config_to_dict
-from ..embedded.corpus import cache_dir
+from ..embedded.corpus import cache_dir, cache_notation
 from ..distributed import is_main_process
 from ..errors import PipelineError
 from ..generation import sample_completions, sampling_record
@@ -101,7 +101,7 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
         if not cached.exists():
             files.write_jsonl(cached, rows)
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
-                                                        "reward_source": reward.model.source,
+                                                        "reward_source": cache_notation(reward.model.source),
                                                         "prompts": pools.provenance, "generations_key": key,
                                                         "libraries": files.library_versions()}}
     files.write_jsonl(run_dir / layout.GENERATIONS, rows)
