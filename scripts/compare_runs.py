@@ -30,10 +30,11 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 def differences(reference: Path, run: Path) -> list[str]:
     """Lines naming what differs between two metrics.json files (none: byte for byte the same)."""
-    if reference.read_bytes() == run.read_bytes():
+    reference_bytes, run_bytes = reference.read_bytes(), run.read_bytes()
+    if reference_bytes == run_bytes:
         return []
-    ours = dict(leaves(json.loads(run.read_text())))
-    theirs = dict(leaves(json.loads(reference.read_text())))
+    ours = dict(leaves(json.loads(run_bytes)))
+    theirs = dict(leaves(json.loads(reference_bytes)))
     keys = list(theirs) + [key for key in ours if key not in theirs]  # the file's own order: the headline first
     changed = [f"{key}: {theirs.get(key)!r} -> {ours.get(key)!r}" for key in keys if theirs.get(key) != ours.get(key)]
     return changed or ["the same values, other bytes (formatting)"]

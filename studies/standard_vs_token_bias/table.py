@@ -26,15 +26,15 @@ def rows_of(run_dir: Path) -> list[dict]:
             continue
         metrics = json.loads(metrics_file.read_text())
         training = yaml.safe_load((run_dir / "models" / metrics["loss"] / "training.config.yaml").read_text())
+        intervals = metrics.get("intervals") or {}
         out.append({"recipe": training["recipe"], "loss": metrics["loss"], "beta": training["beta"],
                     "seed": training["seed"],
                     "p_positive": metrics["policy"]["p_positive_mean"],
                     "reference_p_positive": metrics["reference"]["p_positive_mean"],
                     "judge": metrics["policy"].get("judge_p_positive_mean"),
                     "kl": metrics["kl"], "overhead": metrics.get("kl_overhead"),
-                    "overhead_ci": (metrics.get("intervals") or {}).get("kl_overhead_ci95"),
-                    "p_positive_ci": (metrics.get("intervals") or {}).get("p_positive_mean_ci95"),
-                    "kl_ci": (metrics.get("intervals") or {}).get("kl_ci95"),
+                    "overhead_ci": intervals.get("kl_overhead_ci95"),
+                    "p_positive_ci": intervals.get("p_positive_mean_ci95"), "kl_ci": intervals.get("kl_ci95"),
                     "distinct_2_change": metrics["policy"]["distinct_2"] / metrics["reference"]["distinct_2"] - 1})
     return out
 
