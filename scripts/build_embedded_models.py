@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentiment_dpo import files
     from sentiment_dpo.embedded import default_models
     from sentiment_dpo.cli import setup_logging
+    from sentiment_dpo.kernels import pin_cpu_kernels
     from sentiment_dpo.embedded.corpus import load_corpus
     from sentiment_dpo.errors import PipelineError
     from sentiment_dpo.models import load_policy, load_reward, positive_label_index
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentiment_dpo.embedded.reward_pretraining import accuracy
 
     setup_logging()
+    pin_cpu_kernels()  # what it builds is served to runs on the pinned kernels, keyed by its bytes
     try:
         corpus = load_corpus()
         if args.policy:  # staged, so an interrupted build leaves the committed policy intact

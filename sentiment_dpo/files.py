@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import PipelineError
-from .kernels import first_processor
+from .kernels import first_processor, in_effect
 
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file: recorded in provenance so an artifact names the exact data it came from."""
@@ -54,7 +54,8 @@ def machine_description() -> dict[str, Any]:
     if "vendor_id" in info:
         cpu += f" ({info['vendor_id']} family {info.get('cpu family')} model {info.get('model')})"
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "platform": platform.platform()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "kernels": in_effect(),
+            "platform": platform.platform()}
 
 
 def _default_mode(directory: bool) -> int:

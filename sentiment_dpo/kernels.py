@@ -1,9 +1,13 @@
 """One CPU code path on every x86 machine, so a run's numbers are the same bytes on an Intel and an AMD host.
 
-torch and its MKL pick their kernels by what the CPU offers (AVX512 on one host, AVX2 on another), and kernels of
-different vector widths sum in different orders: the default pipeline's `hinge` then read p_positive 0.630 on one
-host and 0.628 on another (studies/first_run_and_seeds). Asking both for their AVX2 kernels, which every x86
-machine of this project's kind has, gives them the same arithmetic.
+torch picks its kernels by what the CPU offers (AVX512 on one host, AVX2 on another), and kernels of different
+vector widths sum in different orders: the default pipeline's `hinge` then read p_positive 0.630 on one host and
+0.628 on another (studies/first_run_and_seeds). Three libraries choose: ATen (torch's own element-wise and
+reduction kernels), oneDNN (the exact GELU of the BERT-style classifiers) and MKL (matrix products, and exp, log
+and sqrt of a tensor). ATen and oneDNN are asked for their AVX2 code, which every x86 machine of this project's
+kind has. MKL is asked for its COMPATIBLE branch: its AVX2 branch gives the same bytes on Intel CPUs only, and on an
+AMD CPU small matrix products, exp, log and sqrt come out otherwise (studies/cpu_kernels, under an emulated
+AMD EPYC).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# ATen's own kernels (read at the first operator call) and MKL's conditional numerical reproducibility branch (read
-# when MKL starts; STRICT keeps its results independent of how the arrays happen to be aligned in memory).
-PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT"}
+# ATen's own kernels (read at the first operator call), MKL's conditional numerical reproducibility branch (read
+# when MKL starts; STRICT keeps its results independent of how the arrays happen to be aligned in memory) and the
+# widest instructions oneDNN's generated code may use (read at its first primitive).
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def first_processor(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
@@ -40,11 +45,18 @@ def has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def pin_cpu_kernels() -> None:
-    """Ask torch and MKL for their AVX2 kernels, before this process computes anything. A variable the user has set
-    wins (ATEN_CPU_CAPABILITY=avx512 MKL_CBWR=AUTO on an AVX512 machine: its own widest kernels, faster). Once
-    torch has run an operator its choice is made; the run's timings.json records the capability it used."""
+    """Pin ATen's, oneDNN's and MKL's kernels (`PINNED`), before this process computes anything. A variable the
+    user has set wins (`ATEN_CPU_CAPABILITY=avx512 MKL_CBWR=AUTO ONEDNN_MAX_CPU_ISA=ALL` on an AVX512 machine: its
+    own widest kernels, faster). Once a library has computed, its choice is made; the run's timings.json records
+    the settings it ran with (`in_effect`)."""
     if not has_avx2():
         return
     for name, value in PINNED.items():
         os.environ.setdefault(name, value)
     log.debug("CPU kernels: %s", ", ".join(f"{name}={os.environ[name]}" for name in PINNED))
+
+
+def in_effect() -> dict[str, str]:
+    """The kernel settings this process runs with: each pinned variable's value ("" where unset, the library's own
+    choice). Anything computed, and cached, from floating-point results depends on them."""
+    return {name: os.environ.get(name, "") for name in PINNED}

@@ -30,19 +30,21 @@ def test_the_users_own_setting_wins(monkeypatch):
     monkeypatch.setattr(kernels, "has_avx2", lambda: True)
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
     monkeypatch.delenv("MKL_CBWR", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     kernels.pin_cpu_kernels()
-    assert os.environ["ATEN_CPU_CAPABILITY"] == "avx512" and os.environ["MKL_CBWR"] == "AVX2,STRICT"
+    assert kernels.in_effect() == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "COMPATIBLE,STRICT",
+                                   "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-# A matrix product (MKL) and a LayerNorm, GELU and softmax (ATen's vectorised kernels): their bytes tell which code
-# paths ran. Run as a stage of a script runs: after importing every stage, from the entry point's stage call.
+# A matrix product and exp (MKL), the exact GELU (oneDNN), a LayerNorm and softmax (ATen's vectorised kernels): their
+# bytes tell which code paths ran. Run as a stage of a script runs: after importing every stage, from the entry point's stage call.
 PROBE = """
 import hashlib, torch
 
 def work(config=None):
     torch.manual_seed(0)
     a, b, x = torch.randn(256, 384), torch.randn(384, 512), torch.randn(32, 384)
-    y = torch.nn.functional.gelu(torch.nn.LayerNorm(384)(x)).softmax(-1).detach()
+    y = torch.nn.functional.gelu(torch.nn.LayerNorm(384)(x)).softmax(-1).exp().detach()
     digest = hashlib.sha256((a @ b).numpy().tobytes() + y.numpy().tobytes()).hexdigest()
     print(torch.backends.cpu.get_cpu_capability(), digest)
 

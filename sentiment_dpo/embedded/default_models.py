@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import files
+from .. import files, kernels
 from .corpus import cache_dir, load_corpus, pip_download, review_windows
 from ..errors import PipelineError
 
@@ -69,11 +69,14 @@ def adapter_digest(folder: Path) -> str:
 
 
 def _merged_path(adapter: Path, version: str, what: str) -> Path:
-    """Where a committed adapter's merged folder lives: the cache, named by version and the adapter's hash."""
+    """Where a committed adapter's merged folder lives: the cache, named by version and a hash of the adapter and of
+    the CPU kernels the merge runs on (its matrix product rounds by them, so a folder merged with other kernels holds
+    other bytes and must not be served)."""
     if not all((adapter / name).exists() for name in ADAPTER_FILES):
         raise PipelineError(f"the embedded {what}'s adapter is missing from {adapter}; restore it with git checkout, "
                             f"or rebuild it with `python3 scripts/build_embedded_models.py --{what}`")
-    return cache_dir() / f"{version}-{adapter_digest(adapter)[:16]}"
+    key = hashlib.sha256((adapter_digest(adapter) + json.dumps(kernels.in_effect(), sort_keys=True)).encode())
+    return cache_dir() / f"{version}-{key.hexdigest()[:16]}"
 
 
 def reward_path() -> Path:
