@@ -1,13 +1,13 @@
-"""One CPU code path on every x86 machine, so a run's numbers are the same bytes on an Intel and an AMD host.
+"""One CPU code path on every Intel x86 machine, so a run's numbers are the same bytes on an AVX512 and an AVX2 host.
 
 torch picks its kernels by what the CPU offers (AVX512 on one host, AVX2 on another), and kernels of different
 vector widths sum in different orders: the default pipeline's `hinge` then read p_positive 0.630 on one host and
 0.628 on another (studies/first_run_and_seeds). Three libraries choose: ATen (torch's own element-wise and
 reduction kernels), oneDNN (the exact GELU of the BERT-style classifiers) and MKL (matrix products, and exp, log
-and sqrt of a tensor). ATen and oneDNN are asked for their AVX2 code, which every x86 machine of this project's
-kind has. MKL is asked for its COMPATIBLE branch: its AVX2 branch gives the same bytes on Intel CPUs only, and on an
-AMD CPU small matrix products, exp, log and sqrt come out otherwise (studies/cpu_kernels, under an emulated
-AMD EPYC).
+and sqrt of a tensor); each is asked for its AVX2 code, which every x86 machine of this project's kind has.
+MKL's AVX2 branch is reproducible on Intel CPUs only: on an AMD one it computes small products, exp and log
+otherwise. Its COMPATIBLE branch gives the same bytes on both (`MKL_CBWR=COMPATIBLE,STRICT`), at about twice the
+training time, so it is the user's choice, not the default (studies/cpu_kernels).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # ATen's own kernels (read at the first operator call), MKL's conditional numerical reproducibility branch (read
 # when MKL starts; STRICT keeps its results independent of how the arrays happen to be aligned in memory) and the
 # widest instructions oneDNN's generated code may use (read at its first primitive).
-PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def first_processor(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:

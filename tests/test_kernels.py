@@ -32,7 +32,7 @@ def test_the_users_own_setting_wins(monkeypatch):
     monkeypatch.delenv("MKL_CBWR", raising=False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     kernels.pin_cpu_kernels()
-    assert kernels.in_effect() == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "COMPATIBLE,STRICT",
+    assert kernels.in_effect() == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX2,STRICT",
                                    "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
