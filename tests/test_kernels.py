@@ -1,11 +1,13 @@
 """The CPU kernels are pinned to one code path before anything is computed (sentiment_dpo/kernels.py)."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from conftest import ROOT
 from sentiment_dpo import kernels
 
 FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx {extra}\n\nprocessor\t: 1\nflags\t\t: fpu avx2 fma\n"
@@ -37,7 +39,8 @@ def test_the_users_own_setting_wins(monkeypatch):
 
 
 # A matrix product and exp (MKL), the exact GELU (oneDNN), a LayerNorm and softmax (ATen's vectorised kernels): their
-# bytes tell which code paths ran. Run as a stage of a script runs: after importing every stage, from the entry point's stage call.
+# bytes tell which code paths ran. Run as a stage of a script runs: after importing every stage, from the entry
+# point's stage call.
 PROBE = """
 import hashlib, torch
 
@@ -71,3 +74,22 @@ def test_a_stage_runs_on_the_pinned_kernels():
     pinned_at_start = probe(DIRECT, **kernels.PINNED)
     assert pinned_at_start.startswith("AVX2 ")
     assert probe(THROUGH_THE_ENTRY_POINT) == pinned_at_start  # the package's imports computed nothing before the pin
+
+
+def fingerprint(**env: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in kernels.PINNED} | env
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_fingerprint.py"), "--json"], env=clean,
+                            capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(not kernels.has_avx2(), reason="pinning applies to x86 machines with AVX2")
+def test_the_fingerprint_names_the_library_whose_kernels_changed():
+    """scripts/kernel_fingerprint.py: the same settings give the same hashes; MKL's other branch changes the MKL
+    families' (matrix products) and leaves ATen's alone."""
+    pinned = fingerprint()
+    assert fingerprint() == pinned
+    other = fingerprint(MKL_CBWR="COMPATIBLE,STRICT")
+    assert other["matmul (MKL)"] != pinned["matmul (MKL)"]
+    assert other["layer norm (ATen)"] == pinned["layer norm (ATen)"]
+    assert other["fused AdamW (ATen)"] == pinned["fused AdamW (ATen)"]

@@ -239,7 +239,7 @@ def test_too_many_pairs(run_dir, capsys):
 
 @pytest.mark.parametrize("script", ["text_generation.py", "prepare_dataset.py", "main.py", "calculate_metrics.py",
                                     "run_pipeline.py", "scripts/build_embedded_models.py", "scripts/check_targets.py",
-                                    "scripts/compare_runs.py"])
+                                    "scripts/compare_runs.py", "scripts/kernel_fingerprint.py"])
 def test_help(script):
     result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
                             timeout=60)
