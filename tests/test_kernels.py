@@ -63,10 +63,14 @@ main_for(PairsConfig, "probe", work, argv=[])
 """
 
 
+def unpinned_environment(**env: str) -> dict[str, str]:
+    """This process's variables without the suite's pin (conftest), plus `env`."""
+    return {k: v for k, v in os.environ.items() if k not in kernels.PINNED} | env
+
+
 def probe(call: str, **env: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in kernels.PINNED} | env
-    return subprocess.run([sys.executable, "-c", PROBE.format(call=call)], env=clean, capture_output=True, text=True,
-                          check=True).stdout.strip().splitlines()[-1]
+    return subprocess.run([sys.executable, "-c", PROBE.format(call=call)], env=unpinned_environment(**env),
+                          capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.skipif(not kernels.has_avx2(), reason="pinning applies to x86 machines with AVX2")
@@ -77,9 +81,8 @@ def test_a_stage_runs_on_the_pinned_kernels():
 
 
 def fingerprint(**env: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if k not in kernels.PINNED} | env
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_fingerprint.py"), "--json"], env=clean,
-                            capture_output=True, text=True, check=True, timeout=120)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_fingerprint.py"), "--json"],
+                            env=unpinned_environment(**env), capture_output=True, text=True, check=True, timeout=120)
     return json.loads(result.stdout)
 
 

@@ -60,8 +60,8 @@ def policy_path() -> Path:
 
 
 def adapter_digest(folder: Path) -> str:
-    """SHA-256 of an adapter's weights and record: the merged folder's name, so a changed adapter is never served
-    the folder merged from another."""
+    """SHA-256 of an adapter's weights and record: part of the merged folder's name, so a changed adapter is never
+    served the folder merged from another."""
     digest = hashlib.sha256()
     for name in ADAPTER_FILES:
         digest.update(files.sha256_of(folder / name).encode())

@@ -109,7 +109,8 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
         "provenance": {
             "reference_policy": generation["policy"], "policy": str(layout.model_dir(config.loss)),
             "reward_model": generation["reward"], "judge": judge_spec(config, generation),
-            # where each was loaded from: for the embedded ones a version name and the adapter's hash
+            # where each was loaded from: for the embedded ones a version name and a hash of the adapter and the
+            # CPU kernels it was merged on
             "reward_source": cache_notation(reward.model.source),
             "judge_source": cache_notation(judge_classifier.model.source) if judge_classifier is not None else None,
             "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
