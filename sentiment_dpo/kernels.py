@@ -5,9 +5,10 @@ vector widths sum in different orders: the default pipeline's `hinge` then read 
 0.628 on another (studies/first_run_and_seeds). Three libraries choose: ATen (torch's own element-wise and
 reduction kernels), oneDNN (the exact GELU of the BERT-style classifiers) and MKL (matrix products, and exp, log
 and sqrt of a tensor); each is asked for its AVX2 code, which every x86 machine of this project's kind has.
-MKL's AVX2 branch is reproducible on Intel CPUs only: on an AMD one it computes small products, exp and log
-otherwise. Its COMPATIBLE branch gives the same bytes on both (`MKL_CBWR=COMPATIBLE,STRICT`), at about twice the
-training time, so it is the user's choice, not the default (studies/cpu_kernels).
+MKL's AVX2 branch is reproducible on Intel CPUs only: on an AMD one MKL runs its own code for small products,
+`linear`, exp and log whatever branch it is asked for (shown on a real AMD EPYC). Its COMPATIBLE branch gives the
+same bytes on both (`MKL_CBWR=COMPATIBLE,STRICT`), at about twice the training time, so it is the user's choice,
+not the default (studies/cpu_kernels).
 """
 
 from __future__ import annotations
