@@ -25,7 +25,12 @@ def rows_of(run_dir: Path) -> list[dict]:
         if metrics_file.parent.name == "reference":
             continue
         metrics = json.loads(metrics_file.read_text())
-        training = yaml.safe_load((run_dir / "models" / metrics["loss"] / "training.config.yaml").read_text())
+        record = run_dir / "models" / metrics["loss"] / "training.config.yaml"
+        if not record.exists():  # the recipe, β and seed are read from it
+            print(f"error: {record} is missing; pass the full run directory, or a copy made with --copy-to",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        training = yaml.safe_load(record.read_text())
         intervals = metrics.get("intervals") or {}
         out.append({"recipe": training["recipe"], "loss": metrics["loss"], "beta": training["beta"],
                     "seed": training["seed"],
