@@ -18,7 +18,7 @@ REVIEWS = ["this movie was a wonderful surprise", "dull, long and badly acted", 
            "i laughed and cried", "the plot makes no sense", "a fine cast wasted", "worth every minute", "meh"]
 
 
-def _digest(tensor) -> str:
+def digest(tensor) -> str:
     return hashlib.sha256(tensor.detach().contiguous().reshape(-1).numpy().tobytes()).hexdigest()[:12]
 
 
@@ -45,17 +45,17 @@ def main() -> int:
         optimizer.step()
         optimizer.zero_grad()
     out["loss"] = repr(loss.item())
-    out["weights"] = _digest(torch.cat([p.reshape(-1) for p in policy.parameters()]))
+    out["weights"] = digest(torch.cat([p.reshape(-1) for p in policy.parameters()]))
     policy.eval()
     with torch.no_grad():
         torch.manual_seed(0)
         samples = policy.generate(ids[:, :4], max_new_tokens=16, do_sample=True, top_k=0, top_p=1.0,
                                   pad_token_id=policy.config.eos_token_id)
-        out["samples"] = _digest(samples)
+        out["samples"] = digest(samples)
         reward = load_reward("embedded", cpu)
         batch = reward.tokenizer(REVIEWS, return_tensors="pt", padding=True)
         reward_logits = reward.model(**batch).logits
-    out["reward logits"] = _digest(reward_logits)
+    out["reward logits"] = digest(reward_logits)
     out["first review's p_positive"] = repr(torch.softmax(reward_logits, -1)[0, 1].item())
     print(json.dumps(out, indent=2))
     return 0
