@@ -33,9 +33,10 @@ def test_the_users_own_setting_wins(monkeypatch):
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
     monkeypatch.delenv("MKL_CBWR", raising=False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv(kernels.NEUTRAL_PRODUCTS, "0")
     kernels.pin_cpu_kernels()
     assert kernels.in_effect() == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX2,STRICT",
-                                   "ONEDNN_MAX_CPU_ISA": "AVX2"}
+                                   "ONEDNN_MAX_CPU_ISA": "AVX2", kernels.NEUTRAL_PRODUCTS: "0"}
 
 
 # A matrix product and exp (MKL), the exact GELU (oneDNN), a LayerNorm and softmax (ATen's vectorised kernels): their

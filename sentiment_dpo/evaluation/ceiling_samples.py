@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .. import files, layout
+from .. import files, kernels, layout
 from ..embedded.corpus import cache_dir
 from .ceiling import (GAIN_SHARE_DEFINITION, KL_OVERHEAD_DEFINITION, CeilingPoint, best_of_n_curve, gain_share,
                       gain_share_text, kl_overhead, optimum_curve, overhead_text, trusted_kl)
@@ -47,7 +47,8 @@ def prompts_digest(prompts: list[str]) -> str:
 
 def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, Any]:
     """Everything that determines the samples and their scores, by content: the weights of the reference, the
-    reward and the judge, the prompts themselves, the sampling settings and N. `key` names the cache entry."""
+    reward and the judge, the prompts themselves, the sampling settings, N and the CPU kernels that compute them (the
+    same weights sample other bytes on other kernels). `key` names the cache entry."""
     s = evaluator.settings
     judge = evaluator.judge
     record = {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec,
@@ -59,7 +60,8 @@ def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, 
               "judge_positive_index": judge.positive if judge is not None else None,
               "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
               "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
-              "temperature": OWN_DISTRIBUTION_TEMPERATURE, "batch_size": s.batch_size, "seed": s.seed}
+              "temperature": OWN_DISTRIBUTION_TEMPERATURE, "batch_size": s.batch_size, "seed": s.seed,
+              "kernels": kernels.in_effect()}
     # the names are what a reader sees; the content is what the samples depend on
     keyed = {k: v for k, v in record.items() if k not in ("reference", "reward", "judge")}
     return {"key": hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()} | record

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .. import files, layout
+from .. import files, kernels, layout
 from ..config import GenerationConfig, config_to_dict
 from ..embedded.corpus import cache_dir, cache_notation
 from ..distributed import is_main_process
@@ -42,11 +42,12 @@ def sample_and_score(policy: LoadedModel, reward: Classifier, prompts: list[str]
 
 
 def generations_key(config: GenerationConfig, policy: LoadedModel, reward: Classifier, prompts: list[str]) -> str:
-    """What stage 1's rows depend on, by content (the weights, the prompts themselves, the sampling settings) and by
-    name (the rows carry the names): the rows' cache entry, shared by every run directory."""
+    """What stage 1's rows depend on, by content (the weights, the prompts themselves, the sampling settings, the CPU
+    kernels that compute them) and by name (the rows carry the names): the rows' cache entry, shared by every run
+    directory."""
     keyed = {"policy": policy.spec, "reward": reward.model.spec, "policy_sha256": content_digest(policy),
              "reward_sha256": content_digest(reward.model), "positive_index": reward.positive,
-             "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
+             "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(), "kernels": kernels.in_effect(),
              **{name: getattr(config, name) for name in ("num_samples", "samples_per_prompt", "max_new_tokens",
                                                          "temperature", "batch_size", "seed")}}
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
