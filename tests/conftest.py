@@ -13,10 +13,12 @@ from tiny import build_tiny_policy, build_tiny_reward, write_fake_corpus
 # The package is imported as installed (`pip install -e .`, scripts/install.sh); pytest puts this folder on the path.
 ROOT = Path(__file__).resolve().parents[1]
 
+# no progress bars (a stage's stderr is its one-line error): before the pin, whose torch import brings in tqdm, which
+# reads the variable when it is imported
+os.environ.setdefault("TQDM_DISABLE", "1")
 # the kernels every script runs on, before any test computes: then an in-process stage and one in a subprocess (which
 # inherits the variables) agree
 pin_cpu_kernels()
-os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"  # a test that reaches for the hub fails instead of hanging
 
 
