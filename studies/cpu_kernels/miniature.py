@@ -37,7 +37,9 @@ def main() -> int:
     out = {"kernels": in_effect(), "torch CPU capability": torch.backends.cpu.get_cpu_capability()}
     for step in range(3):
         logits = policy(ids).logits[:, :-1]  # (8, 47, vocab)
-        log_probs = logits.gather(2, ids[:, 1:, None])[..., 0] - torch.logsumexp(logits, -1)  # as TRL's
+        # as the pipeline's log-prob head (methods/fast_dpo.py); TRL's own, logits - logsumexp, differentiates
+        # through MKL's exp, which no setting makes vendor-neutral but COMPATIBLE
+        log_probs = F.log_softmax(logits, -1).gather(2, ids[:, 1:, None])[..., 0]
         margin = log_probs[:4].sum(-1) - log_probs[4:].sum(-1)
         loss = -F.logsigmoid(0.1 * margin).mean()
         loss.backward()
