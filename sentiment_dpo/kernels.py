@@ -60,10 +60,11 @@ def pin_cpu_kernels() -> None:
         return
     for name, value in PINNED.items():
         os.environ.setdefault(name, value)
-    if os.environ[NEUTRAL_PRODUCTS] not in ("0", "1"):
-        raise PipelineError(f"{NEUTRAL_PRODUCTS}={os.environ[NEUTRAL_PRODUCTS]!r} is not a setting: use 1 (products "
-                            "computed alike on Intel and AMD CPUs, the default) or 0 (MKL's own, a little faster)")
-    if os.environ[NEUTRAL_PRODUCTS] == "1":
+    neutral = os.environ[NEUTRAL_PRODUCTS]
+    if neutral not in ("0", "1"):
+        raise PipelineError(f"{NEUTRAL_PRODUCTS}={neutral!r} is not a setting: use 1 (products computed alike on "
+                            "Intel and AMD CPUs, the default) or 0 (MKL's own, a little faster)")
+    if neutral == "1":
         from .neutral_products import use_neutral_products  # imports torch: after the variables it reads
 
         use_neutral_products()
