@@ -170,12 +170,7 @@ def refuse_non_finite_weights(model, name: str, fix: str) -> None:
 def content_digest(loaded: LoadedModel) -> str:
     """SHA-256 of a loaded model's weights (every tensor, by name) and its tokenizer: what a cache of its samples
     or scores is keyed by, so a rebuilt or changed model never meets results of another with the same name."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(loaded.model.state_dict().items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest = _weights_hash(loaded.model)
     backend = getattr(loaded.tokenizer, "backend_tokenizer", None)
     if backend is not None:
         # a call with truncation or padding switches them on in the backend: its state, not its content
@@ -184,6 +179,21 @@ def content_digest(loaded: LoadedModel) -> str:
     else:
         digest.update(repr(sorted(loaded.tokenizer.get_vocab().items())).encode())
     return digest.hexdigest()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a module's weights: every tensor of its state dict, by name, dtype and shape."""
+    return _weights_hash(model).hexdigest()
+
+
+def _weights_hash(model: torch.nn.Module):
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest
 
 
 def context_limit(model) -> int | None:

@@ -124,7 +124,8 @@ def test_train_then_metrics(run_dir, tiny_judge):
                               "--learning-rate", "0.01"]) == 0
     model_dir = run_dir / "models" / "sigmoid"
     assert (model_dir / "config.json").exists() and (model_dir / "tokenizer_config.json").exists()
-    assert (model_dir / "training.config.yaml").exists()
+    provenance = files.read_yaml(model_dir / "training.config.yaml", "")["provenance"]
+    assert provenance["reference_logps"].startswith("$SENTIMENT_DPO_CACHE/reference_logps/")  # the cache entry
     assert commands.evaluate(["sigmoid", "--run-dir", str(run_dir), "--judge", str(tiny_judge),
                                    *METRICS_ARGS]) == 0
     metrics = json.loads((run_dir / "results" / "sigmoid" / "metrics.json").read_text())

@@ -27,8 +27,11 @@ import torch
 from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
-from ..distributed import map_length_sorted
+from ..distributed import is_main_process, map_length_sorted
 from .logit_bias import bias_disabled
+from .reference_logps_cache import load as load_reference_logps
+from .reference_logps_cache import reference_record
+from .reference_logps_cache import store as store_reference_logps
 
 
 def _logit_metrics(logits: torch.Tensor, targets: torch.Tensor, wanted: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -339,9 +342,19 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
             add_dense_lm_head(_base(self.ref_model))  # log-probs only, like TRL's reference head
         self._dense_heads_added = True
 
+    def _reference_computation(self, model) -> dict[str, Any]:
+        """The settings of the reference pass, besides model, texts and batch size, that its numbers depend on."""
+        device = self.accelerator.device
+        return {"pad_token_id": self.processing_class.pad_token_id, "max_length": self.args.max_length,
+                "truncation_mode": self.args.truncation_mode, "pad_to_multiple_of": self.args.pad_to_multiple_of,
+                "dense_head": use_dense_head(model), "ld_alpha": self.ld_alpha,
+                "autocast": str(self.accelerator.mixed_precision),
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type}
+
     def _reference_pass(self, dataset, name: str, batch_size: int):
         """`dataset` with `ref_chosen_logps` / `ref_rejected_logps` columns from the frozen starting model, each
-        distinct text scored once."""
+        distinct text scored once; the log-probs come from the user cache where the same pass ran before
+        (`reference_logps_cache`), and `reference_logps_key` names its entry."""
         self._add_dense_heads()
         model = self.ref_model or self.model
         device = self.accelerator.device
@@ -369,7 +382,13 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
                 logps, _ = self.compute_ref_log_probs(model, inputs)
             return logps.tolist()
 
-        logps = map_length_sorted(lengths, batch_size, score)
+        record = reference_record(model, list(texts), batch_size, self._reference_computation(model))
+        self.reference_logps_key = record["key"]
+        logps = load_reference_logps(record)
+        if logps is None:
+            logps = map_length_sorted(lengths, batch_size, score)
+            if is_main_process():
+                store_reference_logps(record, logps)
         model.train(was_training)
         if training_outputs is not None:
             head.dense_head_outputs = training_outputs

@@ -388,6 +388,16 @@ def _reward_model(generation: dict[str, Any], device) -> Any:
                            fix=RECORDED_MODEL_FIX)
 
 
+def _reference_logps_entry(trainer) -> dict[str, str]:
+    """The user-cache entry of the reference log-probs a pair training used (`reference_logps_cache`), for its
+    provenance; nothing for a trainer without that pass."""
+    from ..embedded.corpus import cache_notation
+    from ..methods.reference_logps_cache import entry
+
+    key = getattr(trainer, "reference_logps_key", None)
+    return {"reference_logps": cache_notation(str(entry(key)))} if key else {}
+
+
 def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
                     final: Path, device, prior=None) -> None:
     """Train into a staging folder and swap it in for `final` when complete (the caller holds `final`'s lock);
@@ -419,7 +429,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
                 ("num_prompts" if online else "num_pairs"): len(dataset),
                 "reward_model": generation["reward"], "libraries": files.library_versions(),
                 "processes": process_state().num_processes,
-            } | ({"bias_start": prior.record()} if prior else {})}
+            } | ({"bias_start": prior.record()} if prior else {}) | _reference_logps_entry(trainer)}
             files.write_yaml(staging / layout.TRAINING_CONFIG, resolved)
             if (checkpoints / "runs").exists():  # tensorboard's event files: kept with the model
                 shutil.copytree(checkpoints / "runs", staging / "runs")
