@@ -27,7 +27,7 @@ import torch
 from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
-from ..distributed import is_main_process, map_length_sorted
+from ..distributed import is_main_process, map_length_sorted, on_every_process
 from .logit_bias import bias_disabled
 from .reference_logps_cache import load as load_reference_logps
 from .reference_logps_cache import reference_record
@@ -357,7 +357,6 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
         (`reference_logps_cache`), and `reference_logps_key` names its entry."""
         self._add_dense_heads()
         model = self.ref_model or self.model
-        device = self.accelerator.device
         texts: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}  # (prompt, completion) -> its index
 
         def index(prompt: list[int], completion: list[int]) -> int:
@@ -365,6 +364,22 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
 
         sides = [(index(prompt, chosen), index(prompt, rejected))
                  for prompt, chosen, rejected in zip(*token_columns(dataset))]
+        record = reference_record(model, list(texts), batch_size, self._reference_computation(model))
+        self.reference_logps_key = record["key"]
+        # one process reads the cache for all: processes that disagreed (another run writing the entry meanwhile)
+        # would not all join the pass's collective gather
+        logps = on_every_process(load_reference_logps(record) if is_main_process() else None)
+        if logps is None:
+            logps = self._score_texts(model, list(texts), batch_size)
+            if is_main_process():
+                store_reference_logps(record, logps)
+        return (dataset.add_column("ref_chosen_logps", [logps[chosen] for chosen, _ in sides])
+                .add_column("ref_rejected_logps", [logps[rejected] for _, rejected in sides]))
+
+    def _score_texts(self, model, texts: list[tuple[tuple[int, ...], tuple[int, ...]]],
+                     batch_size: int) -> list[float]:
+        """The reference log-prob of each (prompt ids, completion ids), batched by length across processes."""
+        device = self.accelerator.device
         # one text as both sides of a row: the dense head runs identical rows once
         rows = [{"prompt_ids": list(prompt), "chosen_ids": list(ids), "rejected_ids": list(ids)}
                 for prompt, ids in texts]
@@ -382,15 +397,8 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
                 logps, _ = self.compute_ref_log_probs(model, inputs)
             return logps.tolist()
 
-        record = reference_record(model, list(texts), batch_size, self._reference_computation(model))
-        self.reference_logps_key = record["key"]
-        logps = load_reference_logps(record)
-        if logps is None:
-            logps = map_length_sorted(lengths, batch_size, score)
-            if is_main_process():
-                store_reference_logps(record, logps)
+        logps = map_length_sorted(lengths, batch_size, score)
         model.train(was_training)
         if training_outputs is not None:
             head.dense_head_outputs = training_outputs
-        return (dataset.add_column("ref_chosen_logps", [logps[chosen] for chosen, _ in sides])
-                .add_column("ref_rejected_logps", [logps[rejected] for _, rejected in sides]))
+        return logps
