@@ -29,6 +29,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def record_digest(record: dict[str, Any]) -> str:
+    """Hex SHA-256 of a record (its JSON with sorted keys; values JSON cannot hold as their str): the key of a
+    cache entry computed from what the record lists."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose behaviour shapes the results."""
     from importlib.metadata import PackageNotFoundError, version

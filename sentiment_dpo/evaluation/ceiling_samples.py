@@ -64,7 +64,7 @@ def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, 
               "kernels": kernels.in_effect()}
     # the names are what a reader sees; the content is what the samples depend on
     keyed = {k: v for k, v in record.items() if k not in ("reference", "reward", "judge")}
-    return {"key": hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()} | record
+    return {"key": files.record_digest(keyed)} | record
 
 
 def cache_folder(key: str) -> Path:

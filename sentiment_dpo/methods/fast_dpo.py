@@ -364,13 +364,14 @@ class FastDPOTrainer(SampledTokensDPOTrainer):
 
         sides = [(index(prompt, chosen), index(prompt, rejected))
                  for prompt, chosen, rejected in zip(*token_columns(dataset))]
-        record = reference_record(model, list(texts), batch_size, self._reference_computation(model))
+        ordered = list(texts)  # in first appearance, the order their log-probs come in
+        record = reference_record(model, ordered, batch_size, self._reference_computation(model))
         self.reference_logps_key = record["key"]
         # one process reads the cache for all: processes that disagreed (another run writing the entry meanwhile)
         # would not all join the pass's collective gather
         logps = on_every_process(load_reference_logps(record) if is_main_process() else None)
         if logps is None:
-            logps = self._score_texts(model, list(texts), batch_size)
+            logps = self._score_texts(model, ordered, batch_size)
             if is_main_process():
                 store_reference_logps(record, logps)
         return (dataset.add_column("ref_chosen_logps", [logps[chosen] for chosen, _ in sides])

@@ -41,7 +41,7 @@ def reference_record(model: torch.nn.Module, texts: list[tuple[tuple[int, ...], 
               "texts_sha256": hashlib.sha256(json.dumps(texts).encode()).hexdigest(), "num_texts": len(texts),
               "batch_size": batch_size, **computation, "kernels": kernels.in_effect(),
               "libraries": files.library_versions()}
-    return {"key": hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()} | record
+    return {"key": files.record_digest(record)} | record
 
 
 def entry(key: str) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ def generations_key(config: GenerationConfig, policy: LoadedModel, reward: Class
              "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(), "kernels": kernels.in_effect(),
              **{name: getattr(config, name) for name in ("num_samples", "samples_per_prompt", "max_new_tokens",
                                                          "temperature", "batch_size", "seed")}}
-    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
+    return files.record_digest(keyed)
 
 
 def check_context_fits(policy: LoadedModel, prompts: list[str], max_new_tokens: int) -> None:
