@@ -7,8 +7,10 @@
     python3 scripts/build_embedded_models.py --policy   # re-train the committed policy (about 30 min on 2 cores)
     python3 scripts/build_embedded_models.py --ceiling  # re-draw the default run's committed ceiling (about 7 min)
 
-Re-draw the ceiling after changing the policy, the reward, the judge, the default prompts or stage 4's defaults:
-a run is served the committed ceiling only while its content key matches (tests/test_shipped_ceiling.py).
+Re-draw the ceiling after changing the policy, the reward, the judge, the default prompts, stage 4's defaults, a
+library version or the package's: a run is served the committed ceiling only while its key matches, which holds
+the kernels too (a machine whose kernels differ from the one that drew it draws its own once;
+tests/test_shipped_ceiling.py).
 """
 
 import argparse
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-train the held-out judge's adapter into sentiment_dpo/embedded/judge")
     parser.add_argument("--ceiling", action="store_true",
                         help="re-draw the default run's ceiling into sentiment_dpo/embedded/ceiling (after the others)")
+    parser.add_argument("--bitwise", action="store_true", help="build on the kernels of a --bitwise run")
     args = parser.parse_args(argv)
 
     import torch
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from sentiment_dpo import files
     from sentiment_dpo.embedded import default_models
     from sentiment_dpo.cli import setup_logging
-    from sentiment_dpo.kernels import pin_cpu_kernels
+    from sentiment_dpo.kernels import use_bitwise_kernels
     from sentiment_dpo.embedded.corpus import load_corpus
     from sentiment_dpo.errors import PipelineError
     from sentiment_dpo.models import load_policy, load_reward, positive_label_index
@@ -41,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     from sentiment_dpo.embedded.reward_pretraining import accuracy
 
     setup_logging()
-    pin_cpu_kernels()  # what it builds is served to runs on the pinned kernels, keyed by its bytes
     try:
+        if args.bitwise:
+            use_bitwise_kernels()
         corpus = load_corpus()
         if args.policy:  # staged, so an interrupted build leaves the committed policy intact
             staging = files.make_staging_dir(default_models.POLICY_DIR)

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Whether two pipeline run directories wrote the same table: each `results/*/metrics.json` byte for byte, and where
-not, the first numbers that differ. Exit 0 when every file is identical, 1 when one differs or is missing.
+"""Whether two pipeline run directories wrote the same table: each `results/*/metrics.json` byte for byte (a
+`--bitwise` run against another), or with `--within-intervals` each policy's p_positive and KL inside the reference
+run's 95% intervals (a run on the CPU's own kernels, whose last digits depend on the machine). Where not, the first
+numbers that differ. Exit 0 when every method agrees, 1 when one differs or is missing.
 
-    python3 scripts/compare_runs.py REFERENCE_RUN_DIR RUN_DIR
+    python3 scripts/compare_runs.py REFERENCE_RUN_DIR RUN_DIR [--within-intervals]
 """
 
 from __future__ import annotations
@@ -40,10 +42,30 @@ def differences(reference: Path, run: Path) -> list[str]:
     return changed or ["the same values, other bytes (formatting)"]
 
 
+# (what, the policy's point in metrics.json, its 95% interval in metrics.json's `intervals`)
+INTERVAL_CHECKS = (("p_positive", ("policy", "p_positive_mean"), "p_positive_mean_ci95"), ("KL", ("kl",), "kl_ci95"))
+
+
+def outside_intervals(reference: Path, run: Path) -> list[str]:
+    """Lines naming each of the run's points outside the reference run's 95% interval (none: all inside)."""
+    theirs, ours = json.loads(reference.read_text()), json.loads(run.read_text())
+    out = []
+    for what, path, interval in INTERVAL_CHECKS:
+        value = ours
+        for key in path:
+            value = value[key]
+        low, high = theirs["intervals"][interval]
+        if not low <= value <= high:
+            out.append(f"{what} {value:.4f} outside the reference's 95% interval [{low:.4f}, {high:.4f}]")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reference", type=Path)
     parser.add_argument("run", type=Path)
+    parser.add_argument("--within-intervals", action="store_true",
+                        help="each policy's p_positive and KL inside the reference's 95%% intervals, not byte for byte")
     args = parser.parse_args(argv)
     files = sorted(path.relative_to(args.reference) for path in args.reference.glob("results/*/metrics.json"))
     if not files:
@@ -55,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: missing from {args.run}")
             same = False
             continue
-        changed = differences(args.reference / name, args.run / name)
-        print(f"{name}: " + ("identical" if not changed else f"{len(changed)} values differ"))
+        if args.within_intervals:
+            changed = outside_intervals(args.reference / name, args.run / name)
+            print(f"{name}: " + ("inside the reference's intervals" if not changed else "outside"))
+        else:
+            changed = differences(args.reference / name, args.run / name)
+            print(f"{name}: " + ("identical" if not changed else f"{len(changed)} values differ"))
         for line in changed[:SHOWN]:
             print(f"  {line}")
         same = same and not changed

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Whether this machine computes the pipeline's floating-point kernels to the same bytes as another, in seconds
-rather than a whole pipeline run: a short hash of each kernel family's output on fixed inputs, with the CPU kernels
-pinned as every script pins them (sentiment_dpo/kernels.py). Run it on two machines and compare the lines; one
-that differs names the kernel family, and so the library (MKL, oneDNN or ATen), that computes differently there.
+rather than a whole pipeline run: a short hash of each kernel family's output on fixed inputs, on the CPU's own
+kernels or, with --bitwise, on the kernels a `--bitwise` run pins (sentiment_dpo/kernels.py). Run it on two machines
+and compare the lines; one that differs names the kernel family, and so the library (MKL, oneDNN or ATen), that
+computes differently there.
 
-    python3 scripts/kernel_fingerprint.py            # one line per kernel family: NAME HASH
-    python3 scripts/kernel_fingerprint.py --json     # the same as one JSON object
+    python3 scripts/kernel_fingerprint.py --bitwise  # one line per kernel family: NAME HASH
+    python3 scripts/kernel_fingerprint.py --json     # the CPU's own kernels, as one JSON object
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ def fingerprint() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of lines.")
+    parser.add_argument("--bitwise", action="store_true", help="On the kernels of a --bitwise run.")
     args = parser.parse_args(argv)
-    from sentiment_dpo.kernels import pin_cpu_kernels
+    if args.bitwise:
+        from sentiment_dpo.kernels import use_bitwise_kernels
 
-    pin_cpu_kernels()  # before torch computes anything, as every script does
+        use_bitwise_kernels()  # before torch computes anything, as a --bitwise script does
     result = fingerprint()
     if args.json:
         print(json.dumps(result, indent=2))

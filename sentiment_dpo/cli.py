@@ -11,8 +11,8 @@ from typing import Any
 
 from .config import make_parser, parse_config
 from .distributed import is_main_process, shutdown
-from .errors import PipelineError
-from .kernels import pin_cpu_kernels
+from .errors import Interrupted, PipelineError
+from .kernels import use_bitwise_kernels
 
 
 def setup_logging() -> None:
@@ -35,23 +35,50 @@ def environment_problem(err: OSError) -> str:
     return f"{where}{err.strerror or err}; {fix} and rerun (earlier artifacts are unchanged)"
 
 
-def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
-             argv: list[str] | None = None, defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
-    """Entry point of one stage script: returns the process exit code (0 ok, 2 for a user-fixable problem).
-    `defaults`: as `config.parse_config`'s."""
-    parser = make_parser(config_cls, description, positional)
+INTERRUPTED = ("every artifact written before is kept (each is written whole or not at all); rerun the command to "
+               "go on")
+
+
+def exit_code_of(command: Callable[[], Any]) -> int:
+    """Run a command's body and return the process exit code: 0 when it finishes, 2 with one `error:` line for a
+    problem the user can fix (the input, or the machine's files), 130 with one line on Ctrl-C."""
     try:
-        config = parse_config(config_cls, parser, argv, required=positional, defaults=defaults)
-        setup_logging()
-        pin_cpu_kernels()
-        stage(config)
+        command()
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
-        shutdown(wait=False)
-        return 2
     except OSError as err:  # the machine, not the input: a full disk, a read-only or missing folder
         print(f"error: {environment_problem(err)}", file=sys.stderr)
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
         shutdown(wait=False)
-        return 2
-    shutdown()
-    return 0
+        return 130
+    except KeyboardInterrupt:
+        print(f"interrupted: {INTERRUPTED}", file=sys.stderr)
+        shutdown(wait=False)
+        return 130
+    else:
+        shutdown()
+        return 0
+    shutdown(wait=False)
+    return 2
+
+
+def start(bitwise: bool) -> None:
+    """What every command does once its options are read, before it computes: logging, and the kernels."""
+    setup_logging()
+    if bitwise:
+        use_bitwise_kernels()
+
+
+def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
+             argv: list[str] | None = None, defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
+    """Entry point of one stage script: returns the process exit code (`exit_code_of`). `defaults`: as
+    `config.parse_config`'s."""
+    parser = make_parser(config_cls, description, positional)
+
+    def command() -> None:
+        config = parse_config(config_cls, parser, argv, required=positional, defaults=defaults)
+        start(config.bitwise)
+        stage(config)
+
+    return exit_code_of(command)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import environment_problem, main_for, setup_logging
-from .config import PRESETS, PROMPT_OPTIONS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, add_options
-from .distributed import shutdown
-from .errors import PipelineError
-from .kernels import pin_cpu_kernels
+from .cli import exit_code_of, main_for, start
+from .config import (BITWISE_HELP, PRESETS, PROMPT_OPTIONS, GenerationConfig, MetricsConfig, PairsConfig,
+                     TrainingConfig, add_options)
 from .methods.registry import RECIPES
 
 GENERATE = "Stage 1: sample reviews from the starting policy and score each with the sentiment classifier."
@@ -102,6 +100,7 @@ def pipeline_parser() -> argparse.ArgumentParser:
                         help=f"loss types to train (default: {' '.join(default.losses)})")
     parser.add_argument("--seed", type=int, help=f"seed for every stage (default: {default.seed})")
     parser.add_argument("--preset", choices=list(PRESETS), help=f"model pair (default: {default.preset})")
+    parser.add_argument("--bitwise", action="store_const", const=True, help=BITWISE_HELP)
     parser.add_argument("--recipe", choices=list(RECIPES),
                         help="what the pair methods train: 'standard' (every weight, hard labels: the methods as "
                              "their papers and TRL define them; the default) or 'token-bias' (the project's "
@@ -113,7 +112,8 @@ def pipeline_parser() -> argparse.ArgumentParser:
 
 def pipeline(argv: list[str] | None = None) -> int:
     args = pipeline_parser().parse_args(argv)
-    try:
+
+    def command() -> None:
         from .stages.pipeline import PipelineConfig, load_pipeline_yaml, run
 
         values = load_pipeline_yaml(args.config) if args.config else {}
@@ -121,20 +121,11 @@ def pipeline(argv: list[str] | None = None) -> int:
         prompt_options = {name: options.pop(name) for name in PROMPT_OPTIONS if name in options}
         values |= {k: v for k, v in options.items() if k != "config" and v is not None}
         values["generation"] = values.get("generation", {}) | prompt_options
-        setup_logging()
-        pin_cpu_kernels()
-        summary = run(PipelineConfig(**values))
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        shutdown(wait=False)
-        return 2
-    except OSError as err:  # a full disk, a read-only or missing folder
-        print(f"error: {environment_problem(err)}", file=sys.stderr)
-        shutdown(wait=False)
-        return 2
-    shutdown()
-    print(f"summary: {summary}")
-    return 0
+        config = PipelineConfig(**values)
+        start(config.bitwise)
+        print(f"summary: {run(config)}")
+
+    return exit_code_of(command)
 
 
 # name: (entry point, one line for the listing, the script it mirrors)

@@ -56,6 +56,8 @@ def option(text: str, **kwargs: Any) -> Any:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+BITWISE_HELP = ("Compute with the AVX2 kernels and vendor-neutral matrix products, so that any x86 machine writes "
+                "the same bytes (slower; docs/stages.md). Default: the CPU's own kernels.")
 
 
 @dataclass
@@ -63,6 +65,7 @@ class CommonConfig:
     run_dir: str = option("Run directory holding data/, models/ and results/.", default=".")
     seed: int = option("Random seed for everything this stage samples.", default=0)
     device: str = option("'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N'.", default="auto")
+    bitwise: bool = option(BITWISE_HELP, default=False)
 
     def __post_init__(self) -> None:
         check_common(self)

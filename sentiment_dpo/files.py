@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,18 @@ def record_digest(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose behaviour shapes the results."""
-    from importlib.metadata import PackageNotFoundError, version
+# The libraries whose code shapes the numbers, this package included: each artifact's provenance and each cache key.
+LIBRARIES = ("torch", "transformers", "trl", "peft", "datasets", "sentiment-dpo")
 
+
+def library_versions() -> dict[str, str]:
+    """The installed version of each of `LIBRARIES` ("" where one is not installed)."""
     out = {}
-    for name in ("torch", "transformers", "trl", "datasets"):
+    for name in LIBRARIES:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
-            continue
+            out[name] = ""
     return out
 
 

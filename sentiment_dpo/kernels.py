@@ -1,15 +1,13 @@
-"""One CPU code path on every Intel x86 machine, so a run's numbers are the same bytes on an AVX512 and an AVX2 host.
+"""The CPU's own kernels by default; `--bitwise` for a run whose bytes must equal another x86 machine's.
 
 torch picks its kernels by what the CPU offers (AVX512 on one host, AVX2 on another), and kernels of different
-vector widths sum in different orders: the default pipeline's `hinge` then read p_positive 0.630 on one host and
-0.628 on another (studies/first_run_and_seeds). Three libraries choose: ATen (torch's own element-wise and
-reduction kernels), oneDNN (the exact GELU of the BERT-style classifiers) and MKL (matrix products, and exp, log
-and sqrt of a tensor); each is asked for its AVX2 code, which every x86 machine of this project's kind has.
-MKL's AVX2 branch is reproducible on Intel CPUs only: on an AMD one MKL runs its own code for small products,
-`linear`, exp and log whatever branch it is asked for (shown on a real AMD EPYC). Its COMPATIBLE branch gives the
-same bytes on both (`MKL_CBWR=COMPATIBLE,STRICT`), at about twice the training time. So instead every CPU matrix
-product is rewritten into shapes MKL computes alike on both vendors (neutral_products.py), at a few per cent of the
-time (studies/cpu_kernels).
+vector widths sum in different orders, so two hosts write runs that differ in the last digits (seeds move the
+default table far more). `--bitwise` asks each library that chooses for one code path every x86 machine of this
+project's kind has: ATen (torch's element-wise and reduction kernels) and oneDNN (the classifiers' exact GELU) for
+their AVX2 code, MKL for its AVX2 branch; and since MKL runs code of its own on AMD CPUs for some product shapes
+whatever branch it is asked for, every CPU matrix product is rewritten into shapes it computes alike on Intel and
+AMD (neutral_products.py). That replaces torch's CPU product kernels for the whole process and costs a few per cent
+on AMD hosts and up to a third on AVX512 Intel hosts (benchmarks/bench_bitwise.py), so it is an option.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import logging
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 from .errors import PipelineError
 
@@ -25,10 +24,8 @@ log = logging.getLogger(__name__)
 
 # ATen's own kernels (read at the first operator call), MKL's conditional numerical reproducibility branch (read
 # when MKL starts; STRICT keeps its results independent of how the arrays happen to be aligned in memory) and the
-# widest instructions oneDNN's generated code may use (read at its first primitive); and whether the products are
-# rewritten into the shapes MKL computes alike on Intel and AMD CPUs (this package's, read by `pin_cpu_kernels`).
-NEUTRAL_PRODUCTS = "SENTIMENT_DPO_NEUTRAL_PRODUCTS"
-PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2", NEUTRAL_PRODUCTS: "1"}
+# widest instructions oneDNN's generated code may use (read at its first primitive).
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def first_processor(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
@@ -50,28 +47,32 @@ def has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return {"avx2", "fma"} <= set(first_processor(cpuinfo).get("flags", "").split())
 
 
-def pin_cpu_kernels() -> None:
-    """Pin ATen's, oneDNN's and MKL's kernels (`PINNED`), before this process computes anything, and rewrite its CPU
-    matrix products into vendor-neutral shapes. A variable the user has set wins (`ATEN_CPU_CAPABILITY=avx512
-    MKL_CBWR=AUTO ONEDNN_MAX_CPU_ISA=ALL SENTIMENT_DPO_NEUTRAL_PRODUCTS=0` on an AVX512 machine: its own widest
-    kernels, faster, and bytes of its own). Once a library has computed, its choice is made; the run's timings.json
-    records the settings it ran with (`in_effect`)."""
+def use_bitwise_kernels() -> None:
+    """`--bitwise`: pin ATen's, oneDNN's and MKL's kernels (`PINNED`) and rewrite this process's CPU matrix products
+    into vendor-neutral shapes. Called before anything is computed (the libraries read the variables once)."""
     if not has_avx2():
-        return
-    for name, value in PINNED.items():
-        os.environ.setdefault(name, value)
-    neutral = os.environ[NEUTRAL_PRODUCTS]
-    if neutral not in ("0", "1"):
-        raise PipelineError(f"{NEUTRAL_PRODUCTS}={neutral!r} is not a setting: use 1 (products computed alike on "
-                            "Intel and AMD CPUs, the default) or 0 (MKL's own, a little faster)")
-    if neutral == "1":
-        from .neutral_products import use_neutral_products  # imports torch: after the variables it reads
+        raise PipelineError(f"--bitwise pins the AVX2 kernels of x86 CPUs, and this {platform.machine()} CPU has "
+                            "none: remove --bitwise (the run then uses this CPU's own kernels)")
+    os.environ.update(PINNED)
+    from .neutral_products import use_neutral_products  # imports torch: after the variables it reads
 
-        use_neutral_products()
-    log.debug("CPU kernels: %s", ", ".join(f"{name}={os.environ[name]}" for name in PINNED))
+    use_neutral_products()
+    log.info("bitwise mode: AVX2 kernels and vendor-neutral matrix products (docs/stages.md)")
 
 
-def in_effect() -> dict[str, str]:
-    """The kernel settings this process runs with: each pinned variable's value ("" where unset, the library's own
-    choice). Anything computed, and cached, from floating-point results depends on them."""
-    return {name: os.environ.get(name, "") for name in PINNED}
+def in_effect() -> dict[str, Any]:
+    """The kernel state this process computes with, read from the libraries where they tell it: whether the products
+    are rewritten, ATen's capability, MKL's and oneDNN's settings ("" where the library chose), and where MKL's own
+    products run, the CPU's vendor (MKL runs other code on AMD and Intel CPUs). Anything computed, and cached, from
+    floating-point results depends on it."""
+    import torch
+
+    from . import neutral_products
+
+    state: dict[str, Any] = {"neutral_products": neutral_products.active(),
+                             "aten": torch.backends.cpu.get_cpu_capability(),
+                             "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
+                             "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}
+    if not state["neutral_products"]:
+        state["cpu_vendor"] = first_processor().get("vendor_id", platform.machine())
+    return state

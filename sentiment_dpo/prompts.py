@@ -87,6 +87,14 @@ def prompt_pools(settings: PromptSettings, tokenizer: Any = None, max_prompt_tok
         if settings.tokens is None:  # the openings of each sentence, as the corpus has always given them
             train = review_prompts(corpus.train_reviews, settings.words)
             heldout = review_prompts(corpus.heldout_reviews, settings.words)
+            if not train or not heldout:
+                reviews = corpus.train_reviews if not train else corpus.heldout_reviews
+                longest = max(len(s.split()) for s in review_sentences(reviews))
+                fits = min(CORPUS_PROMPT_WORDS, longest - 1)
+                raise PipelineError(f"--prompt-words {settings.words}: no {'training' if not train else 'held-out'} "
+                                    f"sentence of {CORPUS} has more words (the longest has {longest}), so none "
+                                    f"leaves words to continue; use --prompt-words {fits} or another number below "
+                                    "the longest")
         else:
             train = _make(_long_sentences(corpus.train_reviews), settings, tokenizer, max_prompt_tokens, "training")
             heldout = _make(_long_sentences(corpus.heldout_reviews), settings, tokenizer, max_prompt_tokens,
@@ -97,9 +105,24 @@ def prompt_pools(settings: PromptSettings, tokenizer: Any = None, max_prompt_tok
         provenance = dict(records.provenance)
         train = _make(records.train, settings, tokenizer, max_prompt_tokens, "training")
         heldout = _make(records.heldout, settings, tokenizer, max_prompt_tokens, "held-out")
+        for part, prompts, texts in (("training", train, records.train), ("held-out", heldout, records.heldout)):
+            if texts and not prompts:
+                raise PipelineError(no_prompt_from(settings, part, texts))
     seen = set(train)
     heldout = [p for p in heldout if p not in seen]
     return Pools(train, heldout, provenance | {"rule": settings.rule})
+
+
+def no_prompt_from(settings: PromptSettings, part: str, records: list[str | None]) -> str:
+    """Why records of a --prompts source gave no prompt, and the fix that works (one line)."""
+    source, column = f"--prompts {settings.source}", settings.column or "the text"
+    if not any(isinstance(r, str) for r in records):
+        return (f"{source}: {column} column holds no text in any {part} record (numbers or empty values); pass "
+                "--prompt-column NAME of a column of text")
+    if not any(isinstance(r, str) and r.strip() for r in records):
+        return f"{source}: {column} column is empty in every {part} record; pass --prompt-column NAME of another column"
+    return (f"{source}: every {part} prompt ({settings.rule}) is too long for the policy's context; use fewer "
+            "--prompt-words or --prompt-tokens, or a lower --max-new-tokens")
 
 
 def _long_sentences(reviews: list) -> list[str]:
@@ -153,6 +176,11 @@ def _token_counts(tokenizer: Any, prompts: list[str]) -> list[int]:
     bos = 1 if tokenizer.bos_token_id is not None else 0
     ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []
     return [len(x) + bos for x in ids]
+
+
+def prompts_digest(prompts: list[str]) -> str:
+    """SHA-256 of a list of prompts, in order: which prompts a run's samples were drawn for (records and keys)."""
+    return hashlib.sha256("\n".join(prompts).encode()).hexdigest()
 
 
 def _digest(texts: list[str]) -> str:

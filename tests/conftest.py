@@ -7,19 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_dpo.kernels import pin_cpu_kernels
 from tiny import build_tiny_policy, build_tiny_reward, write_fake_corpus
 
 # The package is imported as installed (`pip install -e .`, scripts/install.sh); pytest puts this folder on the path.
 ROOT = Path(__file__).resolve().parents[1]
 
-# no progress bars (a stage's stderr is its one-line error): before the pin, whose torch import brings in tqdm, which
-# reads the variable when it is imported
+# no progress bars (a stage's stderr is its one-line error): before tqdm is imported, which reads the variable then
 os.environ.setdefault("TQDM_DISABLE", "1")
-# the kernels every script runs on, before any test computes: then an in-process stage and one in a subprocess (which
-# inherits the variables) agree
-pin_cpu_kernels()
 os.environ["HF_HUB_OFFLINE"] = "1"  # a test that reaches for the hub fails instead of hanging
+# The suite runs on the CPU's own kernels, as a default run does. tests/bitwise/ pins the bitwise kernels for its
+# whole process: tests/test_kernels.py runs it in a process of its own, with this variable set.
+BITWISE_SUITE = "SENTIMENT_DPO_BITWISE_SUITE"
+collect_ignore = [] if os.environ.get(BITWISE_SUITE) else ["bitwise"]
 
 
 @pytest.fixture(scope="session", autouse=True)

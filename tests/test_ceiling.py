@@ -68,7 +68,7 @@ def test_best_of_n_equals_enumeration_of_all_subsets():
             subsets = list(itertools.combinations(range(7), n))
             brute_values.append(sum(v[max(s, key=lambda i: (r[i], i))] for s in subsets) / len(subsets))
             brute_rewards.append(sum(max(r[i] for i in s) for s in subsets) / len(subsets))
-            assert ceiling.best_of_n_prompt(r, v, n) == pytest.approx(brute_values[-1])
+            assert ceiling._best_of_n_every_n(r, v)[n - 1] == pytest.approx(brute_values[-1])
         # the curve computes every n at once: the same numbers, averaged over prompts
         assert curve[n - 1].p_positive == pytest.approx(sum(brute_values) / 3)
         assert curve[n - 1].reward == pytest.approx(sum(brute_rewards) / 3)

@@ -1,4 +1,5 @@
-"""scripts/compare_runs.py: whether a rerun wrote the reference run's table byte for byte, and what differs."""
+"""scripts/compare_runs.py: whether a rerun wrote the reference run's table byte for byte (or inside its intervals),
+and what differs."""
 
 import json
 import subprocess
@@ -7,7 +8,7 @@ import sys
 from conftest import ROOT
 
 METRICS = {"loss": "sigmoid", "policy": {"p_positive_mean": 0.6318689760228153, "distinct_2": 0.8},
-           "kl": 3.832155555486679, "intervals": {"kl_ci95": [3.45, 4.23]}}
+           "kl": 3.832155555486679, "intervals": {"kl_ci95": [3.45, 4.23], "p_positive_mean_ci95": [0.59, 0.67]}}
 
 
 def write(run_dir, metrics: dict, loss: str = "sigmoid") -> None:
@@ -16,9 +17,9 @@ def write(run_dir, metrics: dict, loss: str = "sigmoid") -> None:
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
-def compare(reference, run) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_runs.py"), str(reference), str(run)],
-                          capture_output=True, text=True, timeout=60)
+def compare(reference, run, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_runs.py"), str(reference), str(run),
+                           *flags], capture_output=True, text=True, timeout=60)
 
 
 def test_identical_runs_pass(tmp_path):
@@ -56,3 +57,18 @@ def test_a_folder_that_is_no_run_is_one_line_and_exit_2(tmp_path):
     result = compare(tmp_path, tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "pass a pipeline run directory" in result.stderr
+
+
+def test_within_intervals_takes_another_machines_digits_and_names_a_point_outside(tmp_path):
+    write(tmp_path / "a", METRICS)
+    nearby = json.loads(json.dumps(METRICS)) | {"kl": 4.2}
+    nearby["policy"]["p_positive_mean"] = 0.6
+    write(tmp_path / "b", nearby)
+    assert compare(tmp_path / "a", tmp_path / "b", "--within-intervals").returncode == 0
+    assert compare(tmp_path / "a", tmp_path / "b").returncode == 1  # not the same bytes
+    far = json.loads(json.dumps(nearby)) | {"kl": 4.3}
+    write(tmp_path / "c", far)
+    result = compare(tmp_path / "a", tmp_path / "c", "--within-intervals")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["results/sigmoid/metrics.json: outside",
+                                          "  KL 4.3000 outside the reference's 95% interval [3.4500, 4.2300]"]

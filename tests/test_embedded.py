@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from sentiment_dpo import kernels
 from sentiment_dpo.embedded import default_models
 from sentiment_dpo.embedded.corpus import load_corpus
 from sentiment_dpo.embedded.reward_pretraining import RewardPretrainingConfig, merge_adapter, pretrain_reward
@@ -126,19 +125,16 @@ def test_a_changed_adapter_is_merged_into_another_folder(tmp_path, monkeypatch):
 
 
 def test_other_cpu_kernels_merge_into_another_folder(tmp_path, monkeypatch):
-    """The merge's matrix product rounds by the CPU kernels: a cache merged with other settings (an older pin, or
+    """The merge's matrix product rounds by the CPU kernels: a cache merged with other settings (the bitwise pin, or
     the user's own) is never served to a run with these."""
     for name in default_models.ADAPTER_FILES:
         (tmp_path / name).write_bytes(b"weights")
     monkeypatch.setattr(default_models, "REWARD_DIR", tmp_path)
-    for name, value in kernels.PINNED.items():
-        monkeypatch.setenv(name, value)
-    pinned = default_models.reward_path()
-    assert default_models.reward_path() == pinned  # the same settings: the same folder
+    own = default_models.reward_path()
+    assert default_models.reward_path() == own  # the same settings: the same folder
+    assert own.name.startswith(f"{default_models.REWARD_VERSION}-minilm0.1.0-")  # the base encoder's version
     monkeypatch.setenv("MKL_CBWR", "COMPATIBLE,STRICT")
-    assert default_models.reward_path() != pinned
-    monkeypatch.delenv("MKL_CBWR")
-    assert default_models.reward_path() != pinned
+    assert default_models.reward_path() != own
 
 
 def test_a_cache_build_runs_once_when_processes_ask_at_the_same_time(tmp_path):

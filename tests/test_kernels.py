@@ -1,4 +1,5 @@
-"""The CPU kernels are pinned to one code path before anything is computed (sentiment_dpo/kernels.py)."""
+"""The CPU's own kernels by default; `--bitwise` pins one code path before anything is computed
+(sentiment_dpo/kernels.py), tested in processes of their own since the pin holds for a whole process."""
 
 import json
 import os
@@ -7,10 +8,11 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-from sentiment_dpo import kernels
+from conftest import BITWISE_SUITE, ROOT
+from sentiment_dpo import kernels, neutral_products
 
 FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx {extra}\n\nprocessor\t: 1\nflags\t\t: fpu avx2 fma\n"
+needs_avx2 = pytest.mark.skipif(not kernels.has_avx2(), reason="--bitwise applies to x86 machines with AVX2")
 
 
 @pytest.mark.parametrize("extra, expected", [("avx2 fma avx512f", True), ("avx2", False), ("fma", False)])
@@ -28,15 +30,23 @@ def test_an_arm_machine_is_left_alone(tmp_path, monkeypatch):
     assert not kernels.has_avx2(cpuinfo)
 
 
-def test_the_users_own_setting_wins(monkeypatch):
-    monkeypatch.setattr(kernels, "has_avx2", lambda: True)
-    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
-    monkeypatch.delenv("MKL_CBWR", raising=False)
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    monkeypatch.setenv(kernels.NEUTRAL_PRODUCTS, "0")
-    kernels.pin_cpu_kernels()
-    assert kernels.in_effect() == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AVX2,STRICT",
-                                   "ONEDNN_MAX_CPU_ISA": "AVX2", kernels.NEUTRAL_PRODUCTS: "0"}
+def test_bitwise_on_a_cpu_without_avx2_is_a_one_line_error(monkeypatch):
+    from sentiment_dpo.errors import PipelineError
+
+    monkeypatch.setattr(kernels, "has_avx2", lambda: False)
+    with pytest.raises(PipelineError, match="--bitwise pins the AVX2 kernels .* remove --bitwise"):
+        kernels.use_bitwise_kernels()
+
+
+def test_the_suite_and_a_default_run_compute_with_the_cpus_own_kernels():
+    """No kernel replaced, no variable set: what a user who imports the package gets."""
+    import torch
+
+    assert not neutral_products.active()
+    assert not any(name in os.environ for name in kernels.PINNED)
+    state = kernels.in_effect()
+    assert state["neutral_products"] is False and state["aten"] == torch.backends.cpu.get_cpu_capability()
+    assert state["cpu_vendor"] == kernels.first_processor().get("vendor_id", kernels.platform.machine())
 
 
 # A matrix product and exp (MKL), the exact GELU (oneDNN), a LayerNorm and softmax (ATen's vectorised kernels): their
@@ -46,54 +56,69 @@ PROBE = """
 import hashlib, torch
 
 def work(config=None):
+    from sentiment_dpo import kernels
     torch.manual_seed(0)
     a, b, x = torch.randn(256, 384), torch.randn(384, 512), torch.randn(32, 384)
     y = torch.nn.functional.gelu(torch.nn.LayerNorm(384)(x)).softmax(-1).exp().detach()
     digest = hashlib.sha256((a @ b).numpy().tobytes() + y.numpy().tobytes()).hexdigest()
-    print(torch.backends.cpu.get_cpu_capability(), digest)
+    print(kernels.in_effect()["neutral_products"], torch.backends.cpu.get_cpu_capability(), digest)
 
 {call}
 """
-DIRECT = "work()"
+DIRECT = "from sentiment_dpo.kernels import use_bitwise_kernels; use_bitwise_kernels(); work()"
 THROUGH_THE_ENTRY_POINT = """
 from sentiment_dpo.stages import evaluate, generate, pairs, pipeline, train
 from sentiment_dpo.experiments import sweep
 from sentiment_dpo.cli import main_for
 from sentiment_dpo.config import PairsConfig
-main_for(PairsConfig, "probe", work, argv=[])
+main_for(PairsConfig, "probe", work, argv={argv})
 """
 
 
-def unpinned_environment(**env: str) -> dict[str, str]:
-    """This process's variables without the suite's pin (conftest), plus `env`."""
-    return {k: v for k, v in os.environ.items() if k not in kernels.PINNED} | env
+def probe(call: str) -> str:
+    return subprocess.run([sys.executable, "-c", PROBE.format(call=call)], capture_output=True, text=True,
+                          check=True).stdout.strip().splitlines()[-1]
 
 
-def probe(call: str, **env: str) -> str:
-    return subprocess.run([sys.executable, "-c", PROBE.format(call=call)], env=unpinned_environment(**env),
-                          capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+@needs_avx2
+def test_bitwise_pins_the_kernels_before_the_stage_computes_and_a_default_stage_does_not():
+    pinned_at_start = probe(DIRECT)
+    assert pinned_at_start.startswith("True AVX2 ")
+    # the package's imports computed nothing before the pin
+    assert probe(THROUGH_THE_ENTRY_POINT.format(argv=["--bitwise"])) == pinned_at_start
+    default = probe(THROUGH_THE_ENTRY_POINT.format(argv=[]))
+    assert default.startswith("False ") and default.split()[1] == kernels_capability()
 
 
-@pytest.mark.skipif(not kernels.has_avx2(), reason="pinning applies to x86 machines with AVX2")
-def test_a_stage_runs_on_the_pinned_kernels():
-    pinned_at_start = probe(DIRECT, **kernels.PINNED)
-    assert pinned_at_start.startswith("AVX2 ")
-    assert probe(THROUGH_THE_ENTRY_POINT) == pinned_at_start  # the package's imports computed nothing before the pin
+def kernels_capability() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
 
 
-def fingerprint(**env: str) -> dict[str, str]:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_fingerprint.py"), "--json"],
-                            env=unpinned_environment(**env), capture_output=True, text=True, check=True, timeout=120)
+@needs_avx2
+def test_the_neutral_products_hold_in_a_bitwise_process():
+    """tests/bitwise/ on the bitwise kernels, in a process of its own (the pin holds for the whole process)."""
+    suite = str(ROOT / "tests" / "bitwise")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", suite],
+                            env=os.environ | {BITWISE_SUITE: "1"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+def fingerprint(*args: str, **env: str) -> dict[str, str]:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_fingerprint.py"), "--json", *args],
+                            env=os.environ | env, capture_output=True, text=True, check=True, timeout=120)
     return json.loads(result.stdout)
 
 
-@pytest.mark.skipif(not kernels.has_avx2(), reason="pinning applies to x86 machines with AVX2")
+@needs_avx2
 def test_the_fingerprint_names_the_library_whose_kernels_changed():
     """scripts/kernel_fingerprint.py: the same settings give the same hashes; MKL's other branch changes the MKL
     families' (matrix products) and leaves ATen's alone."""
-    pinned = fingerprint()
-    assert fingerprint() == pinned
+    own = fingerprint()
+    assert fingerprint() == own and own["torch CPU capability"] == kernels_capability()
+    assert fingerprint("--bitwise")["torch CPU capability"] == "AVX2"
     other = fingerprint(MKL_CBWR="COMPATIBLE,STRICT")
-    assert other["matmul (MKL)"] != pinned["matmul (MKL)"]
-    assert other["layer norm (ATen)"] == pinned["layer norm (ATen)"]
-    assert other["fused AdamW (ATen)"] == pinned["fused AdamW (ATen)"]
+    assert other["matmul (MKL)"] != own["matmul (MKL)"]
+    assert other["layer norm (ATen)"] == own["layer norm (ATen)"]

@@ -213,6 +213,14 @@ def bad_source(tmp_path, case: str) -> list[str]:
     if case == "not a dataset folder":
         (tmp_path / "folder").mkdir()
         return ["--prompts", str(tmp_path / "folder")]
+    if case == "empty column":
+        return ["--prompts", str(write_source(tmp_path, "jsonl", [""] * 40))]
+    if case == "numbers column":
+        path = tmp_path / "numbers.jsonl"
+        path.write_text("".join(json.dumps({"text": i}) + "\n" for i in range(40)))
+        return ["--prompts", str(path)]
+    if case == "more words than any sentence":
+        return ["--prompt-words", "500"]
     raise AssertionError(case)
 
 
@@ -228,6 +236,11 @@ def bad_source(tmp_path, case: str) -> list[str]:
     ("fraction without a source", "--heldout-fraction is read with --prompts only"),
     ("not a dataset folder", "not one written by save_to_disk"),
     ("hub offline", "--prompts nobody/no-such-dataset is not a local path, and"),
+    # the cause and a fix that works, not "use fewer --num-samples"
+    ("empty column", "text column is empty in every training record; pass --prompt-column NAME"),
+    ("numbers column", "text column holds no text in any training record (numbers or empty values)"),
+    ("more words than any sentence", "--prompt-words 500: no training sentence of the built-in Pang & Lee reviews "
+                                     "has more words (the longest has"),
 ])
 def test_a_bad_source_is_one_line_exit_2_and_nothing_written(tmp_path, tiny_policy, tiny_reward, capsys, case, says):
     run = tmp_path / "run"

@@ -38,6 +38,9 @@ def _one_line(capsys) -> str:
     (lambda p: p | {"chosen": p["chosen"] + " and a very long tail the ids never said" * 20}, "chosen_ids decode to"),
     (lambda p: p | {"rejected": p["rejected"] + " !"}, "rejected_ids decode to"),
     (lambda p: p | {"chosen_reward": "high"}, "chosen_reward must be a finite number"),
+    # chosen and rejected swapped: training would teach the reverse preference
+    (lambda p: p | {"chosen_reward": p["rejected_reward"], "rejected_reward": p["chosen_reward"]},
+     "chosen_reward"),
 ])
 def test_a_pair_whose_texts_and_ids_disagree_is_refused(run_dir, tmp_path, change, message, capsys):  # noqa: F811
     _copy_run(run_dir, tmp_path)
@@ -48,6 +51,54 @@ def test_a_pair_whose_texts_and_ids_disagree_is_refused(run_dir, tmp_path, chang
     err = _one_line(capsys)
     assert f"line 3: {message}" in err and "rerun `python3 prepare_dataset.py`" in err
     assert not (tmp_path / "models").exists()
+
+
+def test_a_pairs_file_with_every_pair_swapped_is_refused(run_dir, tmp_path, capsys):  # noqa: F811
+    _copy_run(run_dir, tmp_path)
+    pairs = [json.loads(line) for line in (tmp_path / layout.PAIRS).read_text().splitlines()]
+    swapped = [p | {side: p[other] for side, other in (("chosen", "rejected"), ("rejected", "chosen"),
+                                                       ("chosen_ids", "rejected_ids"), ("rejected_ids", "chosen_ids"),
+                                                       ("chosen_reward", "rejected_reward"),
+                                                       ("rejected_reward", "chosen_reward"))} for p in pairs]
+    files.write_jsonl(tmp_path / layout.PAIRS, swapped)
+    assert commands.train(["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "1"]) == 2
+    assert "line 1: chosen_reward" in _one_line(capsys) and not (tmp_path / "models").exists()
+
+
+def ctrl_c_at(step: int):
+    """A Trainer callback standing in for Ctrl-C at the end of optimizer step `step`."""
+    from transformers import TrainerCallback
+
+    class CtrlC(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise KeyboardInterrupt
+
+    return CtrlC()
+
+
+@pytest.mark.parametrize("save_steps", [0, 1])
+def test_ctrl_c_during_training_says_what_was_kept_and_how_to_go_on(run_dir, tmp_path, capsys, monkeypatch,  # noqa: F811
+                                                                      save_steps):
+    from sentiment_dpo.stages import train
+
+    _copy_run(run_dir, tmp_path)
+    real = train.train_policy
+    monkeypatch.setattr(train, "train_policy", lambda *args, **kwargs: real(*args, **kwargs | {"callbacks": [
+        ctrl_c_at(2)]}))
+    argv = ["sigmoid", "--run-dir", str(tmp_path), "--max-steps", "3", "--batch-size", "4", "--save-steps",
+            str(save_steps)]
+    assert commands.train(argv) == 130
+    err = _one_line(capsys)
+    assert err.startswith("interrupted: training stopped;") and "models/sigmoid is as it was" in err
+    assert not (tmp_path / "models" / "sigmoid").exists()
+    if not save_steps:
+        assert "kept nothing" in err and not any((tmp_path / "models").iterdir())
+        return
+    assert "the checkpoint of step 1 is kept" in err  # step 2 stopped before its save and "with --resume" in err
+    monkeypatch.setattr(train, "train_policy", real)
+    assert commands.train(argv + ["--resume"]) == 0
+    assert (tmp_path / "models" / "sigmoid" / "model.safetensors").exists()
 
 
 def test_a_generations_row_whose_text_and_ids_disagree_is_refused(run_dir, tmp_path, capsys):  # noqa: F811

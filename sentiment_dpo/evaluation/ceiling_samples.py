@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-from .. import files, kernels, layout
+from .. import files, layout
+from ..cache_keys import cache_key, computed_with
 from ..embedded.corpus import cache_dir
 from .ceiling import (GAIN_SHARE_DEFINITION, KL_OVERHEAD_DEFINITION, CeilingPoint, best_of_n_curve, gain_share,
                       gain_share_text, kl_overhead, optimum_curve, overhead_text, trusted_kl)
@@ -24,6 +24,7 @@ from ..generation import OWN_DISTRIBUTION_TEMPERATURE
 from .evaluator import Evaluator
 from .metrics import measurable_drift
 from ..models import content_digest
+from ..prompts import prompts_digest
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +41,10 @@ def of_run(run_dir: Path) -> Path:
                         f"{run_dir}` first, or pass --held-out FILE")
 
 
-def prompts_digest(prompts: list[str]) -> str:
-    """The record's `prompts_sha256`: which held-out prompts the samples were drawn for."""
-    return hashlib.sha256("\n".join(prompts).encode()).hexdigest()
-
-
 def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, Any]:
     """Everything that determines the samples and their scores, by content: the weights of the reference, the
-    reward and the judge, the prompts themselves, the sampling settings, N and the CPU kernels that compute them (the
-    same weights sample other bytes on other kernels). `key` names the cache entry."""
+    reward and the judge, the prompts themselves, the sampling settings and N. `key` names the cache entry and adds
+    the libraries and kernels that compute them (the same weights sample other bytes on other kernels)."""
     s = evaluator.settings
     judge = evaluator.judge
     record = {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec,
@@ -60,11 +56,10 @@ def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, 
               "judge_positive_index": judge.positive if judge is not None else None,
               "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
               "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
-              "temperature": OWN_DISTRIBUTION_TEMPERATURE, "batch_size": s.batch_size, "seed": s.seed,
-              "kernels": kernels.in_effect()}
+              "temperature": OWN_DISTRIBUTION_TEMPERATURE, "batch_size": s.batch_size, "seed": s.seed}
     # the names are what a reader sees; the content is what the samples depend on
     keyed = {k: v for k, v in record.items() if k not in ("reference", "reward", "judge")}
-    return {"key": files.record_digest(keyed)} | record
+    return {"key": cache_key("ceiling", keyed)} | record | {"computed_with": computed_with()}
 
 
 def cache_folder(key: str) -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import files, layout
-from ..config import (PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
+from ..config import (BITWISE_HELP, PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
                       check_positive, config_to_dict, default_batch_size, option)
 from ..errors import PipelineError
 from ..methods.registry import BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, reads
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 STANDARD_BETA = RECIPES[STANDARD]["beta"]
 
-COMMON = ("run_dir", "seed", "device")
+COMMON = ("run_dir", "seed", "device", "bitwise")
 # The stage options set per cell from the grid's lists.
 AXES = {"loss": "losses", "beta": "betas", "learning_rate": "learning_rates", "seed": "seeds"}
 # Stage options a sweep cannot honour, and why (a sweep config setting one is refused with the reason).
@@ -82,6 +82,7 @@ class SweepConfig(StageOptions):
     run_dir: str = option("Sweep directory: data/, reference/, cells/ and the report.", default="runs/sweep")
     seed: int = option("Seed of the shared data (samples, pairs) and of the evaluation draws.", default=0)
     device: str = option("'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.", default="auto")
+    bitwise: bool = option(BITWISE_HELP, default=False)
     losses: list[str] = option("Methods to compare: DPOTrainer loss types (sft = Preferred-FT, trained once per lr "
                               "and seed: it has no β), 'slic', and the online 'rloo', 'grpo', 'online_dpo' (one "
                               "round each: they sample from the policy at every step).",
@@ -178,13 +179,13 @@ def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
 
 
 def generation_config(config: SweepConfig) -> GenerationConfig:
-    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, device=config.device,
+    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, device=config.device, bitwise=config.bitwise,
                             batch_size=config.eval_batch_size,
                             **{name: getattr(config, name) for name in _names(GenerationConfig, DATA_OPTIONS)})
 
 
 def pairs_config(config: SweepConfig) -> PairsConfig:
-    return PairsConfig(run_dir=config.run_dir, seed=config.seed,
+    return PairsConfig(run_dir=config.run_dir, seed=config.seed, bitwise=config.bitwise,
                        **{name: getattr(config, name) for name in _names(PairsConfig, DATA_OPTIONS)})
 
 
@@ -216,7 +217,8 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     # the online methods train as many steps as the offline ones (at the offline batch size when it is unset)
     offline_batch = values["batch_size"] or default_batch_size(online=False)
     steps = offline_steps(pairs_per_round(config), offline_batch, values["epochs"])
-    training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, loss=cell.loss,
+    training = TrainingConfig(run_dir=config.run_dir, seed=cell.seed, device=config.device, bitwise=config.bitwise,
+                              loss=cell.loss,
                               beta=cell.beta if reads(cell.loss, "beta") else None, learning_rate=cell.learning_rate,
                               max_steps=steps if is_online(cell.loss) else -1, **values)
     check_batch(training)

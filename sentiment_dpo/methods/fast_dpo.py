@@ -21,9 +21,11 @@ import os
 import random
 import types
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
@@ -226,29 +228,47 @@ class PromptGroupedSampler(torch.utils.data.Sampler):
             yield from self.groups[group]
 
 
+def soft_label_sigmoid_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+                            reference_chosen_logps: torch.Tensor, reference_rejected_logps: torch.Tensor,
+                            beta: float, soft_label: torch.Tensor) -> torch.Tensor:
+    """DPO's sigmoid loss with a soft label, per pair: −q·log σ(βΔ) − (1 − q)·log σ(−βΔ), with
+    Δ = (log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x)) (Rafailov et al. 2023, eq. 7, with
+    the Bradley-Terry label q = σ(r_w − r_l) in place of 1; q = 1 is DPO's loss).
+
+    Its minimiser is the finite margin βΔ = logit(q), which the KL-regularised optimum π_ref·exp(r/β) attains; the
+    hard label keeps pushing Δ up without end. Every argument but `beta` is (B,): summed log-probs of each pair's
+    completion and q; returns the (B,) losses."""
+    x = beta * ((policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps))
+    return -soft_label * F.logsigmoid(x) - (1 - soft_label) * F.logsigmoid(-x)
+
+
 class SampledTokensDPOTrainer(DPOTrainer):
     """`DPOTrainer` that trains on a dataset of token ids as it is (see the module docstring); a text dataset
     goes through TRL's own preparation. `group_by_prompt`: batches of whole prompts' pairs (`PromptGroupedSampler`)
     instead of pairs in random order. `reference_free`: every reference log-prob is 0 (slic), so the losses see the
     policy's own log-likelihoods; it needs `precompute_ref_log_probs`, and no reference pass runs.
 
-    With a `PREFERENCE` column q the sigmoid loss becomes −q·log σ(βΔ) − (1 − q)·log σ(−βΔ), whose minimiser is the
-    finite margin βΔ = logit(q) (the hard label q = 1 keeps pushing Δ up without end). TRL's loss has no per-pair
-    label, and −q·log σ(x) − (1 − q)·log σ(−x) = −log σ(x) + (1 − q)·x, so the term (1 − q)·βΔ is added to TRL's
-    own loss, with Δ from the policy's log-probs of the same forward pass.
+    `pair_loss`: a pure function of the pairs' summed log-probs, (policy chosen, policy rejected, reference chosen,
+    reference rejected, beta[, soft_label]) -> (B,) losses, trained instead of TRL's loss types (TRL's `_compute_loss`
+    has its loss types inside). With a `PREFERENCE` column (soft labels) it is `soft_label_sigmoid_loss`.
     """
 
     def __init__(self, *args: Any, group_by_prompt: bool = False, reference_free: bool = False,
-                 **kwargs: Any) -> None:
+                 pair_loss: Callable[..., torch.Tensor] | None = None, **kwargs: Any) -> None:
         self.group_by_prompt = group_by_prompt
         self.reference_free = reference_free
+        self.pair_loss = pair_loss
         super().__init__(*args, **kwargs)
         if reference_free and not self.args.precompute_ref_log_probs:
             raise ValueError("reference_free needs precompute_ref_log_probs: TRL's per-step pass would use a model")
         if self.train_dataset is not None and PREFERENCE in self.train_dataset.column_names:
-            if self.loss_types != ["sigmoid"] or self.f_divergence_type != "reverse_kl" or self.ld_alpha is not None:
+            if self.loss_types != ["sigmoid"] or pair_loss is not None:
                 raise ValueError("soft labels are defined for the plain sigmoid loss only")
+            self.pair_loss = soft_label_sigmoid_loss
             self.data_collator = _keep_preference(self.data_collator)
+        if self.pair_loss is not None and (self.f_divergence_type != "reverse_kl" or self.ld_alpha is not None
+                                           or self.use_weighting or self.aux_loss_enabled):
+            raise ValueError("a pair loss reads summed log-probs: no f-divergence, ld_alpha, weighting or aux loss")
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name: str):
         if all(column in dataset.column_names for column in TOKEN_COLUMNS):
@@ -285,29 +305,47 @@ class SampledTokensDPOTrainer(DPOTrainer):
             return super().compute_ref_log_probs(model, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        preference = inputs.pop(PREFERENCE, None)
-        if preference is None:
+        if self.pair_loss is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        policy_outputs = []  # TRL's first forward call in compute_loss is the policy's, on [chosen; rejected]
-        hook = self.accelerator.unwrap_model(model).register_forward_hook(
-            lambda _module, _args, output: policy_outputs.append(output))
-        try:
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        finally:
-            hook.remove()
-        mask = inputs["completion_mask"][:, 1:]
-        logps = (policy_outputs[0].log_probs[:, -mask.size(1):] * mask).sum(dim=1)
-        chosen, rejected = logps.chunk(2)
+        loss, outputs = self._pair_loss(model, inputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def _pair_loss(self, model, inputs) -> tuple[torch.Tensor, Any]:
+        """The mean of `pair_loss` over the batch's pairs, from one forward pass of the policy on [chosen; rejected]
+        as TRL's `_compute_loss` makes it, and TRL's logged reward and log-prob metrics."""
+        preference = inputs.pop(PREFERENCE, None)
+        completion_mask = inputs["completion_mask"]
+        model_kwargs = {k: v for k, v in inputs.items()
+                        if k not in ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")}
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True, use_cache=False)
+        mask = completion_mask[:, 1:]  # (2B, T - 1): the positions predicting a completion token
+        chosen, rejected = outputs.log_probs[:, -mask.size(1):].sum(dim=1).chunk(2)  # (B,) each
         if "ref_chosen_logps" in inputs:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
-            ref_chosen, ref_rejected = self.compute_ref_log_probs(
-                self.ref_model if self.ref_model is not None else model, inputs)
-        delta = (chosen - ref_chosen) - (rejected - ref_rejected)
-        correction = ((1 - preference.to(delta.dtype)) * self.beta * delta).mean()
-        if return_outputs:
-            return result[0] + correction, result[1]
-        return result + correction
+            with torch.no_grad():
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(
+                    self.ref_model if self.ref_model is not None else model, inputs)
+        extra = {} if preference is None else {"soft_label": preference.to(chosen.dtype)}
+        losses = self.pair_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta, **extra)
+        self._log_pair_metrics(chosen, rejected, ref_chosen, ref_rejected, outputs.entropy[:, -mask.size(1):], mask)
+        return losses.mean(), outputs
+
+    def _log_pair_metrics(self, chosen, rejected, ref_chosen, ref_rejected, entropy, mask) -> None:
+        """TRL's entropy, implicit-reward and log-prob metrics, under TRL's names."""
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        gather = self.accelerator.gather_for_metrics
+        tokens = gather(mask.sum()).sum()
+        metrics["entropy"].append((gather((entropy.detach() * mask).sum()).sum() / tokens.clamp(min=1)).item())
+        chosen_rewards = self.beta * (chosen - ref_chosen).detach()
+        rejected_rewards = self.beta * (rejected - ref_rejected).detach()
+        metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+        metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+        metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
+        metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
+        metrics["logps/chosen"].append(gather(chosen.detach()).mean().item())
+        metrics["logps/rejected"].append(gather(rejected.detach()).mean().item())
 
 
 def _keep_preference(collate):

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .. import files, kernels
+from .. import files
+from ..cache_keys import cache_key, computed_with
 from ..embedded.corpus import cache_dir
 from ..models import weights_digest
 
@@ -39,9 +40,8 @@ def reference_record(model: torch.nn.Module, texts: list[tuple[tuple[int, ...], 
     architecture = {k: v for k, v in config.to_dict().items() if k != "_name_or_path"} if config is not None else None
     record = {"weights_sha256": weights_digest(model), "architecture": architecture,
               "texts_sha256": hashlib.sha256(json.dumps(texts).encode()).hexdigest(), "num_texts": len(texts),
-              "batch_size": batch_size, **computation, "kernels": kernels.in_effect(),
-              "libraries": files.library_versions()}
-    return {"key": files.record_digest(record)} | record
+              "batch_size": batch_size, **computation}
+    return {"key": cache_key("reference_logps", record)} | record | {"computed_with": computed_with()}
 
 
 def entry(key: str) -> Path:

@@ -21,7 +21,7 @@ from ..methods.registry import check_method
 from ..evaluation.metrics import kl_standard_error
 from ..methods.model_card import CARD, model_card
 from ..models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
-from ..prompts import Pools, check_unchanged, choose_prompts
+from ..prompts import Pools, check_unchanged, choose_prompts, prompts_digest
 from ..generation import OWN_DISTRIBUTION_TEMPERATURE, sampling_record
 from .generate import policy_prompt_pools
 
@@ -113,7 +113,7 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
             # CPU kernels it was merged on
             "reward_source": cache_notation(reward.model.source),
             "judge_source": cache_notation(judge_classifier.model.source) if judge_classifier is not None else None,
-            "prompts": {"held_out_of": pools.provenance, "prompts_sha256": ceiling_samples.prompts_digest(prompts)},
+            "prompts": {"held_out_of": pools.provenance, "prompts_sha256": prompts_digest(prompts)},
             "sampling": sampling_record(evaluator.settings.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE),
             "seed": config.seed,
         },

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
-from .. import files, kernels, layout
+from .. import files, layout
+from ..cache_keys import cache_key
 from ..config import GenerationConfig, config_to_dict
 from ..embedded.corpus import cache_dir, cache_notation
 from ..distributed import is_main_process
@@ -15,7 +15,7 @@ from ..errors import PipelineError
 from ..generation import sample_completions, sampling_record
 from ..models import (LoadedModel, content_digest, context_limit, load_classifier, load_policy, prompt_ids,
                       resolve_device)
-from ..prompts import PromptSettings, choose_prompts, prompt_pools, prompts_needed
+from ..prompts import PromptSettings, choose_prompts, prompt_pools, prompts_digest, prompts_needed
 from ..scoring import Classifier
 
 logger = logging.getLogger(__name__)
@@ -41,15 +41,15 @@ def sample_and_score(policy: LoadedModel, reward: Classifier, prompts: list[str]
 
 
 def generations_key(config: GenerationConfig, policy: LoadedModel, reward: Classifier, prompts: list[str]) -> str:
-    """What stage 1's rows depend on, by content (the weights, the prompts themselves, the sampling settings, the CPU
-    kernels that compute them) and by name (the rows carry the names): the rows' cache entry, shared by every run
-    directory."""
+    """What stage 1's rows depend on, by content (the weights, the prompts themselves, the sampling settings; the
+    key adds the libraries and kernels that compute them) and by name (the rows carry the names): the rows' cache
+    entry, shared by every run directory."""
     keyed = {"policy": policy.spec, "reward": reward.model.spec, "policy_sha256": content_digest(policy),
              "reward_sha256": content_digest(reward.model), "positive_index": reward.positive,
-             "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(), "kernels": kernels.in_effect(),
+             "prompts_sha256": prompts_digest(prompts),
              **{name: getattr(config, name) for name in ("num_samples", "samples_per_prompt", "max_new_tokens",
                                                          "temperature", "batch_size", "seed")}}
-    return files.record_digest(keyed)
+    return cache_key("generations", keyed)
 
 
 def check_context_fits(policy: LoadedModel, prompts: list[str], max_new_tokens: int) -> None:

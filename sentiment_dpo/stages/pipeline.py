@@ -55,6 +55,7 @@ class PipelineConfig:
     # the seed experiment: DPO and the SLiC-style hinge, each against the ceiling
     losses: list[str] = field(default_factory=lambda: ["sigmoid", "hinge"])
     seed: int = 0
+    bitwise: bool = False
     preset: str = "embedded"
     # stage 3's --recipe for every pair method (None: 'standard'); the online methods have none
     recipe: str | None = None
@@ -93,7 +94,7 @@ def run(config: PipelineConfig) -> Path:
     from . import evaluate, pairs, generate, train
 
     training_configs = {loss: training_config(config, loss) for loss in config.losses}  # fail now, not later
-    common = {"run_dir": config.run_dir, "seed": config.seed}
+    common = {"run_dir": config.run_dir, "seed": config.seed, "bitwise": config.bitwise}
     timings: dict[str, float] = {}
 
     def timed(name: str, fn, stage_config) -> Any:
@@ -119,7 +120,8 @@ def run(config: PipelineConfig) -> Path:
 
 
 def generation_config(config: PipelineConfig) -> GenerationConfig:
-    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, **({"preset": config.preset} | config.generation))
+    return GenerationConfig(run_dir=config.run_dir, seed=config.seed, bitwise=config.bitwise,
+                            **({"preset": config.preset} | config.generation))
 
 
 def training_config(config: PipelineConfig, loss: str) -> TrainingConfig:
@@ -130,7 +132,7 @@ def training_config(config: PipelineConfig, loss: str) -> TrainingConfig:
     check_read_by_some(options, config.losses, "the pipeline")
     policy = generation_config(config).policy
     values = preset_training_defaults(policy, loss) | {k: v for k, v in options.items() if reads(loss, k)}
-    return TrainingConfig(run_dir=config.run_dir, seed=config.seed, loss=loss, **values)
+    return TrainingConfig(run_dir=config.run_dir, seed=config.seed, bitwise=config.bitwise, loss=loss, **values)
 
 
 def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool | None]]:

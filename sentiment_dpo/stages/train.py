@@ -19,10 +19,10 @@ import torch
 from .. import files, layout
 from ..config import TrainingConfig, config_to_dict, preset_training_defaults
 from ..distributed import is_main_process, process_state, wait_for_everyone
-from ..errors import PipelineError
+from ..errors import Interrupted, PipelineError
 from ..locks import exclusive
 from ..methods.registry import SLIC, check_method, is_online
-from ..models import RECORDED_MODEL_FIX, non_finite_parameters
+from ..models import RECORDED_MODEL_FIX, context_limit, non_finite_parameters
 from ..methods.model_card import CARD, model_card, what_trains
 from .pairs import PAIR_COLUMNS, check_ids_match_texts, is_finite_number
 
@@ -106,6 +106,10 @@ def read_pairs(path: Path) -> list[dict[str, Any]]:
             if not is_finite_number(row[name]):
                 raise PipelineError(f"{path} line {line_no}: {name} must be a finite number, got {row[name]!r}; "
                                     "rerun `python3 prepare_dataset.py`")
+        if row["chosen_reward"] < row["rejected_reward"]:  # training would teach the reverse preference
+            raise PipelineError(f"{path} line {line_no}: chosen_reward {row['chosen_reward']:g} is below "
+                                f"rejected_reward {row['rejected_reward']:g}, so chosen and rejected are swapped; swap "
+                                "them back or rerun `python3 prepare_dataset.py`")
     return rows
 
 
@@ -146,8 +150,7 @@ def pairs_dataset(rows: list[dict[str, Any]], tokenizer, soft_labels: bool = Fal
 def check_pair_lengths(dataset, policy, path: Path) -> None:
     """Refuse a pair whose prompt + completion runs past the policy's position embeddings (it would fail deep in
     the embedding with an IndexError)."""
-    config = policy.model.config
-    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    limit = context_limit(policy.model)
     if limit is None:
         return
     import pyarrow.compute as pc
@@ -247,9 +250,9 @@ def _save_trained(trainer, folder: Path) -> None:
         trainer.save_model(str(folder))
 
 
-def last_complete_checkpoint(folder: Path) -> Path:
-    """The latest checkpoint whose save finished (the Trainer writes trainer_state.json last), logging which step
-    the run resumes from and any newer checkpoint left incomplete by an interruption."""
+def complete_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """The step and folder of the latest checkpoint whose save finished (the Trainer writes trainer_state.json
+    last), logging any newer one left incomplete by an interruption; None where there is none."""
     steps = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.name[11:].isdigit())
     for step, path in reversed(steps):
         try:
@@ -257,8 +260,16 @@ def last_complete_checkpoint(folder: Path) -> Path:
         except (OSError, ValueError):
             logger.warning("skipping %s: its save did not finish (interrupted)", path)
             continue
-        logger.info("resuming from step %d (%s)", step, path)
-        return path
+        return step, path
+    return None
+
+
+def last_complete_checkpoint(folder: Path) -> Path:
+    """The checkpoint a `--resume` run continues from (`complete_checkpoint`), or a one-line error."""
+    found = complete_checkpoint(folder)
+    if found is not None:
+        logger.info("resuming from step %d (%s)", *found)
+        return found[1]
     raise PipelineError(f"no complete checkpoint to resume from in {folder}; train without --resume "
                         "(with --save-steps N to make checkpoints)")
 
@@ -398,6 +409,17 @@ def _reference_logps_entry(trainer) -> dict[str, str]:
     return {"reference_logps": cache_notation(str(entry(key)))} if key else {}
 
 
+def interrupted_training(final: Path, checkpoints: Path, save_steps: int) -> str:
+    """What a Ctrl-C during training kept, and how to go on (one line)."""
+    found = complete_checkpoint(checkpoints) if save_steps else None
+    if found is None:
+        return (f"training stopped; {final} is as it was and this training kept nothing (no checkpoint yet"
+                f"{'' if save_steps else ': --save-steps is 0'}); rerun the same command to train again "
+                "(--save-steps N makes a training resumable)")
+    return (f"training stopped; {final} is as it was and the checkpoint of step {found[0]} is kept in "
+            f"{checkpoints}; rerun the same command with --resume to continue from it")
+
+
 def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
                     final: Path, device, prior=None) -> None:
     """Train into a staging folder and swap it in for `final` when complete (the caller holds `final`'s lock);
@@ -438,6 +460,8 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
             shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
             logger.info("saved the %s-trained policy to %s", config.loss, final)
         wait_for_everyone()
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_training(final, checkpoints, config.save_steps)) from None
     finally:
         if is_main_process():
             shutil.rmtree(staging, ignore_errors=True)

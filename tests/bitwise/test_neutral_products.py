@@ -1,5 +1,6 @@
 """Vendor-neutral matrix products (sentiment_dpo/neutral_products.py): the same products, computed by MKL only in
-the shapes it computes alike on Intel and AMD CPUs. The suite runs with them, as every script does (conftest)."""
+the shapes it computes alike on Intel and AMD CPUs. Run in a process of their own on the bitwise kernels
+(tests/test_kernels.py starts it; this folder's conftest pins them)."""
 
 import contextlib
 
@@ -8,10 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sentiment_dpo import kernels, neutral_products
-from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.neutral_products import BAND, MIN_SIDE
-
-pytestmark = pytest.mark.skipif(not neutral_products.active(), reason="pinning applies to x86 machines with AVX2")
 
 
 @pytest.fixture
@@ -103,13 +101,6 @@ def test_attention_runs_as_rewritten_products(context, shapes_seen):
     assert_shared_shapes(shapes_seen)
 
 
-def test_a_bad_setting_is_a_one_line_error(monkeypatch):
-    monkeypatch.setattr(kernels, "has_avx2", lambda: True)
-    monkeypatch.setenv(kernels.NEUTRAL_PRODUCTS, "yes")
-    with pytest.raises(PipelineError, match="SENTIMENT_DPO_NEUTRAL_PRODUCTS='yes' is not a setting: use 1"):
-        kernels.pin_cpu_kernels()
-
-
-def test_every_script_computes_with_neutral_products():
-    """The suite pins as every script does (conftest): this process rewrites its products and records it."""
-    assert kernels.in_effect()[kernels.NEUTRAL_PRODUCTS] == "1"
+def test_the_process_records_the_bitwise_kernels():
+    assert kernels.in_effect() == {"neutral_products": True, "aten": "AVX2", "mkl_cbwr": "AVX2,STRICT",
+                                   "onednn_max_cpu_isa": "AVX2"}
