@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""What the vendor-neutral products cost (sentiment_dpo/neutral_products.py): stage 1 and a DPO training with MKL's
-own products (SENTIMENT_DPO_NEUTRAL_PRODUCTS=0) against the rewritten ones (the default), side by side in one
-scratch run directory, alternating so that a busy moment of the machine falls on both.
+"""What byte identity costs: stage 1 and a DPO training on the CPU's own kernels (the default) against `--bitwise`
+(the AVX2 kernels and the vendor-neutral products, sentiment_dpo/kernels.py), side by side, alternating so that a
+busy moment of the machine falls on both.
 
 Runs the real scripts as a user would and times them end to end (model loading included); each repeat samples
 with its own seed, so that stage 1's cache serves no rows. Only ratios are comparable across machines.
 
-    python3 benchmarks/bench_neutral_products.py --num-samples 1024 --max-steps 30 --repeats 2
+    python3 benchmarks/bench_bitwise.py --num-samples 1024 --max-steps 30 --repeats 2
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"MKL's own": "0", "neutral": "1"}
+SETTINGS = {"default": [], "bitwise": ["--bitwise"]}
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -38,33 +38,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     env = os.environ | {"TQDM_DISABLE": "1"}
-    scratch = Path(tempfile.mkdtemp(prefix="bench_neutral."))
+    scratch = Path(tempfile.mkdtemp(prefix="bench_bitwise."))
     times: dict[str, dict[str, list[float]]] = {name: {"generation": [], "training": []} for name in SETTINGS}
     try:
         for repeat in range(args.repeats):
-            for name, value in SETTINGS.items():
-                setting = env | {"SENTIMENT_DPO_NEUTRAL_PRODUCTS": value}
-                run_dir = scratch / f"run{value}"
+            for name, flags in SETTINGS.items():
+                run_dir = scratch / name
                 shutil.rmtree(run_dir, ignore_errors=True)
                 times[name]["generation"].append(timed(
                     [sys.executable, "text_generation.py", "--run-dir", str(run_dir), "--num-samples",
-                     str(args.num_samples), "--seed", str(repeat)], setting))  # a seed per repeat: no cached rows
+                     str(args.num_samples), "--seed", str(repeat), *flags], env))  # a seed per repeat: no cached rows
                 subprocess.run([sys.executable, "prepare_dataset.py", "--run-dir", str(run_dir)], cwd=ROOT, env=env,
                                check=True, capture_output=True)
                 times[name]["training"].append(timed(
                     [sys.executable, "main.py", "sigmoid", "--run-dir", str(run_dir), "--max-steps",
-                     str(args.max_steps)], setting))
+                     str(args.max_steps), *flags], env))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"embedded default, {os.cpu_count()} cores, {args.repeats} alternating repeats; wall time of each script, "
           f"model loading included (min over repeats)")
     best = {name: {stage: min(values) for stage, values in stages.items()} for name, stages in times.items()}
     for name, stages in best.items():
-        print(f"  {name:>9}: text_generation {args.num_samples} samples {stages['generation']:6.1f} s; "
+        print(f"  {name:>8}: text_generation {args.num_samples} samples {stages['generation']:6.1f} s; "
               f"main.py sigmoid {args.max_steps} steps {stages['training']:6.1f} s")
-    own, neutral = best["MKL's own"], best["neutral"]
-    print(f"  neutral / MKL's own: generation {neutral['generation'] / own['generation']:.2f}x, "
-          f"training {neutral['training'] / own['training']:.2f}x")
+    own, bitwise = best["default"], best["bitwise"]
+    print(f"  default / bitwise: generation {own['generation'] / bitwise['generation']:.2f}x, "
+          f"training {own['training'] / bitwise['training']:.2f}x")
     return 0
 
 
