@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -195,6 +196,8 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, base_path: Path | None = Non
     from transformers import AutoTokenizer
 
     base = base_path or minilm_path()
-    model = PeftModel.from_pretrained(_base_classifier(base), adapter_dir).merge_and_unload()
+    with warnings.catch_warnings():  # peft reads transformers' deprecated property: nothing a user can act on
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        model = PeftModel.from_pretrained(_base_classifier(base), adapter_dir).merge_and_unload()
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(base).save_pretrained(out_dir)
