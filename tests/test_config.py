@@ -1,6 +1,7 @@
 import pytest
 
-from sentiment_dpo.config import GenerationConfig, PairsConfig, TrainingConfig, make_parser, parse_config
+from sentiment_dpo.config import GenerationConfig, PairsConfig, TrainingConfig
+from sentiment_dpo.config_parser import make_parser, parse_config
 from sentiment_dpo.errors import PipelineError
 
 

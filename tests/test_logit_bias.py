@@ -116,7 +116,7 @@ def test_the_default_trains_every_weight_on_hard_labels(run_dir, tiny_policy):  
                                                   (["hinge", "--recipe", "token-bias", "--no-logit-bias"], False),
                                                   (["sigmoid", "--lora-rank", "4"], False)])
 def test_what_trains_by_default(argv, logit_bias):
-    from sentiment_dpo.config import make_parser, parse_config
+    from sentiment_dpo.config_parser import make_parser, parse_config
 
     parser = make_parser(TrainingConfig, "", positional="loss")
     assert parse_config(TrainingConfig, parser, argv, required="loss").logit_bias is logit_bias

@@ -35,7 +35,8 @@ def test_which_method_reads_which_option():
 def test_a_preset_carries_its_own_training_defaults(tmp_path):
     """A SmolLM2 policy from stage 1 trains the preset's LoRA at its batch size, not 135M weights at batch 448;
     an explicit option still wins, and the embedded policy keeps the standard defaults."""
-    from sentiment_dpo.config import TrainingConfig, make_parser, parse_config
+    from sentiment_dpo.config import TrainingConfig
+    from sentiment_dpo.config_parser import make_parser, parse_config
     from sentiment_dpo.stages.pipeline import PipelineConfig, training_config
     from sentiment_dpo.stages.train import defaults_from_run
 

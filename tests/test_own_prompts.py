@@ -289,11 +289,14 @@ def test_the_pipeline_and_the_sweep_name_the_source_once(tmp_path, tiny_policy, 
     assert set(runner.train_prompts) <= set(loaded.train)
 
 
-def test_a_relative_source_is_recorded_absolute(tmp_path, monkeypatch):
+def test_a_relative_source_is_recorded_absolute(tmp_path, monkeypatch, tiny_policy, tiny_reward):
     """Stage 4 reads the source again from stage 1's record, started from wherever the user is."""
-    from sentiment_dpo.config import GenerationConfig
+    from sentiment_dpo.prompt_source import absolute_source
 
-    write_source(tmp_path, "txt", records(10))
+    write_source(tmp_path, "txt", records(40))
     monkeypatch.chdir(tmp_path)
-    assert GenerationConfig(prompts="prompts.txt").prompts == str(tmp_path.resolve() / "prompts.txt")
-    assert GenerationConfig(prompts="someone/a-hub-dataset").prompts == "someone/a-hub-dataset"
+    assert absolute_source("someone/a-hub-dataset") == "someone/a-hub-dataset"
+    assert commands.generate(["--run-dir", "run", "--policy", str(tiny_policy), "--reward", str(tiny_reward),
+                              "--prompts", "prompts.txt", *GEN_ARGS]) == 0
+    record = files.read_yaml(tmp_path / "run" / layout.GENERATION_CONFIG, "")
+    assert record["prompts"] == str(tmp_path.resolve() / "prompts.txt")

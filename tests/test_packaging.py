@@ -88,7 +88,10 @@ def package_imports() -> dict[str, set[str]]:
         name = module_name(file)
         package = name.split(".") if file.name == "__init__.py" and name != "__init__" else name.split(".")[:-1]
         imported = set()
-        for node in ast.walk(ast.parse(file.read_text())):
+        tree = ast.parse(file.read_text())
+        for block in [n for n in ast.walk(tree) if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]:
+            block.body = []  # imports for type hints only: not run
+        for node in ast.walk(tree):
             if not isinstance(node, ast.ImportFrom):
                 continue
             if node.level:
@@ -130,6 +133,33 @@ def test_the_package_has_no_import_cycle():
 
     for module in sorted(graph):
         visit(module)
+
+
+# What a layer of the package must not import, at the top or inside a function: the stage configs import the method
+# registry (the one home of method facts), so methods/ never import the configs; no library module imports the
+# stages, the experiments or the command line.
+FORBIDDEN = {
+    "methods": {"config", "config_parser", "presets", "stages", "experiments", "commands", "cli"},
+    "evaluation": {"stages", "experiments", "commands", "cli"},
+    "embedded": {"stages", "experiments", "commands", "cli", "methods", "evaluation"},
+    "stages": {"experiments", "commands", "cli"},
+    "config": {"config_parser", "stages", "experiments", "commands", "cli"},
+}
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{module} imports {imported}" for module, imports in sorted(graph.items())
+            for imported in sorted(imports) if imported.split(".")[0] in FORBIDDEN.get(module.split(".")[0], ())]
+
+
+def test_imports_go_one_way():
+    assert layering_violations(package_imports()) == []
+
+
+def test_the_layering_check_finds_an_import_the_wrong_way():
+    graph = package_imports()
+    graph["methods.online_rl"] = graph["methods.online_rl"] | {"config"}
+    assert layering_violations(graph) == ["methods.online_rl imports config"]
 
 
 def test_the_cycle_check_finds_a_cycle(monkeypatch):

@@ -146,7 +146,7 @@ def test_checkpoint_evaluation_leaves_training_unchanged(tiny_policy, tiny_rewar
 
 
 def test_yaml_grid_values_may_be_scalars(tmp_path):
-    from sentiment_dpo.config import make_parser, parse_config
+    from sentiment_dpo.config_parser import make_parser, parse_config
 
     config_file = tmp_path / "sweep.yaml"
     config_file.write_text("betas: 0.1\nlosses: hinge\nseeds: [3, 4]\n")
@@ -210,7 +210,8 @@ def test_every_stage_option_reaches_the_cells_or_is_refused(tmp_path):
     stage's default) that reaches the stage config each cell runs with, a grid axis, or refused with its reason."""
     import dataclasses
 
-    from sentiment_dpo.config import GenerationConfig, PairsConfig, make_parser, parse_config
+    from sentiment_dpo.config import GenerationConfig, PairsConfig
+    from sentiment_dpo.config_parser import make_parser, parse_config
 
     sweep_fields = {f.name: f for f in dataclasses.fields(sweep.SweepConfig)}
     for cls in (GenerationConfig, PairsConfig, TrainingConfig):
@@ -276,7 +277,7 @@ def test_a_training_option_with_several_values_is_a_grid_axis(tmp_path, tiny_pol
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_sweep_config_is_valid_and_keeps_what_its_report_was_made_with(path):
     """The committed reports were made before the logit bias was the default: their configs must say so."""
-    from sentiment_dpo.config import load_yaml_config
+    from sentiment_dpo.config_parser import load_yaml_config
 
     config = sweep.SweepConfig(**load_yaml_config(str(path), sweep.SweepConfig))
     assert config.logit_bias == [False]

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import files, layout
-from ..config import (BITWISE_HELP, PRESETS, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
+from ..config import (BITWISE_HELP, GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_common,
                       check_positive, config_to_dict, default_batch_size, option)
+from ..presets import PRESETS
 from ..errors import PipelineError
+from ..prompt_source import absolute_source
 from ..methods.registry import BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, reads
 
 logger = logging.getLogger(__name__)
@@ -179,9 +181,10 @@ def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
 
 
 def generation_config(config: SweepConfig) -> GenerationConfig:
+    options = {name: getattr(config, name) for name in _names(GenerationConfig, DATA_OPTIONS)}
     return GenerationConfig(run_dir=config.run_dir, seed=config.seed, device=config.device, bitwise=config.bitwise,
                             batch_size=config.eval_batch_size,
-                            **{name: getattr(config, name) for name in _names(GenerationConfig, DATA_OPTIONS)})
+                            **options | {"prompts": absolute_source(options.get("prompts"))})
 
 
 def pairs_config(config: SweepConfig) -> PairsConfig:

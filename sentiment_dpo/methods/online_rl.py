@@ -15,13 +15,15 @@ tokens. The KL coefficient is the run's β for all three (GRPO's default is 0: n
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import TrainingConfig
 from ..errors import PipelineError
 from ..generation import ANCESTRAL, OWN_DISTRIBUTION_TEMPERATURE
 from ..models import prompt_text
 from ..scoring import Classifier
+
+if TYPE_CHECKING:  # methods/ read the config's values, and never import it at run time (config imports the registry)
+    from ..config import TrainingConfig
 
 class ClassifierReward:
     """TRL reward function: the classifier's positive-class logit of prompt + completion, as stage 1 scores.

@@ -10,7 +10,8 @@ from typing import Any
 
 from ..evaluation import ceiling_samples, plots
 from .. import files, layout
-from ..config import PRESETS, GenerationConfig, MetricsConfig, config_to_dict
+from ..config import GenerationConfig, MetricsConfig, config_to_dict
+from ..presets import PRESETS
 from ..distributed import is_main_process
 from ..embedded.corpus import cache_notation
 from ..errors import PipelineError

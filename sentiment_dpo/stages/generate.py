@@ -15,6 +15,7 @@ from ..errors import PipelineError
 from ..generation import sample_completions, sampling_record
 from ..models import (LoadedModel, content_digest, context_limit, load_classifier, load_policy, prompt_ids,
                       resolve_device)
+from ..prompt_source import absolute_source
 from ..prompts import PromptSettings, choose_prompts, prompt_pools, prompts_digest, prompts_needed
 from ..scoring import Classifier
 
@@ -75,6 +76,7 @@ def policy_prompt_pools(generation: dict[str, Any], policy: LoadedModel, max_new
 def run(config: GenerationConfig) -> list[dict[str, Any]]:
     """Write data/generations.jsonl and its resolved config under the run dir; return the rows."""
     run_dir = Path(config.run_dir)
+    config.prompts = absolute_source(config.prompts)
     device = resolve_device(config.device)
     policy = load_policy(config.policy, device)
     if config.prompt_mode == "bos" and policy.tokenizer.bos_token_id is None:

@@ -11,8 +11,9 @@ from typing import Any
 
 from .. import files, layout
 from ..embedded import default_models
-from ..config import (GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig, check_options, check_types,
-                      preset_training_defaults, read_yaml_mapping)
+from ..config import GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig
+from ..config_parser import check_options, check_types, read_yaml_mapping
+from ..presets import preset_training_defaults
 from ..distributed import is_main_process
 from ..errors import PipelineError
 from ..methods.registry import check_method, check_read_by_some, reads

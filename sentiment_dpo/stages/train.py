@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from .. import files, layout
-from ..config import TrainingConfig, config_to_dict, preset_training_defaults
+from ..config import TrainingConfig, config_to_dict
+from ..presets import preset_training_defaults
 from ..distributed import is_main_process, process_state, wait_for_everyone
 from ..errors import Interrupted, PipelineError
 from ..locks import exclusive
