@@ -5,9 +5,10 @@ Baseline (tuned): TRL's own DPO path (`SampledTokensDPOTrainer`: TRL's code on t
 CPU setup TRL offers for this work: reference log-probs precomputed once, no activation checkpointing, fp32,
 the same batch. Second line, TRL's `DPOConfig` defaults (activation checkpointing on, reference log-probs
 recomputed every step by a separate reference model; bf16 off, since it fails on CPU). Both use TRL's tiled
-log-prob head. Ours: `sentiment_dpo.methods.fast_dpo.FastDPOTrainer` with `sentiment_dpo.stages.train.dpo_config`
-(reference log-probs computed once in a length-sorted pass, no reference model kept, dense log-prob head on the
-completion tokens only, PyTorch's fused GELU, no activation checkpointing). Same model, pairs, seed, learning
+log-prob head. Ours: `sentiment_dpo.methods.fast_dpo.FastDPOTrainer` with
+`sentiment_dpo.methods.pair_methods.dpo_config` (reference log-probs computed once in a length-sorted pass, no
+reference model kept, dense log-prob head on the completion tokens only, PyTorch's fused GELU, no activation
+checkpointing). Same model, pairs, seed, learning
 rate, batch size and epochs (default 3, as the pipeline trains), so both reach the same loss; the time covers
 trainer setup (tokenising, reference pass) and training, divided by the epochs. Each side runs in its own
 process so that peak memory is its own. Only ratios are comparable across machines.

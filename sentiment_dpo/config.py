@@ -16,7 +16,8 @@ from .presets import PRESETS
 from .prompt_source import DEFAULT_COLUMN, DEFAULT_HELDOUT_FRACTION, KINDS_HELP
 from .prompts import CORPUS_PROMPT_WORDS
 from .methods.registry import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES,
-                               STANDARD, TOKEN_BIAS, check_method, check_reads, reads, recipe_defaults, trains_on_pairs)
+                               STANDARD, TOKEN_BIAS, TRL_VERSION, check_method, check_reads, reads, recipe_defaults,
+                               trains_on_pairs)
 
 # Stage 1's options that choose the prompts, also on run_pipeline.py's command line: the source is named once.
 PROMPT_OPTIONS = ("prompts", "prompt_column", "prompt_words", "prompt_tokens", "heldout_split", "heldout_fraction")
@@ -206,8 +207,8 @@ class TrainingConfig(CommonConfig):
                                         "multiple). Default: 4.", default=None)
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
     label_smoothing: float | None = option(
-        f"Label smoothing, read by TRL 1.16 only for {', '.join(LABEL_SMOOTHING_LOSSES)}. Default: 0 (exo_pair, which "
-        f"needs > 0: {EXO_DEFAULT_LABEL_SMOOTHING:g}).", default=None)
+        f"Label smoothing, read by TRL {TRL_VERSION} only for {', '.join(LABEL_SMOOTHING_LOSSES)}. Default: 0 "
+        f"(exo_pair, which needs > 0: {EXO_DEFAULT_LABEL_SMOOTHING:g}).", default=None)
     soft_labels: bool | None = option(
         "sigmoid only: label each pair with the reward's probability that its chosen text is preferred, "
         "sigmoid(chosen_reward - rejected_reward), instead of 1. The loss is then minimised by the KL-regularised "

@@ -100,7 +100,7 @@ def test_a_bias_start_without_a_trained_bias_is_refused(run_dir, argv, capsys): 
 def test_a_bias_start_for_a_model_that_cannot_take_the_bias_is_refused(tiny_policy):
     from sentiment_dpo.config import TrainingConfig
     from sentiment_dpo.errors import PipelineError
-    from sentiment_dpo.stages.train import check_trained_parameters
+    from sentiment_dpo.methods.token_bias import check_trained_parameters
 
     model = AutoModelForCausalLM.from_pretrained(tiny_policy)
     with torch.no_grad():

@@ -13,7 +13,8 @@ from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.methods.fast_dpo import (FastDPOTrainer, PromptGroupedSampler, SampledTokensDPOTrainer,
                                             _distribution_stats, add_dense_lm_head, use_fused_gelu)
 from sentiment_dpo.models import load_policy
-from sentiment_dpo.stages.train import dpo_config, pairs_dataset
+from sentiment_dpo.methods.pair_methods import dpo_config
+from sentiment_dpo.stages.train import pairs_dataset
 from tiny import PAIRS
 
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
@@ -260,7 +261,7 @@ def test_the_reference_is_the_starting_policy_whatever_the_start_bias(trainer_cl
     log-probs TRL scores the reference through that model: they must still be the starting policy's own, and with
     or without precomputation (which reloads the reference from its folder) the first loss and gradient agree."""
     from sentiment_dpo.methods.logit_bias import trained_logit_bias
-    from sentiment_dpo.stages.train import choose_trained_parameters
+    from sentiment_dpo.methods.token_bias import choose_trained_parameters
 
     start_bias = torch.randn(len(load_policy(str(tiny_policy), torch.device("cpu")).tokenizer),
                              generator=torch.Generator().manual_seed(0))  # about ±1 nat per token

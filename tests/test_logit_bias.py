@@ -13,7 +13,7 @@ from sentiment_dpo import files
 from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.errors import PipelineError
 from sentiment_dpo.methods.logit_bias import add_logit_bias, fold_logit_bias, supports_logit_bias, trained_logit_bias
-from sentiment_dpo.stages.train import choose_trained_parameters
+from sentiment_dpo.methods.token_bias import choose_trained_parameters
 
 INPUTS = torch.tensor([[3, 17, 40, 99, 5, 250], [0, 1, 2, 3, 4, 5]])
 

@@ -11,7 +11,8 @@ from sentiment_dpo.config import TrainingConfig
 from sentiment_dpo.methods import fast_dpo, reference_logps_cache
 from sentiment_dpo.methods.fast_dpo import FastDPOTrainer, SampledTokensDPOTrainer, use_fused_gelu
 from sentiment_dpo.models import load_policy
-from sentiment_dpo.stages.train import dpo_config, pairs_dataset
+from sentiment_dpo.methods.pair_methods import dpo_config
+from sentiment_dpo.stages.train import pairs_dataset
 from tiny import PAIRS
 
 COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")

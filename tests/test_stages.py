@@ -81,7 +81,8 @@ def test_training_sees_exactly_the_sampled_tokens(run_dir, tiny_policy, tmp_path
     from sentiment_dpo.config import TrainingConfig
     from sentiment_dpo.methods.fast_dpo import FastDPOTrainer
     from sentiment_dpo.models import load_policy, prompt_ids
-    from sentiment_dpo.stages.train import dpo_config, pairs_dataset, read_pairs
+    from sentiment_dpo.methods.pair_methods import dpo_config
+    from sentiment_dpo.stages.train import pairs_dataset, read_pairs
 
     policy = load_policy(str(tiny_policy), torch.device("cpu"))
     generations = {(r["prompt"], r["completion"]): r["completion_ids"]

@@ -277,7 +277,7 @@ class SweepRunner:
     def _initial_bias(self, policy, training: TrainingConfig, dataset) -> Any:
         """Where the cell's logit bias starts (None: zero, or no bias); the token prior is fitted once per sweep, on
         the shared pairs (`dataset`: their token ids)."""
-        from ..stages.train import check_trained_parameters, starts_from_token_scores, token_prior
+        from ..methods.token_bias import check_trained_parameters, starts_from_token_scores, token_prior
 
         check_trained_parameters(policy.model, training)
         if not starts_from_token_scores(training):

@@ -15,12 +15,14 @@ tokens. The KL coefficient is the run's β for all three (GRPO's default is 0: n
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
 from ..generation import ANCESTRAL, OWN_DISTRIBUTION_TEMPERATURE
 from ..models import prompt_text
 from ..scoring import Classifier
+from .trainer_args import lora_config, shared_trainer_args
 
 if TYPE_CHECKING:  # methods/ read the config's values, and never import it at run time (config imports the registry)
     from ..config import TrainingConfig
@@ -55,7 +57,7 @@ PURE_SAMPLING = {"temperature": OWN_DISTRIBUTION_TEMPERATURE, "top_p": ANCESTRAL
 
 
 def online_config(config: TrainingConfig, common: dict[str, Any], max_new_tokens: int):
-    """The TRL config of `config.loss`; `common` holds the arguments every trainer shares (`training._trainer_args`)."""
+    """The TRL config of `config.loss`; `common` holds the arguments every trainer shares (`shared_trainer_args`)."""
     if config.loss == "rloo":
         from trl import RLOOConfig
 
@@ -71,13 +73,15 @@ def online_config(config: TrainingConfig, common: dict[str, Any], max_new_tokens
     return OnlineDPOConfig(**(common | {"beta": [config.beta]}), **PURE_SAMPLING, max_new_tokens=max_new_tokens)
 
 
-def make_trainer(model, tokenizer, dataset, config: TrainingConfig, common: dict[str, Any], reward: ClassifierReward,
-                 max_new_tokens: int, peft_config: Any, callbacks: list | None):
-    """The TRL trainer of `config.loss` (one of ONLINE_METHODS) on an in-memory model."""
+def build_trainer(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
+                  callbacks: list | None, reward: ClassifierReward, max_new_tokens: int) -> Any:
+    """Config -> the TRL trainer of `config.loss` (one of ONLINE_METHODS) on an in-memory model, sampling
+    `max_new_tokens` per completion of the `dataset`'s prompts and rewarded by `reward`."""
+    peft_config = lora_config(config)
     with warnings.catch_warnings():
         # online DPO lives in trl.experimental: its import warning is expected
         warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
-        args = online_config(config, common, max_new_tokens)
+        args = online_config(config, shared_trainer_args(config, output_dir, use_cpu), max_new_tokens)
         if config.loss == "rloo":
             from trl import RLOOTrainer as Trainer
         elif config.loss == "grpo":

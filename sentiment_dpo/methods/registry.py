@@ -1,21 +1,24 @@
 """The one home of method facts: every training method, what kind it is and which training options it reads.
 
 Config checks, training, the pipeline and the sweep all ask this module; it imports nothing heavy, so `--help`
-and config validation stay instant. The DPOTrainer loss types are TRL 1.16's (`DPOConfig.loss_type`);
+and config validation stay instant. The DPOTrainer loss types are those of the pinned TRL (`DPOConfig.loss_type`);
 `tests/test_methods.py` checks the list against the installed TRL, so an upgrade that adds or drops one fails there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from importlib.metadata import version
 
 from ..errors import PipelineError
 
-# TRL 1.16's DPOTrainer loss types, in the order of `DPOConfig.loss_type`'s help.
+# The installed TRL's version, for messages (read from its metadata: importing TRL would make --help slow).
+TRL_VERSION = version("trl")
+# The DPOTrainer loss types, in the order of `DPOConfig.loss_type`'s help.
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 # SLiC-HF (Zhao et al. 2023): hinge on the policy's own chosen-vs-rejected log-likelihood gap plus lambda times the
-# chosen text's NLL, no reference model; trained as DPOTrainer's "hinge" + "sft" (`training.dpo_config`).
+# chosen text's NLL, no reference model; trained as DPOTrainer's "hinge" + "sft" (`pair_methods.dpo_config`).
 SLIC = "slic"
 # Online RL: the policy samples its own completions of the training prompts during training (`online_rl`).
 ONLINE_METHODS = ("rloo", "grpo", "online_dpo")
@@ -23,7 +26,7 @@ METHODS = (*DPO_LOSS_TYPES, SLIC, *ONLINE_METHODS)
 # Preferred-FT: the chosen texts' NLL alone, which no β enters.
 BETA_FREE = ("sft",)
 
-# TRL 1.16 reads `label_smoothing` for these loss types only (its sigmoid, hinge and ipo ignore it).
+# TRL reads `label_smoothing` for these loss types only (its sigmoid, hinge and ipo ignore it).
 LABEL_SMOOTHING_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
 # EXO needs label smoothing > 0; its paper recommends 1e-3.
 EXO_DEFAULT_LABEL_SMOOTHING = 1e-3
@@ -34,7 +37,7 @@ PAIR_METHODS = tuple(m for m in METHODS if m not in ONLINE_METHODS)
 READ_BY: dict[str, tuple[tuple[str, ...], str]] = {
     "beta": (tuple(m for m in METHODS if m not in BETA_FREE), "sft (Preferred-FT) is the chosen texts' NLL, with no β"),
     "label_smoothing": (LABEL_SMOOTHING_LOSSES,
-                        f"TRL 1.16 reads it only for {', '.join(LABEL_SMOOTHING_LOSSES)}"),
+                        f"TRL {TRL_VERSION} reads it only for {', '.join(LABEL_SMOOTHING_LOSSES)}"),
     "slic_lambda": ((SLIC,), "it weights slic's NLL term"),
     "num_generations": (("rloo", "grpo"), "only rloo and grpo sample several completions per prompt"),
     "soft_labels": (("sigmoid",), "soft labels are defined for the sigmoid loss only"),
@@ -49,14 +52,11 @@ READ_BY: dict[str, tuple[tuple[str, ...], str]] = {
 # What trains, and on which labels, when the user names only a method. "standard": the method as its paper and TRL
 # define it (every weight fine-tuned on hard labels against the frozen starting policy). "token-bias": the
 # project's measured recipe (a per-token logit bias started from the reward's token scores, soft labels for
-# sigmoid; docs/methods.md). Each part stays its own option; an explicit option beats the recipe.
+# sigmoid; docs/methods.md, which also says how each β was chosen). Each part stays its own option; an explicit
+# option beats the recipe.
 STANDARD, TOKEN_BIAS = "standard", "token-bias"
 RECIPES: dict[str, dict[str, object]] = {
-    # β 0.5: whole-network DPO at β 0.25 and 0.5 paid the same KL overhead (7.2x, 7.3x; studies/sweep_default), and
-    # 0.5 reaches +0.29 p_positive at 3.9 nats, the target gain at the least drift.
     STANDARD: {"logit_bias": False, "soft_labels": False, "beta": 0.5},
-    # β 0.175: of β 0.165 to 0.185 on seeds 0, 1 and 2, the only one whose 3-seed mean reaches p_positive >= 0.80
-    # within 5 nats and 3x (0.812 at 4.89 nats, 2.96x); no β does it on every seed (studies/token_bias_beta).
     TOKEN_BIAS: {"logit_bias": True, "bias_start": "reward", "soft_labels": True, "beta": 0.175},
 }
 # β of the online methods (their KL coefficient), whatever the recipe.

@@ -22,7 +22,7 @@ from ..presets import preset_training_defaults
 from ..distributed import is_main_process, process_state, wait_for_everyone
 from ..errors import Interrupted, PipelineError
 from ..locks import exclusive
-from ..methods.registry import SLIC, check_method, is_online
+from ..methods.registry import check_method, is_online
 from ..models import RECORDED_MODEL_FIX, context_limit, non_finite_parameters
 from ..methods.model_card import CARD, model_card, what_trains
 from .pairs import PAIR_COLUMNS, check_ids_match_texts, is_finite_number
@@ -37,58 +37,6 @@ def defaults_from_run(values: dict[str, Any]) -> dict[str, Any]:
         return {}
     policy = files.read_yaml(record, "python3 text_generation.py").get("policy")
     return preset_training_defaults(policy, values.get("loss", "sigmoid")) if isinstance(policy, str) else {}
-
-
-def _trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool) -> dict[str, Any]:
-    """Arguments shared by DPOConfig and the online methods' configs: fp32 on CPU, bf16 on GPUs that support it, no
-    activation checkpointing, checkpoints only if asked for, no trackers."""
-    import torch
-
-    return dict(
-        output_dir=str(output_dir),
-        # sft reads no β (None): TRL's default then stands, unused
-        **({} if config.beta is None else {"beta": config.beta}),
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        warmup_steps=config.warmup_ratio,  # transformers 5 reads a float < 1 as a share of the steps
-        lr_scheduler_type="linear",
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=use_cpu,
-        # TRL turns bf16 on by default, which fails without a GPU
-        bf16=not use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        activation_checkpointing=False,  # recomputing activations only costs time on models this small
-        # every trainable parameter takes part in each forward pass, so DDP need not search the graph for unused
-        # ones after every step (transformers' default does, and warns that it found none)
-        ddp_find_unused_parameters=False,
-        logging_steps=10,
-        save_strategy="steps" if config.save_steps else "no",
-        save_steps=config.save_steps or 500,
-        save_total_limit=2,
-        report_to=config.report_to,
-        disable_tqdm=False,
-    )
-
-
-def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
-    """TRL's DPOConfig for this run. SLiC-HF is DPOTrainer's "hinge" relu(1 - beta * (log-ratio(chosen) -
-    log-ratio(rejected))) on reference log-probs of 0, i.e. margin 1/beta in the policy's own log-likelihood gap,
-    plus `slic_lambda` times "sft", the mean NLL of the chosen tokens: CPOTrainer's hinge loss with cpo_alpha."""
-    from trl import DPOConfig
-
-    slic = config.loss == SLIC
-    return DPOConfig(
-        **_trainer_args(config, output_dir, use_cpu),
-        loss_type=["hinge", "sft"] if slic else [config.loss],
-        loss_weights=[1.0, config.slic_lambda] if slic else None,
-        label_smoothing=config.label_smoothing or 0.0,  # None: a loss type that does not read it
-        max_length=None,  # generated texts are short: truncating them would only lose signal
-        # slic has no reference: its zero log-probs are "precomputed" without a model pass or a reference copy
-        precompute_ref_log_probs=bool(config.precompute_ref_log_probs) or slic,
-        precompute_ref_batch_size=max(64, config.batch_size),
-    )
 
 
 def read_pairs(path: Path) -> list[dict[str, Any]]:
@@ -166,58 +114,6 @@ def check_pair_lengths(dataset, policy, path: Path) -> None:
         raise PipelineError(f"{path} line {first + 1}: prompt + completion is {length[first].as_py()} tokens but the "
                             f"policy handles {limit}; shorten or remove the pair, or rerun `python3 "
                             "text_generation.py` with a smaller --max-new-tokens")
-
-
-def lora_config(config: TrainingConfig) -> Any:
-    """peft's LoraConfig for `--lora-rank` > 0 (adapters on every linear layer but the LM head), else None."""
-    if not config.lora_rank:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
-
-
-def check_trained_parameters(model, config: TrainingConfig) -> None:
-    """Refuse a logit bias on a model it cannot be folded into (no final LayerNorm with a bias, e.g. SmolLM2)."""
-    from ..methods.logit_bias import supports_logit_bias
-
-    if config.logit_bias and not supports_logit_bias(model):
-        name = model.config.name_or_path or "this policy"
-        what = "--recipe token-bias trains" if config.recipe == "token-bias" else "--logit-bias trains"
-        raise PipelineError(f"{what} a per-token logit bias, which needs a final LayerNorm with a bias (GPT-2 style) "
-                            f"to fold into; {name} has none: use --recipe standard (every weight) or --lora-rank R")
-
-
-def choose_trained_parameters(model, config: TrainingConfig, initial_bias=None) -> None:
-    """For the logit bias, freeze the weights and give the LM head the trainable bias, starting at `initial_bias`
-    (None: zero). A model still training an earlier round's bias (a sweep's later rounds) first takes that bias
-    into its weights: each round starts from the policy it reached."""
-    from ..methods.logit_bias import add_logit_bias, fold_logit_bias
-
-    fold_logit_bias(model)
-    check_trained_parameters(model, config)
-    if config.logit_bias:
-        bias = add_logit_bias(model, model.config.name_or_path or "this policy")
-        if initial_bias is not None:
-            bias.start_from(initial_bias)
-
-
-def starts_from_token_scores(config: TrainingConfig) -> bool:
-    """Whether a (resolved) training's logit bias starts from the reward model's token scores."""
-    return bool(config.logit_bias) and config.bias_start == "reward"
-
-
-def token_prior(policy, classifier, dataset, rows: list[dict[str, Any]], batch_size: int) -> Any:
-    """The `bias_start.TokenPrior` (the reward model's token scores, scaled on the pairs: `dataset`'s token ids,
-    `rows`' rewards) a logit bias starts from under `--bias-start reward`."""
-    from ..methods.bias_start import fit_token_prior
-    from ..methods.fast_dpo import token_columns
-
-    vocab_size = policy.model.get_output_embeddings().weight.shape[0]
-    _, chosen, rejected = token_columns(dataset)
-    gaps = [row["chosen_reward"] - row["rejected_reward"] for row in rows]
-    return fit_token_prior(policy.tokenizer, classifier, chosen, rejected, gaps, vocab_size, batch_size)
 
 
 def save_trained(trainer, folder: Path) -> None:
@@ -315,23 +211,25 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
-        # raised inside TRL 1.16's trainers (reference pass and training) about a transformers rename; nothing a
-        # user can act on
+        # raised inside TRL's trainers (reference pass and training) about a transformers rename; nothing a user
+        # can act on
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        # each method family builds its trainer from the config
         if is_online(config.loss):
-            from ..methods.online_rl import make_trainer
+            from ..methods import online_rl
 
-            trainer = make_trainer(model, tokenizer, dataset, config, _trainer_args(config, output_dir, use_cpu),
-                                   reward, max_new_tokens, lora_config(config), callbacks)
+            trainer = online_rl.build_trainer(model, tokenizer, dataset, config, output_dir, use_cpu, callbacks,
+                                              reward, max_new_tokens)
+        elif config.logit_bias:
+            from ..methods import token_bias
+
+            trainer = token_bias.build_trainer(model, tokenizer, dataset, config, output_dir, use_cpu, callbacks,
+                                               ref_model, initial_bias)
         else:
-            from ..methods.fast_dpo import dpo_trainer_class
+            from ..methods import pair_methods
 
-            choose_trained_parameters(model, config, initial_bias)
-            trainer = dpo_trainer_class()(model=model, ref_model=ref_model,
-                                     args=dpo_config(config, output_dir, use_cpu),
-                                     train_dataset=dataset, processing_class=tokenizer,
-                                     peft_config=lora_config(config), callbacks=callbacks,
-                                     group_by_prompt=config.group_by_prompt, reference_free=config.loss == SLIC)
+            trainer = pair_methods.build_trainer(model, tokenizer, dataset, config, output_dir, use_cpu, callbacks,
+                                                 ref_model)
         trainer.add_callback(finite_guard(config.loss))
         with deterministic_kernels():
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -384,6 +282,8 @@ def run(config: TrainingConfig) -> Path:
                               (("chosen_ids", "chosen"), ("rejected_ids", "rejected")), "python3 prepare_dataset.py")
         dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
         check_pair_lengths(dataset, policy, run_dir / data_file)
+        from ..methods.token_bias import check_trained_parameters, starts_from_token_scores, token_prior
+
         check_trained_parameters(policy.model, config)
         if starts_from_token_scores(config):
             prior = token_prior(policy, _reward_model(generation, device), dataset, rows, generation["batch_size"])
