@@ -16,8 +16,8 @@ from .presets import PRESETS
 from .prompt_source import DEFAULT_COLUMN, DEFAULT_HELDOUT_FRACTION, KINDS_HELP
 from .prompts import CORPUS_PROMPT_WORDS
 from .methods.registry import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSSES, ONLINE_BETA, READ_BY, RECIPES,
-                               STANDARD, TOKEN_BIAS, TRL_VERSION, check_method, check_reads, reads, recipe_defaults,
-                               trains_on_pairs)
+                               STANDARD, TOKEN_BIAS, TRL_VERSION, check_method, check_reads, is_own_loss, method_name,
+                               reads, recipe_defaults, trains_on_pairs)
 
 # Stage 1's options that choose the prompts, also on run_pipeline.py's command line: the source is named once.
 PROMPT_OPTIONS = ("prompts", "prompt_column", "prompt_words", "prompt_tokens", "heldout_split", "heldout_fraction")
@@ -167,7 +167,7 @@ class PairsConfig(CommonConfig):
 
 
 # Pairs per step: 16 prompts' 28 pairs when grouped, 128 distinct texts; averaging this many pairs is what
-# brought the KL overhead down (studies/against_the_ceiling/README.md).
+# brought the KL overhead down (studies/against_the_ceiling/README.md at commit e3d212a).
 PAIR_BATCH_SIZE = 448
 # Completions per step of the online methods: 4 prompts x 4 generations, each sampled by TRL's generate.
 ONLINE_BATCH_SIZE = 16
@@ -244,10 +244,19 @@ class TrainingConfig(CommonConfig):
                             default=0)
     resume: bool = option("Resume an interrupted training from its last checkpoint (needs --save-steps).",
                          default=False)
+    method_name: str | None = option(
+        "A loss from a file (LOSS = FILE.py:FUNCTION) only: the name its outputs carry (models/NAME, results/NAME, "
+        "tables, plots); not a built-in method's. Default: the function's name.", default=None)
+
+    @property
+    def name(self) -> str:
+        """The method's name in outputs: models/NAME, results/NAME, tables and plots."""
+        return self.method_name or self.loss
 
     def __post_init__(self) -> None:
         check_common(self)
         check_method(self.loss)
+        resolve_method_name(self)
         check_choice("report_to", self.report_to, REPORT_TO)
         for name in READ_BY:  # an option the method does not read is refused, not ignored
             if getattr(self, name) is not None:
@@ -317,7 +326,8 @@ class TrainingConfig(CommonConfig):
 
 @dataclass
 class MetricsConfig(CommonConfig):
-    loss: str = option("Which trained model to evaluate: models/LOSS.", default="sigmoid")
+    loss: str = option("Which trained model to evaluate: models/LOSS (a built-in method, the name of a loss from a "
+                       "file, or FILE.py:FUNCTION).", default="sigmoid")
     num_prompts: int = option("Held-out prompts (never used for training) to sample from.", default=256)
     samples_per_prompt: int = option("Samples per held-out prompt from each model.", default=1)
     batch_size: int = option("Sequences per generation / scoring batch.", default=64)
@@ -325,14 +335,28 @@ class MetricsConfig(CommonConfig):
                               "'embedded', or 'none'). Default: the preset's (the embedded judge).", default=None)
     ceiling_samples: int = option("Reference samples per held-out prompt for the ceiling (the KL-regularised optimum "
                                  "and best-of-n), drawn once per content and cached; 0: no ceiling.", default=64)
+    method_name: str | None = option("With LOSS = FILE.py:FUNCTION: the name it was trained under (main.py's "
+                                     "--method-name). Default: the function's name.", default=None)
+
+    @property
+    def name(self) -> str:
+        """The method's name in outputs: models/NAME, results/NAME."""
+        return self.method_name or self.loss
 
     def __post_init__(self) -> None:
         check_common(self)
+        resolve_method_name(self)
         check_positive(self, "num_prompts", "samples_per_prompt", "batch_size")
         check_non_negative(self, "ceiling_samples")
         if self.ceiling_samples == 1:
             raise PipelineError("--ceiling-samples needs at least 2 samples per prompt (or 0 for no ceiling); "
                                 "use the default 64")
+
+
+def resolve_method_name(config: Any) -> None:
+    """A loss from a file takes its function's name or --method-name (not a built-in's); a built-in method none."""
+    if is_own_loss(config.loss) or config.method_name is not None:
+        config.method_name = method_name(config.loss, config.method_name)
 
 
 def check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:

@@ -3,7 +3,7 @@
 With MKL pinned to its AVX2 branch (kernels.py), an Intel and an AMD CPU multiply most matrices with the same code,
 but on an AMD CPU MKL runs code of its own, whatever branch it is asked for, for three kinds of shape (measured
 product by product natively on AMD EPYC hosts and under an emulated Intel Haswell, whose bytes matched a real Intel
-host's in every kernel family: studies/cpu_kernels):
+host's in every kernel family: studies/cpu_kernels at commit e3d212a):
 
 - a contraction length from `BAND[0]` to `BAND[1]` (193 to 257; 192 and 258 are computed alike),
 - a result with fewer than `MIN_SIDE` rows or columns (MKL's small-matrix code; 16 by 16 is computed alike),

@@ -275,9 +275,10 @@ def test_a_training_option_with_several_values_is_a_grid_axis(tmp_path, tiny_pol
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_sweep_config_is_valid_and_keeps_what_its_report_was_made_with(path):
-    """The committed reports were made before the logit bias was the default: their configs must say so."""
+def test_every_shipped_sweep_config_is_valid_and_trains_the_standard_methods(path):
+    """Each committed sweep config loads and validates, and trains every weight (the standard recipe)."""
     from sentiment_dpo.config_parser import load_yaml_config
 
     config = sweep.SweepConfig(**load_yaml_config(str(path), sweep.SweepConfig))
-    assert config.logit_bias == [False]
+    assert config.logit_bias == [None] and config.recipe in ([None], ["standard"])
+    assert sweep.training_config(config, sweep.grid(config)[0]).logit_bias is False

@@ -4,7 +4,7 @@ Why: 8,000 scored samples estimate 4,096 token biases noisily (on the embedded d
 the reward at 0.77 on its training samples but 0.46 on new ones). The reward model can say directly how positive
 each token is: scored inside a few short review phrases, its token scores alone predict the reward of new samples
 about as well as the bias DPO fits from 8,000 of them, and DPO started from them, rather than from zero, spends
-its samples on what the scores miss (studies/token_score_start/README.md).
+its samples on what the scores miss (studies/token_score_start/README.md at commit e3d212a).
 
 The start is the KL-regularised optimum for the reward k·Σ_t s(token_t): b = k·s/β, with s the token scores and
 k the reward per unit of score, fitted on the training pairs (least squares of each pair's reward difference on
@@ -24,8 +24,8 @@ from ..scoring import Classifier
 logger = logging.getLogger(__name__)
 
 # Short review phrases each token is scored in ({} is the token's text, with its own leading space if it has one).
-# Averaging the phrases evens out what one context does to a token (studies/token_score_start/README.md: one phrase
-# alone correlates 0.50 with the reward of new samples, the eight 0.51).
+# Averaging the phrases evens out what one context does to a token (studies/token_score_start/README.md at commit
+# e3d212a: one phrase alone correlates 0.50 with the reward of new samples, the eight 0.51).
 TEMPLATES = ("the movie was{}", "{} movie", "overall , it is{} and", "the acting is{} , the plot", "a{} film .",
              "this is{} .", "i found it{}", "the story is{} but")
 

@@ -3,8 +3,8 @@ vocabulary token.
 
 Why: the sentiment reward is largely lexical, and a vocabulary-sized bias learnt from a few thousand scored samples
 generalises to new prompts far better than an update of every weight, which also fits the particular sampled texts
-(docs/methods.md, studies/logit_bias/README.md). With the same 8,000 samples, DPO on the bias pays about half the
-KL overhead of DPO on all the weights.
+(docs/methods.md, studies/logit_bias/README.md at commit e3d212a). With the same 8,000 samples, DPO on the bias pays
+about half the KL overhead of DPO on all the weights.
 
 How it stays a plain model: a GPT-2 style LM head has no bias, but the final LayerNorm centres its input, so with
 u = 1/γ (γ, β_f the LayerNorm's weight and bias) every normalised hidden state h satisfies h·u = Σ_k β_f,k/γ_k =: c,
@@ -24,8 +24,8 @@ from ..errors import PipelineError
 
 # The bias is trained as LEARNING_RATE_MULTIPLIER·θ: Adam moves θ by about --learning-rate a step, so the default
 # learning rate for the weights (2e-4) moves each token's bias by about 0.1 nats a step, the rate at which the
-# bias reached the ceiling's neighbourhood within 2 epochs (studies/logit_bias/README.md). One learning rate then serves
-# every parameterisation, the sweep's learning-rate axis included.
+# bias reached the ceiling's neighbourhood within 2 epochs (studies/logit_bias/README.md at commit e3d212a). One
+# learning rate then serves every parameterisation, the sweep's learning-rate axis included.
 LEARNING_RATE_MULTIPLIER = 500.0
 # |c| below this would make the fold's uᵀh / c amplify rounding error.
 MIN_FOLD_CONSTANT = 1e-3

@@ -2,10 +2,10 @@
 
 Every pair method trained on the same pairs from the same starting policy scores the same texts with the same frozen
 model: the default pipeline's sigmoid and hinge trainings, each point of a sweep, the same trainings in a second run
-directory. The pass is about a sixth of a training of the embedded policy (studies/reference_logps_cache), so it is
-computed once per content and read back after that. The key holds everything its bytes depend on: the scoring
-model's weights and architecture, the texts in their order (the pass batches them by length, ties in that order),
-the batch size and padding, the head and precision that compute it, the CPU kernels and the library versions. A
+directory. The pass is about a sixth of a training of the embedded policy (studies/reference_logps_cache at commit
+e3d212a), so it is computed once per content and read back after that. The key holds everything its bytes depend on: the
+scoring model's weights and architecture, the texts in their order (the pass batches them by length, ties in that
+order), the batch size and padding, the head and precision that compute it, the CPU kernels and the library versions. A
 model changed in any weight, a bias or an adapter included, gets another key, even where the pass switches that part
 off: a needless pass at worst, never a stale one.
 """
