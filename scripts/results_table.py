@@ -2,7 +2,7 @@
 """The results table of README.md: each (recipe, method, β) of the given pipeline run directories, means over the
 runs (seeds) with their range (min to max), and a copy of each run's metrics and summary for the repository.
 
-    python3 studies/standard_vs_token_bias/table.py runs/standard_seed0 runs/tokenbias_seed0 ... [--by-seed]
+    python3 scripts/results_table.py runs/standard_seed0 runs/tokenbias_seed0 ... [--by-seed]
         [--copy-to DIR]
 """
 

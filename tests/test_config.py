@@ -72,7 +72,7 @@ def test_unknown_yaml_option(tmp_path):
     (TrainingConfig, ["--loss", "grpo", "--no-group-by-prompt"], "--group-by-prompt does nothing for 'grpo'"),
     # options the chosen method does not read: refused, never ignored
     (TrainingConfig, ["--loss", "sigmoid", "--label-smoothing", "0.1"],
-     "--label-smoothing does nothing for 'sigmoid' .TRL 1.16 reads it only for robust, exo_pair, aot, aot_unpaired"),
+     "--label-smoothing does nothing for 'sigmoid' .TRL 1.16.0 reads it only for robust, exo_pair, aot, aot_unpaired"),
     (TrainingConfig, ["--loss", "hinge", "--label-smoothing", "0"], "--label-smoothing does nothing for 'hinge'"),
     (TrainingConfig, ["--loss", "sigmoid", "--slic-lambda", "0.5"], "--slic-lambda does nothing for 'sigmoid'"),
     (TrainingConfig, ["--loss", "online_dpo", "--num-generations", "4"],

@@ -31,7 +31,8 @@ from ..config import (BITWISE_HELP, GenerationConfig, MetricsConfig, PairsConfig
 from ..presets import PRESETS
 from ..errors import PipelineError
 from ..prompt_source import absolute_source
-from ..methods.registry import BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, reads
+from ..methods.registry import (BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, is_own_loss,
+                                reads)
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ class SweepConfig(StageOptions):
                 raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
         for loss in self.losses:
             check_method(loss)
+            if is_own_loss(loss):  # its cells' folders, records and report rows are keyed by built-in names
+                raise PipelineError(f"sweep.py does not take a loss from a file yet ({loss}); compare it with "
+                                    f"`python3 run_pipeline.py --losses sigmoid {loss}`, or main.py per β")
         # each cell gets only the options its method reads: one that no method here reads would do nothing
         check_read_by_some([name for name in TRAINING_NAMES if getattr(self, name) != [None]], self.losses,
                            "the sweep")

@@ -262,9 +262,10 @@ class SampledTokensDPOTrainer(DPOTrainer):
         if reference_free and not self.args.precompute_ref_log_probs:
             raise ValueError("reference_free needs precompute_ref_log_probs: TRL's per-step pass would use a model")
         if self.train_dataset is not None and PREFERENCE in self.train_dataset.column_names:
-            if self.loss_types != ["sigmoid"] or pair_loss is not None:
-                raise ValueError("soft labels are defined for the plain sigmoid loss only")
-            self.pair_loss = soft_label_sigmoid_loss
+            if pair_loss is None:  # TRL's loss types have no per-pair label
+                if self.loss_types != ["sigmoid"]:
+                    raise ValueError("soft labels are defined for the plain sigmoid loss only")
+                self.pair_loss = soft_label_sigmoid_loss
             self.data_collator = _keep_preference(self.data_collator)
         if self.pair_loss is not None and (self.f_divergence_type != "reverse_kl" or self.ld_alpha is not None
                                            or self.use_weighting or self.aux_loss_enabled):

@@ -30,13 +30,16 @@ def what_trains(training: dict[str, Any]) -> str:
                  "the chosen texts' NLL, no reference term (sft)" if loss in BETA_FREE else
                  f"β {training['beta']:g} against the frozen starting policy")
     recipe = training.get("recipe") or "standard"
+    own = (training.get("provenance") or {}).get("own_loss")
+    if own:
+        labels = f"the loss `{own['function']}` of {own['copy']} (SHA-256 {own['sha256'][:16]}…, a copy in this folder)"
     return f"{trained_parameters(training)}, on {labels}, {reference} (recipe {recipe})"
 
 
 def model_card(training: dict[str, Any], metrics: dict[str, Any] | None = None) -> str:
     """Markdown from the resolved training config (with its provenance block) and, once stage 4 ran, its metrics."""
     provenance = training.get("provenance", {})
-    loss = training["loss"]
+    loss = training.get("method_name") or training["loss"]
     lines = [
         "---", "library_name: transformers", "pipeline_tag: text-generation",
         f"tags: [sentiment-dpo, trl, {loss}]", "---", "", f"# `{loss}` policy (sentiment-dpo)", "",

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .logit_bias import fold_logit_bias
-from .registry import SLIC
+from .own_loss import checked, load_own_loss
+from .registry import SLIC, is_own_loss
 from .trainer_args import lora_config, shared_trainer_args
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
     slic = config.loss == SLIC
     return DPOConfig(
         **shared_trainer_args(config, output_dir, use_cpu),
-        loss_type=["hinge", "sft"] if slic else [config.loss],
+        # a loss from a file replaces TRL's loss types (`pair_loss`): "sigmoid" only fills the field
+        loss_type=["hinge", "sft"] if slic else ["sigmoid"] if is_own_loss(config.loss) else [config.loss],
         loss_weights=[1.0, config.slic_lambda] if slic else None,
         label_smoothing=config.label_smoothing or 0.0,  # None: a loss type that does not read it
         max_length=None,  # generated texts are short: truncating them would only lose signal
@@ -35,13 +37,15 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
 
 def dpo_trainer(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
                 callbacks: list | None = None, ref_model=None) -> Any:
-    """The DPO trainer of `config` on `model` as it is (its trainable parameters chosen)."""
+    """The DPO trainer of `config` on `model` as it is (its trainable parameters chosen); a loss from a file
+    (`own_loss`) is its `pair_loss`."""
     from .fast_dpo import dpo_trainer_class
 
+    pair_loss = checked(load_own_loss(config.loss)) if is_own_loss(config.loss) else None
     return dpo_trainer_class()(model=model, ref_model=ref_model, args=dpo_config(config, output_dir, use_cpu),
                                train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(config),
                                callbacks=callbacks, group_by_prompt=config.group_by_prompt,
-                               reference_free=config.loss == SLIC)
+                               reference_free=config.loss == SLIC, pair_loss=pair_loss)
 
 
 def build_trainer(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,

@@ -63,9 +63,48 @@ RECIPES: dict[str, dict[str, object]] = {
 ONLINE_BETA = 0.3
 
 
+# A user's pair loss from a file, `FILE.py:FUNCTION` (methods/own_loss.py): a pair method that reads β and the
+# options of what trains and how pairs are batched; not the options of TRL's own loss types.
+OWN_LOSS_READS = ("beta", "recipe", "group_by_prompt", "logit_bias", "bias_start", "precompute_ref_log_probs")
+OWN_LOSS_REASON = "a loss from a file gets the log-probs, β and, where its signature has it, the soft label"
+
+
+def is_own_loss(loss: str) -> bool:
+    """Whether `loss` names a user's loss file (`FILE.py:FUNCTION`) rather than a built-in method."""
+    return ".py:" in loss
+
+
+def own_loss_parts(loss: str) -> tuple[str, str]:
+    """(file, function) of `FILE.py:FUNCTION`, or a one-line error."""
+    file, _, function = loss.rpartition(":")
+    if not file.endswith(".py") or not function.isidentifier():
+        raise PipelineError(f"{loss!r} is not FILE.py:FUNCTION; name a Python file and a function in it, e.g. "
+                            "my_losses.py:margin_dpo")
+    return file, function
+
+
+def method_name(loss: str, name: str | None = None) -> str:
+    """The name a method's outputs carry (models/NAME, results/NAME, tables, plots): a built-in method's own, a loss
+    file's function name or `name` (--method-name), which must not be a built-in method's."""
+    if not is_own_loss(loss):
+        if name is not None:
+            raise PipelineError(f"--method-name names a loss from a file; {loss!r} is built in: remove --method-name")
+        return loss
+    name = name or own_loss_parts(loss)[1]
+    if name in METHODS or name == "reference" or not name.replace("-", "_").isidentifier():
+        raise PipelineError(f"the name {name!r} of {loss} is {'a built-in method' if name in METHODS else 'taken'}"
+                            f"{'' if name.replace('-', '_').isidentifier() else ' or not a plain name'}; pass "
+                            "--method-name with another (letters, digits, _ and -)")
+    return name
+
+
 def check_method(loss: str) -> None:
+    if is_own_loss(loss):
+        own_loss_parts(loss)
+        return
     if loss not in METHODS:
-        raise PipelineError(f"unknown loss {loss!r}; choose one of: {', '.join(METHODS)}")
+        raise PipelineError(f"unknown loss {loss!r}; choose one of: {', '.join(METHODS)}, or your own as "
+                            "FILE.py:FUNCTION")
 
 
 def is_online(loss: str) -> bool:
@@ -79,6 +118,8 @@ def trains_on_pairs(loss: str) -> bool:
 
 def reads(loss: str, option: str) -> bool:
     """Whether method `loss` reads training option `option`."""
+    if is_own_loss(loss):
+        return option not in READ_BY or option in OWN_LOSS_READS
     return option not in READ_BY or loss in READ_BY[option][0]
 
 
@@ -89,7 +130,8 @@ def flag(option: str) -> str:
 def check_reads(loss: str, option: str) -> None:
     """Refuse an option `loss` does not read: one line naming why and the fix."""
     if not reads(loss, option):
-        raise PipelineError(f"{flag(option)} does nothing for {loss!r} ({READ_BY[option][1]}): remove it")
+        reason = OWN_LOSS_REASON if is_own_loss(loss) else READ_BY[option][1]
+        raise PipelineError(f"{flag(option)} does nothing for {loss!r} ({reason}): remove it")
 
 
 def check_read_by_some(options: Iterable[str], losses: list[str], where: str) -> None:
@@ -98,6 +140,28 @@ def check_read_by_some(options: Iterable[str], losses: list[str], where: str) ->
         if not any(reads(loss, option) for loss in losses):
             raise PipelineError(f"{where} sets {flag(option)}, which none of {', '.join(losses)} reads "
                                 f"({READ_BY[option][1]}): remove it")
+
+
+# Why a method's population minimiser is not the KL-regularised optimum π_ref·exp(r/β) the ceiling draws.
+OTHER_OBJECTIVE = {
+    "sigmoid": "hard labels push the margin up without end",
+    "ipo": "a fixed margin 1/(2β) per pair",
+    "hinge": "any margin past 1/β",
+    SLIC: "a hinge on its own likelihood gap, no reference",
+    "sft": "the chosen texts' NLL",
+    "online_dpo": "hard-label DPO on its own pairs",
+}
+
+
+def ceiling_objective(loss: str, soft_labels: bool | None = None) -> str:
+    """Whether `loss`'s population minimiser is the policy the ceiling draws, in a few words (docs/methods.md)."""
+    if is_own_loss(loss):
+        return "not known (your own loss)"
+    if loss == "sigmoid" and soft_labels:
+        return "yes (soft labels)"
+    if loss in ("rloo", "grpo"):
+        return "yes, up to its KL estimator"
+    return f"no: {OTHER_OBJECTIVE.get(loss, 'TRL defines another objective')}"
 
 
 def recipe_defaults(recipe: str, loss: str) -> dict[str, object]:

@@ -60,11 +60,12 @@ def default_evaluator(device) -> Evaluator:
 
 def run(config: MetricsConfig) -> dict[str, Any]:
     """Write results/LOSS/metrics.json, samples.jsonl, plots and resolved config; return the metrics."""
-    check_method(config.loss)
     run_dir = Path(config.run_dir)
+    trained_dir = run_dir / layout.model_dir(config.name)
+    if config.method_name is None and not trained_dir.exists():  # a typo of a built-in name: say which there are
+        check_method(config.loss)
     generation = files.read_yaml(run_dir / layout.GENERATION_CONFIG, "python3 text_generation.py")
-    trained_dir = run_dir / layout.model_dir(config.loss)
-    files.check_no_file_in_the_way(run_dir / layout.results_dir(config.loss))  # before the minutes of sampling
+    files.check_no_file_in_the_way(run_dir / layout.results_dir(config.name))  # before the minutes of sampling
     if not (trained_dir / "config.json").exists():
         raise PipelineError(f"{trained_dir} holds no trained model; run `python3 main.py {config.loss}` first")
     device = resolve_device(config.device)
@@ -86,13 +87,13 @@ def run(config: MetricsConfig) -> dict[str, Any]:
     metrics["intervals"] = policy_intervals(policy_rows, ceiling_rewards, config.seed)
     if not is_main_process():  # every process holds all samples; one writes the results
         return metrics
-    _write_atomically(run_dir / layout.results_dir(config.loss), config, metrics, reference_rows, policy_rows,
+    _write_atomically(run_dir / layout.results_dir(config.name), config, metrics, reference_rows, policy_rows,
                       optimum, best_of_n, trained_dir)
     training_record = trained_dir / layout.TRAINING_CONFIG
     if training_record.exists():  # the model card gains the evaluation
         training = files.read_yaml(training_record, "python3 main.py")
         files.write_text_atomic(trained_dir / CARD, model_card(training, metrics))
-    _log_result(config.loss, metrics)
+    _log_result(config.name, metrics)
     return metrics
 
 
@@ -102,13 +103,13 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
     """metrics.json without the ceiling and the intervals: both models' metrics, the pair metrics, provenance."""
     reward, judge_classifier, prompts = evaluator.reward, evaluator.judge, evaluator.settings.prompts
     metrics = {
-        "loss": config.loss,
+        "loss": config.name,
         "reference": {k: v for k, v in reference_metrics.items() if k not in PAIR_METRICS},
         "policy": {k: v for k, v in policy_metrics.items() if k not in PAIR_METRICS},
         **{k: policy_metrics[k] for k in PAIR_METRICS},
         "num_prompts": len(prompts),
         "provenance": {
-            "reference_policy": generation["policy"], "policy": str(layout.model_dir(config.loss)),
+            "reference_policy": generation["policy"], "policy": str(layout.model_dir(config.name)),
             "reward_model": generation["reward"], "judge": judge_spec(config, generation),
             # where each was loaded from: for the embedded ones a version name and a hash of the adapter and the
             # CPU kernels it was merged on
@@ -158,16 +159,16 @@ def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], re
                       ({"model": name, **row} for name, rows in by_model.items() for row in rows))
     rewards = {name: [r["reward"] for r in rows] for name, rows in by_model.items()}
     p_positive = {name: [r["p_positive"] for r in rows] for name, rows in by_model.items()}
-    plots.reward_histogram(rewards["reference"], rewards["policy"], config.loss, out / "reward_hist.png")
-    plots.reward_histogram(p_positive["reference"], p_positive["policy"], config.loss, out / "p_positive_hist.png",
+    plots.reward_histogram(rewards["reference"], rewards["policy"], config.name, out / "reward_hist.png")
+    plots.reward_histogram(p_positive["reference"], p_positive["policy"], config.name, out / "p_positive_hist.png",
                            xlabel="p(positive)")
-    plots.diversity_bars(metrics["reference"], metrics["policy"], config.loss, out / "diversity.png")
+    plots.diversity_bars(metrics["reference"], metrics["policy"], config.name, out / "diversity.png")
     if optimum is not None:
-        plots.ceiling_frontier({config.loss: (metrics["kl"], metrics["policy"]["reward_mean"])},
+        plots.ceiling_frontier({config.name: (metrics["kl"], metrics["policy"]["reward_mean"])},
                                metrics["reference"]["reward_mean"], optimum, best_of_n, out / layout.FRONTIER_PLOT)
     log_file = trained_dir / "training_log.json"
     if log_file.exists():
-        plots.training_curves(json.loads(log_file.read_text()), config.loss, out / "training.png")
+        plots.training_curves(json.loads(log_file.read_text()), config.name, out / "training.png")
     files.write_yaml(out / layout.METRICS_CONFIG, config_to_dict(config) | {"provenance": metrics["provenance"] | {
         "policy_weights_sha256": (files.sha256_of(trained_dir / "model.safetensors")
                                   if (trained_dir / "model.safetensors").exists() else None),

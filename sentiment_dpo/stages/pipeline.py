@@ -16,7 +16,7 @@ from ..config_parser import check_options, check_types, read_yaml_mapping
 from ..presets import preset_training_defaults
 from ..distributed import is_main_process
 from ..errors import PipelineError
-from ..methods.registry import check_method, check_read_by_some, reads
+from ..methods.registry import ceiling_objective, check_method, check_read_by_some, is_own_loss, reads
 from ..evaluation.metrics import measurable_drift
 from ..prompts import describe
 
@@ -95,6 +95,15 @@ def run(config: PipelineConfig) -> Path:
     from . import evaluate, pairs, generate, train
 
     training_configs = {loss: training_config(config, loss) for loss in config.losses}  # fail now, not later
+    names = [training.name for training in training_configs.values()]
+    if len(set(names)) < len(names):
+        raise PipelineError(f"two of --losses {' '.join(config.losses)} have one name ({', '.join(names)}): rename "
+                            "a function, or run a loss file on its own with --method-name")
+    if any(is_own_loss(loss) for loss in config.losses):  # import and check each loss file before any long work
+        from ..methods.own_loss import load_own_loss
+
+        for loss in filter(is_own_loss, config.losses):
+            load_own_loss(loss)
     common = {"run_dir": config.run_dir, "seed": config.seed, "bitwise": config.bitwise}
     timings: dict[str, float] = {}
 
@@ -108,16 +117,16 @@ def run(config: PipelineConfig) -> Path:
     start = time.time()
     timed("text_generation", generate.run, generation_config(config))
     timed("prepare_dataset", pairs.run, PairsConfig(**(common | config.pairs)))
-    for loss in config.losses:
-        timed(f"main {loss}", train.run, training_configs[loss])
-        timed(f"calculate_metrics {loss}", evaluate.run,
-              MetricsConfig(**(common | config.metrics | {"loss": loss})))
+    for loss, name in zip(config.losses, names):
+        timed(f"main {name}", train.run, training_configs[loss])
+        timed(f"calculate_metrics {name}", evaluate.run,
+              MetricsConfig(**(common | config.metrics | {"loss": name})))
     timings["total"] = time.time() - start
     if not is_main_process():
         return Path(config.run_dir) / layout.SUMMARY
     record = {"machine": files.machine_description(), "seconds": timings}
     files.write_json(Path(config.run_dir) / layout.TIMINGS, record)
-    return write_summary(Path(config.run_dir), config.losses, record)
+    return write_summary(Path(config.run_dir), names, record)
 
 
 def generation_config(config: PipelineConfig) -> GenerationConfig:
@@ -266,8 +275,16 @@ def _ceiling_section(run_dir: Path, results: dict[str, dict[str, Any]], losses: 
     plots.ceiling_frontier({loss: (m["kl"], m["policy"]["reward_mean"]) for loss, m in results.items()},
                            results[losses[0]]["reference"]["reward_mean"], optimum, best_of_n,
                            run_dir / layout.FRONTIER_PLOT)
+    objectives = ["Whether each method's population minimiser is the policy the ceiling draws "
+                  "(docs/methods.md says why): where it is not, a gap to the ceiling mixes "
+                  "another objective with optimisation error.", "", "| method | minimiser is the ceiling's policy |",
+                  "|---|---|"]
+    for loss in losses:
+        training = files.read_yaml(run_dir / layout.model_dir(loss) / layout.TRAINING_CONFIG, "python3 main.py")
+        objectives.append(f"| {loss} | {ceiling_objective(training['loss'], training.get('soft_labels'))} |")
     # the ceiling's section defines the KL overhead and the share of the ceiling's gain
-    return ["", "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n)]
+    return ["", "![trained policies against the ceiling](frontier.png)", "", *markdown_lines(optimum, best_of_n),
+            *objectives, ""]
 
 
 def _targets_plots_timings(run_dir: Path, losses: list[str], timings: dict[str, Any] | None) -> list[str]:

@@ -22,7 +22,8 @@ from ..presets import preset_training_defaults
 from ..distributed import is_main_process, process_state, wait_for_everyone
 from ..errors import Interrupted, PipelineError
 from ..locks import exclusive
-from ..methods.registry import check_method, is_online
+from ..methods.own_loss import load_own_loss
+from ..methods.registry import check_method, is_online, is_own_loss
 from ..models import RECORDED_MODEL_FIX, context_limit, non_finite_parameters
 from ..methods.model_card import CARD, model_card, what_trains
 from .pairs import PAIR_COLUMNS, check_ids_match_texts, is_finite_number
@@ -268,6 +269,7 @@ def run(config: TrainingConfig) -> Path:
     else:
         data_file = layout.PAIRS
         rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
+    own = load_own_loss(config.loss) if is_own_loss(config.loss) else None  # its checks too
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
     reward = prior = None
@@ -280,16 +282,17 @@ def run(config: TrainingConfig) -> Path:
     else:
         check_ids_match_texts(rows, policy.tokenizer, run_dir / data_file,
                               (("chosen_ids", "chosen"), ("rejected_ids", "rejected")), "python3 prepare_dataset.py")
-        dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=config.soft_labels)
+        dataset = pairs_dataset(rows, policy.tokenizer,
+                                soft_labels=config.soft_labels or (own is not None and own.takes_soft_label))
         check_pair_lengths(dataset, policy, run_dir / data_file)
         from ..methods.token_bias import check_trained_parameters, starts_from_token_scores, token_prior
 
         check_trained_parameters(policy.model, config)
         if starts_from_token_scores(config):
             prior = token_prior(policy, _reward_model(generation, device), dataset, rows, generation["batch_size"])
-    final = run_dir / layout.model_dir(config.loss)
-    with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/LOSS at a time
-        _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, prior)
+    final = run_dir / layout.model_dir(config.name)
+    with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/NAME at a time
+        _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, prior, own)
     return final
 
 
@@ -322,9 +325,10 @@ def interrupted_training(final: Path, checkpoints: Path, save_steps: int) -> str
 
 
 def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
-                    final: Path, device, prior=None) -> None:
+                    final: Path, device, prior=None, own=None) -> None:
     """Train into a staging folder and swap it in for `final` when complete (the caller holds `final`'s lock);
-    `prior`: the `bias_start.TokenPrior` the logit bias starts from (None: zero)."""
+    `prior`: the `bias_start.TokenPrior` the logit bias starts from (None: zero); `own`: the loss file
+    (`own_loss.OwnLoss`), whose source the folder keeps."""
     run_dir = Path(config.run_dir)
     # Every process must agree on these folders (all of them call save_model; the main one writes).
     staging = final.with_name(f".{final.name}.staging")
@@ -352,14 +356,17 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
                 ("num_prompts" if online else "num_pairs"): len(dataset),
                 "reward_model": generation["reward"], "libraries": files.library_versions(),
                 "processes": process_state().num_processes,
-            } | ({"bias_start": prior.record()} if prior else {}) | _reference_logps_entry(trainer)}
+            } | ({"bias_start": prior.record()} if prior else {}) | _reference_logps_entry(trainer)
+                | ({"own_loss": own.record() | {"copy": own.path.name}} if own else {})}
             files.write_yaml(staging / layout.TRAINING_CONFIG, resolved)
+            if own is not None:  # the loss that trained it, as it was
+                shutil.copyfile(own.path, staging / own.path.name)
             if (checkpoints / "runs").exists():  # tensorboard's event files: kept with the model
                 shutil.copytree(checkpoints / "runs", staging / "runs")
             files.write_text_atomic(staging / CARD, model_card(resolved))
             files.replace_dir_atomic(staging, final)
             shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished: nothing left to resume
-            logger.info("saved the %s-trained policy to %s", config.loss, final)
+            logger.info("saved the %s-trained policy to %s", config.name, final)
         wait_for_everyone()
     except KeyboardInterrupt:
         raise Interrupted(interrupted_training(final, checkpoints, config.save_steps)) from None
