@@ -10,8 +10,14 @@ from sentiment_dpo.evaluation.ceiling import BOOTSTRAP_RESAMPLES, bootstrap_draw
 from sentiment_dpo.evaluation.intervals import policy_intervals
 
 
+def _log_ratio(token_kl: float) -> float:
+    """A sample's log-ratio in these rows: another value than its token KL, so each interval reads its own."""
+    return 1.5 * token_kl + 0.1
+
+
 def _rows(values_by_prompt: list[list[tuple[float, float, float]]]) -> list[dict]:
-    return [{"prompt_index": p, "reward": r, "p_positive": q, "log_ratio": k}
+    """Sample rows from (reward, p_positive, token KL) per sample of each prompt."""
+    return [{"prompt_index": p, "reward": r, "p_positive": q, "token_kl": k, "log_ratio": _log_ratio(k)}
             for p, samples in enumerate(values_by_prompt) for r, q, k in samples]
 
 
@@ -21,8 +27,9 @@ def test_each_interval_is_the_percentile_interval_of_prompt_resamples_by_brute_f
     data = [[(rng.gauss(0, 1), rng.random(), abs(rng.gauss(2, 1))) for _ in range(2)] for _ in range(30)]
     intervals = policy_intervals(_rows(data), None, seed=3)
     draws = bootstrap_draws(30, 3)
-    for field, column in (("reward_mean_ci95", 0), ("p_positive_mean_ci95", 1), ("kl_ci95", 2)):
-        per_prompt = [sum(s[column] for s in samples) / 2 for samples in data]
+    for field, value in (("reward_mean_ci95", lambda s: s[0]), ("p_positive_mean_ci95", lambda s: s[1]),
+                         ("kl_ci95", lambda s: s[2]), ("kl_monte_carlo_ci95", lambda s: _log_ratio(s[2]))):
+        per_prompt = [sum(value(s) for s in samples) / 2 for samples in data]
         means = sorted(sum(per_prompt[i] for i in draw) / 30 for draw in draws)
         # numpy's default percentile: linear between the order statistics at (n - 1)·q
         low, high = (means[int(q)] + (q % 1) * (means[int(q) + 1] - means[int(q)])

@@ -281,6 +281,13 @@ def test_whole_pipeline(tmp_path, tiny_policy, tiny_reward):
     for loss in ("sigmoid", "hinge"):
         metrics = json.loads((tmp_path / "run" / "results" / loss / "metrics.json").read_text())
         assert f"| {metrics['kl_overhead_text']} | {metrics['ceiling_gain_share_text']} |" in summary
+        # both KL estimates with their intervals; the Rao-Blackwellised one is `kl`, the mean of the samples' token KLs
+        rows = [json.loads(line) for line in (tmp_path / "run" / "results" / loss / "samples.jsonl").open()]
+        policy = [r for r in rows if r["model"] == "policy"]
+        assert metrics["kl"] == pytest.approx(sum(r["token_kl"] for r in policy) / len(policy))
+        assert metrics["kl_monte_carlo"] == pytest.approx(sum(r["log_ratio"] for r in policy) / len(policy))
+        assert {"kl_ci95", "kl_monte_carlo_ci95"} <= set(metrics["intervals"])
+        assert f"- {loss}: Rao-Blackwellised {metrics['kl']:.2f}" in summary
     assert (tmp_path / "run" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     # what the numbers look like: a few held-out prompts, the reference's sample and each policy's (same seed)
     samples = summary.split("## Samples", 1)[1].split("## Targets", 1)[0]

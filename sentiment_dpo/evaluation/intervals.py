@@ -46,15 +46,18 @@ def _optimum_per_prompt(ceiling_rewards: Sequence[Sequence[float]]) -> tuple[np.
 
 def policy_intervals(rows: list[dict[str, Any]], ceiling_rewards: Sequence[Sequence[float]] | None,
                      seed: int) -> dict[str, Any]:
-    """95% intervals of the policy's mean reward, mean p_positive and KL (its samples' `reward`, `p_positive`,
-    `log_ratio` rows, the KL being the mean log-ratio) and, with the ceiling's per-prompt rewards (the same
-    prompts, in the same order), of its KL overhead (None when undefined on too many resamples)."""
-    reward, p_positive, log_ratio = (_per_prompt(rows, f) for f in ("reward", "p_positive", "log_ratio"))
+    """95% intervals of the policy's mean reward, mean p_positive and both KL estimates (its samples' `reward`,
+    `p_positive`, `token_kl` and `log_ratio` rows: `kl` is the mean token KL, `kl_monte_carlo` the mean log-ratio)
+    and, with the ceiling's per-prompt rewards (the same prompts, in the same order), of its KL overhead, priced
+    with `kl` (None when undefined on too many resamples)."""
+    reward, p_positive, token_kl, log_ratio = (_per_prompt(rows, f) for f in ("reward", "p_positive", "token_kl",
+                                                                              "log_ratio"))
     draws = bootstrap_draws(len(reward), seed)  # (resamples, prompts)
     out: dict[str, Any] = {
         "reward_mean_ci95": percentile_interval(reward[draws].mean(axis=1)),
         "p_positive_mean_ci95": percentile_interval(p_positive[draws].mean(axis=1)),
-        "kl_ci95": percentile_interval(log_ratio[draws].mean(axis=1)),
+        "kl_ci95": percentile_interval(token_kl[draws].mean(axis=1)),
+        "kl_monte_carlo_ci95": percentile_interval(log_ratio[draws].mean(axis=1)),
     }
     if ceiling_rewards is None:
         return out
@@ -67,7 +70,7 @@ def policy_intervals(rows: list[dict[str, Any]], ceiling_rewards: Sequence[Seque
         curve_rewards, curve_kls = optimum_rewards[draw].mean(axis=0), optimum_kls[draw].mean(axis=0)
         curve = [CeilingPoint("", float(k), float(r), (math.nan, math.nan), math.nan, None, bool(k <= trusted))
                  for k, r in zip(curve_kls, curve_rewards)]
-        overhead = kl_overhead(curve, float(log_ratio[draw].mean()), float(reward[draw].mean()))
+        overhead = kl_overhead(curve, float(token_kl[draw].mean()), float(reward[draw].mean()))
         if overhead is not None and not math.isnan(overhead):
             overheads.append(overhead)
     defined = len(overheads) >= MIN_DEFINED_SHARE * BOOTSTRAP_RESAMPLES

@@ -120,7 +120,8 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
             "seed": config.seed,
         },
     }
-    metrics["kl_standard_error"] = kl_standard_error([row["log_ratio"] for row in policy_rows])
+    metrics["kl_standard_error"] = kl_standard_error([row["token_kl"] for row in policy_rows])
+    metrics["kl_monte_carlo_standard_error"] = kl_standard_error([row["log_ratio"] for row in policy_rows])
     metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
     return metrics
 

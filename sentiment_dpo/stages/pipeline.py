@@ -259,7 +259,17 @@ def _metrics_table(generation: dict[str, Any], results: dict[str, dict[str, Any]
                 f"| {judge} | {m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / "
                 f"{m['distinct_3']:.3f} | {m['token_entropy']:.2f} | {pair_cells} |")
     lines += ["", "Brackets: 95% bootstrap intervals over the held-out prompts (the ceiling resampled with them); "
-              "± : the standard deviation over samples."]
+              "± : the standard deviation over samples. KL: the Rao-Blackwellised estimate (the exact KL of the "
+              "next-token distributions summed along each of the policy's samples), which prices the KL overhead; "
+              "beside it, the Monte-Carlo one (the mean log-ratio of the same samples), both unbiased:", ""]
+    for loss, metrics in results.items():
+        intervals = metrics.get("intervals", {})
+        if "kl_monte_carlo" not in metrics or "kl_monte_carlo_ci95" not in intervals:
+            continue
+        (low, high), (mc_low, mc_high) = intervals["kl_ci95"], intervals["kl_monte_carlo_ci95"]
+        narrower = f", {(mc_high - mc_low) / (high - low):.1f}x narrower" if high > low else ""
+        lines.append(f"- {loss}: Rao-Blackwellised {metrics['kl']:.2f} [{low:.2f}, {high:.2f}]{narrower}; "
+                     f"Monte-Carlo {metrics['kl_monte_carlo']:.2f} [{mc_low:.2f}, {mc_high:.2f}]")
     return lines
 
 
