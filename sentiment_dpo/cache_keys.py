@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import files, kernels
+from . import files
 
 # Raise when what an entry holds, or how it is computed, changes without any library or input changing (a fix to the
 # sampler, a new field in the rows): every entry written before is then a miss.
@@ -16,7 +16,7 @@ SCHEMA_VERSION = 1
 
 def computed_with() -> dict[str, Any]:
     """What computes an entry besides its inputs: the schema, the libraries, the kernels."""
-    return {"schema": SCHEMA_VERSION, "libraries": files.library_versions(), "kernels": kernels.in_effect()}
+    return {"schema": SCHEMA_VERSION, **files.computed_by()}
 
 
 def cache_key(kind: str, inputs: dict[str, Any]) -> str:

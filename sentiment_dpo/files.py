@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import PipelineError
-from .kernels import first_processor, in_effect
+from . import kernels
 
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file: recorded in provenance so an artifact names the exact data it came from."""
@@ -51,6 +51,12 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def computed_by() -> dict[str, Any]:
+    """What computed an artifact besides its inputs, for its provenance: the library versions and the kernel state
+    in effect (cache keys hold the same, `cache_keys.computed_with`)."""
+    return {"libraries": library_versions(), "kernels": kernels.in_effect()}
+
+
 def machine_description() -> dict[str, Any]:
     """The CPU a run's timings were measured on and the kernels torch picked for it: timings only compare on one
     machine, and floating-point results agree byte for byte only where these agree."""
@@ -58,12 +64,12 @@ def machine_description() -> dict[str, Any]:
 
     import torch
 
-    info = first_processor()  # a VM's model name can be generic, its model number is not
+    info = kernels.first_processor()  # a VM's model name can be generic, its model number is not
     cpu = info.get("model name") or platform.processor() or platform.machine()
     if "vendor_id" in info:
         cpu += f" ({info['vendor_id']} family {info.get('cpu family')} model {info.get('model')})"
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "kernels": in_effect(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "kernels": kernels.in_effect(),
             "platform": platform.platform()}
 
 

@@ -91,7 +91,7 @@ def load_or_sample(folder: Path, evaluator: Evaluator, samples_per_prompt: int) 
     if rows is not None:
         return rows
     cached = cache_folder(record["key"])
-    provenance = {"libraries": files.library_versions(), "samples_from": "drawn"}
+    provenance = {**files.computed_by(), "samples_from": "drawn"}
     sources = ((cached, layout.CEILING_SAMPLES, "cache"), (CEILING_DIR, SHIPPED_SAMPLES_FILE, "package"))
     for source, samples_file, where in sources:
         rows = _stored(source, record["key"], samples_file)
@@ -129,7 +129,7 @@ def ship(evaluator: Evaluator, rows: list[dict[str, Any]], folder: Path = CEILIN
     is the content key, so a run is served them only where its models, prompts and settings are the same."""
     record = sampling_record(evaluator, len(rows) // len(evaluator.settings.prompts))
     record |= {"prompts": evaluator.settings.prompts,
-               "provenance": {"libraries": files.library_versions(), "samples_from": "drawn"}}
+               "provenance": {**files.computed_by(), "samples_from": "drawn"}}
     folder.mkdir(parents=True, exist_ok=True)
     # mtime 0: the same rows give the same bytes
     with open(folder / SHIPPED_SAMPLES_FILE, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:

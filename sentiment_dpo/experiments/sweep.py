@@ -372,7 +372,7 @@ class SweepRunner:
                   "provenance": {"policy": config.policy, "reward_model": config.reward,
                                  "trained_parameters": trained_parameters(config_to_dict(training)),
                                  "pairs_sha256": files.sha256_of(self.run_dir / layout.PAIRS),
-                                 "libraries": files.library_versions()}}
+                                 **files.computed_by()}}
         files.write_json(folder / layout.CELL_RECORD, result)
         return result
 
@@ -402,7 +402,7 @@ def prepare_data(config: SweepConfig) -> None:
         generate.run(generation_config(config))
         pairs.run(pairs_config(config))
     files.write_yaml(stored_file, {"data": wanted, "sweep": config_to_dict(config),
-                                "provenance": {"libraries": files.library_versions()}})
+                                "provenance": {**files.computed_by()}})
 
 
 def run(config: SweepConfig) -> None:

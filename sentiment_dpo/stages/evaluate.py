@@ -173,5 +173,5 @@ def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], re
     files.write_yaml(out / layout.METRICS_CONFIG, config_to_dict(config) | {"provenance": metrics["provenance"] | {
         "policy_weights_sha256": (files.sha256_of(trained_dir / "model.safetensors")
                                   if (trained_dir / "model.safetensors").exists() else None),
-        "libraries": files.library_versions()}})
+        **files.computed_by()}})
     files.write_json(out / layout.METRICS, metrics)

@@ -105,7 +105,7 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
                                                         "reward_source": cache_notation(reward.model.source),
                                                         "prompts": pools.provenance, "generations_key": key,
-                                                        "libraries": files.library_versions()}}
+                                                        **files.computed_by()}}
     files.write_jsonl(run_dir / layout.GENERATIONS, rows)
     files.write_yaml(run_dir / layout.GENERATION_CONFIG, resolved)
     mean_p = sum(r["p_positive"] for r in rows) / len(rows)

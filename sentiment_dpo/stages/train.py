@@ -354,7 +354,7 @@ def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation:
                 "reference_policy": generation["policy"], "reference_source": policy.source,
                 "data": str(data_file), "data_sha256": files.sha256_of(run_dir / data_file),
                 ("num_prompts" if online else "num_pairs"): len(dataset),
-                "reward_model": generation["reward"], "libraries": files.library_versions(),
+                "reward_model": generation["reward"], **files.computed_by(),
                 "processes": process_state().num_processes,
             } | ({"bias_start": prior.record()} if prior else {}) | _reference_logps_entry(trainer)
                 | ({"own_loss": own.record() | {"copy": own.path.name}} if own else {})}
