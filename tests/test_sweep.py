@@ -272,6 +272,10 @@ def test_a_training_option_with_several_values_is_a_grid_axis(tmp_path, tiny_pol
     assert hard["final"]["kl"] != soft["final"]["kl"]  # same data and seed: the labels changed the training
     report = (tmp_path / "report.md").read_text()
     assert "| sigmoid, soft_labels false | 0.1 |" in report and "| sigmoid, soft_labels true | 0.1 |" in report
+    # what each cell's method minimises: only soft-label DPO has the ceiling's policy as its optimum
+    assert "| sigmoid, soft labels | yes (soft labels) |" in report
+    assert "| sigmoid | no: hard labels push the margin up without end |" in report
+    assert "| ipo | no: a fixed margin 1/(2β) per pair |" in report
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.name)
