@@ -27,6 +27,13 @@ class Sample:
     completion_ids: list[int]  # sampled tokens, up to and including EOS if one was sampled
 
 
+def _no_padding_warning(record: logging.LogRecord) -> bool:
+    """A filter for transformers' warning that a forward pass got padding and no attention mask: `generate` raises it
+    itself, in the decoding step after a row ended with EOS (GPT-2's pad token), though we pass the mask. Nothing a
+    user can act on."""
+    return "attention_mask" not in record.getMessage()
+
+
 def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -105,10 +112,13 @@ def sample_completions(model, tokenizer, prompts: list[str], samples_per_prompt:
     # `generate` fills unset fields from the model's own generation config: give it nothing to fill in
     own_config = model.generation_config
     model.generation_config = generation_config
+    transformers_logger = logging.getLogger("transformers.modeling_utils")
+    transformers_logger.addFilter(_no_padding_warning)
     try:
         batch_outputs = map_batches(batches, generate)
     finally:
         model.generation_config = own_config
+        transformers_logger.removeFilter(_no_padding_warning)
     results: list[Sample | None] = [None] * len(jobs)
     for batch, completions in zip(batches, batch_outputs):
         for j, tokens in zip(batch, completions):

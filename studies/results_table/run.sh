@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's results table on the CPU's own kernels (3 seeds x the standard methods and the token-bias recipe), the
-# first run's time (the default, seed 0, with an empty cache: the first command of the README), the small --bitwise
-# check twice (the same bytes) and the cost of --bitwise. One run at a time. Usage: bash studies/results_table/run.sh OUT
+# first run's time (the default, seed 0, with an empty cache: the README's first command), the small --bitwise check
+# twice (the same bytes) and the cost of --bitwise; then the table, and a copy of every run for the repository.
+# One run at a time. Usage: bash studies/results_table/run.sh OUT
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?a scratch folder}
@@ -19,3 +20,6 @@ done
 python3 scripts/compare_runs.py "$out/bitwise_check1" "$out/bitwise_check2"
 for run in "$out"/standard_seed? "$out"/tokenbias_seed?; do python3 scripts/check_targets.py "$run"; done
 python3 benchmarks/bench_bitwise.py --num-samples 1024 --max-steps 30 --repeats 2
+python3 scripts/results_table.py "$out"/standard_seed? "$out"/tokenbias_seed? --copy-to studies/results_table/runs
+python3 scripts/results_table.py "$out/bitwise_check1" --copy-to studies/results_table/runs
+mv studies/results_table/runs/bitwise_check1 studies/results_table/runs/bitwise_check
