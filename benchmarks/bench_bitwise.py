@@ -3,8 +3,9 @@
 (the AVX2 kernels and the vendor-neutral products, sentiment_dpo/kernels.py), side by side, alternating so that a
 busy moment of the machine falls on both.
 
-Runs the real scripts as a user would and times them end to end (model loading included); each repeat samples
-with its own seed, so that stage 1's cache serves no rows. Only ratios are comparable across machines.
+Runs the real scripts as a user would and times them end to end (model loading included), with a cache of their
+own (the corpus linked in from the user cache), so that no cached rows or reference log-probs are served; each
+repeat samples with its own seed. Only ratios are comparable across machines.
 
     python3 benchmarks/bench_bitwise.py --num-samples 1024 --max-steps 30 --repeats 2
 """
@@ -37,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
 
-    env = os.environ | {"TQDM_DISABLE": "1"}
+    from sentiment_dpo.embedded.corpus import CORPUS_FOLDER, cache_dir, load_corpus
+
+    load_corpus()  # fetched once into the user cache, then shared
     scratch = Path(tempfile.mkdtemp(prefix="bench_bitwise."))
+    (scratch / "cache").mkdir()
+    (scratch / "cache" / CORPUS_FOLDER).symlink_to(cache_dir() / CORPUS_FOLDER)
+    env = os.environ | {"TQDM_DISABLE": "1", "SENTIMENT_DPO_CACHE": str(scratch / "cache")}
     times: dict[str, dict[str, list[float]]] = {name: {"generation": [], "training": []} for name in SETTINGS}
     try:
         for repeat in range(args.repeats):
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 times[name]["generation"].append(timed(
                     [sys.executable, "text_generation.py", "--run-dir", str(run_dir), "--num-samples",
-                     str(args.num_samples), "--seed", str(repeat), *flags], env))  # a seed per repeat: no cached rows
+                     str(args.num_samples), "--seed", str(repeat), *flags], env))
                 subprocess.run([sys.executable, "prepare_dataset.py", "--run-dir", str(run_dir)], cwd=ROOT, env=env,
                                check=True, capture_output=True)
                 times[name]["training"].append(timed(

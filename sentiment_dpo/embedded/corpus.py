@@ -95,9 +95,13 @@ def _download_archive(into: Path) -> Path:
     return archive
 
 
+# The corpus's folder in the cache.
+CORPUS_FOLDER = "pang_lee"
+
+
 def ensure_corpus_files(root: Path | None = None) -> dict[str, Path]:
     """Return the paths of the two CSV files, fetching and verifying the archive on first use."""
-    target = (root or cache_dir()) / "pang_lee"
+    target = (root or cache_dir()) / CORPUS_FOLDER
     paths = {name: target / Path(member).name for name, member in CORPUS_MEMBERS.items()}
     if all(p.exists() for p in paths.values()):
         return paths
