@@ -182,3 +182,24 @@ def test_a_file_that_fails_to_import_and_an_option_it_does_not_read_are_one_line
     assert "importing broken.py raised ModuleNotFoundError" in capsys.readouterr().err
     assert commands.train([f"{broken}:f", "--run-dir", str(run_dir), "--label-smoothing", "0.1"]) == 2
     assert "--label-smoothing does nothing for" in capsys.readouterr().err
+
+
+def test_the_sweep_puts_it_on_the_frontier_and_retrains_it_when_the_file_changes(tmp_path, tiny_policy, tiny_reward,
+                                                                                 losses):
+    from test_sweep import sweep_args
+
+    args = sweep_args(tmp_path / "sweep", tiny_policy, tiny_reward, "--losses", "sigmoid", f"{losses}:margin_dpo",
+                      "--seeds", "0")
+    assert commands.sweep(args) == 0
+    cells = sorted(p.name for p in (tmp_path / "sweep" / "cells").iterdir())
+    assert cells == ["margin_dpo_beta0.1_lr0.05_seed0_rounds1", "sigmoid_beta0.1_lr0.05_seed0_rounds1"]
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "| margin_dpo | 0.1 |" in report and "| margin_dpo | not known (your own loss) |" in report
+    record = tmp_path / "sweep" / "cells" / cells[0] / "cell.json"
+    before = json.loads(record.read_text())["settings"]["loss_sha256"]
+    sigmoid = (tmp_path / "sweep" / "cells" / cells[1] / "cell.json").read_text()
+    losses.write_text(DPO.replace("x - 1.0", "x - 2.0"))  # the same name, another loss: its cell trains again
+    assert commands.sweep(args) == 0
+    after = json.loads(record.read_text())["settings"]["loss_sha256"]
+    assert after != before
+    assert (tmp_path / "sweep" / "cells" / cells[1] / "cell.json").read_text() == sigmoid  # kept, not retrained

@@ -32,7 +32,7 @@ from ..presets import PRESETS
 from ..errors import PipelineError
 from ..prompt_source import absolute_source
 from ..methods.registry import (BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, is_own_loss,
-                                reads)
+                                method_name, reads)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ NOT_HONOURED = {
     "save_steps": "an interrupted cell is rerun from its start",
     "resume": "an interrupted cell is rerun from its start",
     "report_to": "cells train in scratch folders; cell.json and report.md are the sweep's record",
+    "method_name": "a sweep names each loss file by its function",
 }
 def _stage_options(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
                    as_list: bool = False) -> list[tuple[str, Any, Any]]:
@@ -114,9 +115,14 @@ class SweepConfig(StageOptions):
                 raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
         for loss in self.losses:
             check_method(loss)
-            if is_own_loss(loss):  # its cells' folders, records and report rows are keyed by built-in names
-                raise PipelineError(f"sweep.py does not take a loss from a file yet ({loss}); compare it with "
-                                    f"`python3 run_pipeline.py --losses sigmoid {loss}`, or main.py per β")
+            if is_own_loss(loss):  # import and check it before any long work
+                from ..methods.own_loss import load_own_loss
+
+                load_own_loss(loss)
+        names = [method_name(loss) for loss in self.losses]
+        if len(set(names)) < len(names):
+            raise PipelineError(f"two of --losses {' '.join(self.losses)} have one name ({', '.join(names)}): "
+                                "rename a function")
         # each cell gets only the options its method reads: one that no method here reads would do nothing
         check_read_by_some([name for name in TRAINING_NAMES if getattr(self, name) != [None]], self.losses,
                            "the sweep")
@@ -146,7 +152,8 @@ class Cell:
 
     @property
     def name(self) -> str:
-        base = f"{self.loss}_beta{self.beta:g}_lr{self.learning_rate:g}_seed{self.seed}_rounds{self.rounds}"
+        base = (f"{method_name(self.loss)}_beta{self.beta:g}_lr{self.learning_rate:g}_seed{self.seed}"
+                f"_rounds{self.rounds}")
         return base + "".join(f"_{name}{value:g}" if isinstance(value, float) else f"_{name}{value}"
                               for name, value in self.options)
 
@@ -180,8 +187,13 @@ def cell_settings(config: SweepConfig, cell: Cell) -> dict[str, Any]:
         ignored |= {"strategy", "margin"}
     shared = {k: v for k, v in config_to_dict(config).items() if k not in ignored}
     training = config_to_dict(training_config(config, cell))
+    own = {}
+    if is_own_loss(cell.loss):  # its name in the report, and its source: a changed file is another method
+        from ..methods.own_loss import load_own_loss
+
+        own = {"method": method_name(cell.loss), "loss_sha256": load_own_loss(cell.loss).sha256}
     return shared | {name: training[name] for name in TRAINING_NAMES if reads(cell.loss, name)} \
-        | dataclasses.asdict(cell)
+        | dataclasses.asdict(cell) | own
 
 
 def generation_config(config: SweepConfig) -> GenerationConfig:

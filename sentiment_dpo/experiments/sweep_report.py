@@ -18,7 +18,7 @@ from typing import Any
 from .. import files, layout
 from ..errors import PipelineError
 from ..evaluation.stats import mean_ci95
-from ..methods.registry import ceiling_objective
+from ..methods.registry import ceiling_objective, method_name
 from .sweep import label, pairs_per_round
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ TABLE_METRICS = (("reward_mean", "reward", 2), ("p_positive_mean", "p_positive",
 def setting_key(settings: dict[str, Any]) -> tuple[str, int, float, float]:
     """Which curve a cell belongs to: (method, rounds, learning rate), the method being the loss and the values of
     the training options the sweep varies; beta varies along the curve."""
-    method = settings["loss"] + "".join(f", {name} {_value(value)}" for name, value in settings.get("options", ()))
+    options = "".join(f", {name} {_value(value)}" for name, value in settings.get("options", ()))
+    method = settings.get("method", settings["loss"]) + options
     return method, settings["rounds"], settings["learning_rate"], settings["beta"]
 
 
@@ -326,7 +327,7 @@ def _objective_lines(config) -> list[str]:
     rows = []
     for cell in grid(config):
         soft = training_config(config, cell).soft_labels  # as the cell trained: the recipe's or the option's
-        rows.append((f"{cell.loss}{', soft labels' if soft else ''}", ceiling_objective(cell.loss, soft)))
+        rows.append((f"{method_name(cell.loss)}{', soft labels' if soft else ''}", ceiling_objective(cell.loss, soft)))
     return ["Whether each method's population minimiser is the KL-regularised optimum the ceiling draws "
             "(docs/methods.md): where it is not, a gap to the ceiling mixes another objective with optimisation "
             "error.", "", "| method | minimiser is the ceiling's policy |", "|---|---|",
