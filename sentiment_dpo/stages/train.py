@@ -321,7 +321,8 @@ def interrupted_training(final: Path, checkpoints: Path, save_steps: int) -> str
                 f"{'' if save_steps else ': --save-steps is 0'}); rerun the same command to train again "
                 "(--save-steps N makes a training resumable)")
     return (f"training stopped; {final} is as it was and the checkpoint of step {found[0]} is kept in "
-            f"{checkpoints}; rerun the same command with --resume to continue from it")
+            f"{checkpoints}; rerun the same command with --resume to continue from it (run_pipeline.py: "
+            "`training: {resume: true}` in its --config)")
 
 
 def _train_and_save(config: TrainingConfig, policy, dataset, reward, generation: dict[str, Any], data_file: Path,
