@@ -189,10 +189,11 @@ def test_the_sweep_puts_it_on_the_frontier_and_retrains_it_when_the_file_changes
     from test_sweep import sweep_args
 
     args = sweep_args(tmp_path / "sweep", tiny_policy, tiny_reward, "--losses", "sigmoid", f"{losses}:margin_dpo",
-                      "--seeds", "0")
+                      f"{losses}:soft", "--seeds", "0")  # soft: its pairs carry the soft label it reads
     assert commands.sweep(args) == 0
     cells = sorted(p.name for p in (tmp_path / "sweep" / "cells").iterdir())
-    assert cells == ["margin_dpo_beta0.1_lr0.05_seed0_rounds1", "sigmoid_beta0.1_lr0.05_seed0_rounds1"]
+    assert cells == ["margin_dpo_beta0.1_lr0.05_seed0_rounds1", "sigmoid_beta0.1_lr0.05_seed0_rounds1",
+                     "soft_beta0.1_lr0.05_seed0_rounds1"]
     report = (tmp_path / "sweep" / "report.md").read_text()
     assert "| margin_dpo | 0.1 |" in report and "| margin_dpo | not known (your own loss) |" in report
     record = tmp_path / "sweep" / "cells" / cells[0] / "cell.json"

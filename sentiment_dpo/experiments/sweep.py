@@ -370,7 +370,9 @@ class SweepRunner:
                                     seed=cell.seed * 1000 + round_index, desc=f"round {round_index} samples")
             pairs = build_pairs(rows[: config.num_samples], config.num_pairs, config.strategy,
                                 config.margin, seed=cell.seed * 1000 + round_index)
-        return pairs_dataset(pairs, policy.tokenizer, soft_labels=training.soft_labels), None
+        from ..methods.pair_methods import labels_pairs_softly
+
+        return pairs_dataset(pairs, policy.tokenizer, soft_labels=labels_pairs_softly(training)), None
 
     def _write_cell(self, cell: Cell, training: TrainingConfig, curve: list[dict[str, Any]],
                     final_rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

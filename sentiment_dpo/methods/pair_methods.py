@@ -35,6 +35,11 @@ def dpo_config(config: TrainingConfig, output_dir: Path, use_cpu: bool):
     )
 
 
+def labels_pairs_softly(config: TrainingConfig) -> bool:
+    """Whether the training's pairs carry the soft label: `--soft-labels`, or a loss file whose signature reads it."""
+    return bool(config.soft_labels) or (is_own_loss(config.loss) and load_own_loss(config.loss).takes_soft_label)
+
+
 def dpo_trainer(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
                 callbacks: list | None = None, ref_model=None) -> Any:
     """The DPO trainer of `config` on `model` as it is (its trainable parameters chosen); a loss from a file

@@ -282,8 +282,9 @@ def run(config: TrainingConfig) -> Path:
     else:
         check_ids_match_texts(rows, policy.tokenizer, run_dir / data_file,
                               (("chosen_ids", "chosen"), ("rejected_ids", "rejected")), "python3 prepare_dataset.py")
-        dataset = pairs_dataset(rows, policy.tokenizer,
-                                soft_labels=config.soft_labels or (own is not None and own.takes_soft_label))
+        from ..methods.pair_methods import labels_pairs_softly
+
+        dataset = pairs_dataset(rows, policy.tokenizer, soft_labels=labels_pairs_softly(config))
         check_pair_lengths(dataset, policy, run_dir / data_file)
         from ..methods.token_bias import check_trained_parameters, starts_from_token_scores, token_prior
 
