@@ -14,13 +14,13 @@ import logging
 import math
 import random
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ..library_warnings import CHECKPOINTING_DEPRECATION, silenced
 from .corpus import LabeledText
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ def pretrain_reward(train: list[LabeledText], heldout: list[LabeledText], out_di
     tokenizer = AutoTokenizer.from_pretrained(base)
     adapter = LoraConfig(task_type="SEQ_CLS", r=config.lora_rank, lora_alpha=config.lora_rank, lora_dropout=0.0,
                          target_modules=ADAPTER_TARGETS)
-    model = get_peft_model(_base_classifier(base), adapter)
+    with silenced(CHECKPOINTING_DEPRECATION):  # peft reads transformers' deprecated property
+        model = get_peft_model(_base_classifier(base), adapter)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("training rank-%d adapters and a new head over %s (%d parameters)", config.lora_rank, base, trainable)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
@@ -196,8 +197,7 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, base_path: Path | None = Non
     from transformers import AutoTokenizer
 
     base = base_path or minilm_path()
-    with warnings.catch_warnings():  # peft reads transformers' deprecated property: nothing a user can act on
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+    with silenced(CHECKPOINTING_DEPRECATION):  # peft reads transformers' deprecated property
         model = PeftModel.from_pretrained(_base_classifier(base), adapter_dir).merge_and_unload()
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(base).save_pretrained(out_dir)

@@ -30,6 +30,7 @@ from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
 from ..distributed import is_main_process, map_length_sorted, on_every_process
+from ..library_warnings import CHECKPOINTING_DEPRECATION, silenced
 from .logit_bias import bias_disabled
 from .reference_logps_cache import load as load_reference_logps
 from .reference_logps_cache import reference_record
@@ -302,7 +303,8 @@ class SampledTokensDPOTrainer(DPOTrainer):
         through the policy itself (`precompute_ref_log_probs`, or LoRA with its adapters off): its trained logit
         bias, start value included, is switched off, so the reference is the starting policy either way."""
         inputs = {k: v for k, v in inputs.items() if k != PREFERENCE}
-        with bias_disabled(_base(self.accelerator.unwrap_model(model))):
+        # TRL reads transformers' deprecated `is_gradient_checkpointing` in its reference pass
+        with bias_disabled(_base(self.accelerator.unwrap_model(model))), silenced(CHECKPOINTING_DEPRECATION):
             return super().compute_ref_log_probs(model, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -24,6 +24,7 @@ from ..errors import Interrupted, PipelineError
 from ..locks import exclusive
 from ..methods.own_loss import load_own_loss
 from ..methods.registry import check_method, is_online, is_own_loss
+from ..library_warnings import CHECKPOINTING_DEPRECATION
 from ..models import RECORDED_MODEL_FIX, context_limit, non_finite_parameters
 from ..methods.model_card import CARD, model_card, what_trains
 from .pairs import PAIR_COLUMNS, check_ids_match_texts, is_finite_number
@@ -212,9 +213,8 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
     with warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers store weights transposed, and handles them
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False")
-        # raised inside TRL's trainers (reference pass and training) about a transformers rename; nothing a user
-        # can act on
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        # raised inside the online trainers' generation about a transformers rename; nothing a user can act on
+        warnings.filterwarnings("ignore", message=CHECKPOINTING_DEPRECATION)
         # each method family builds its trainer from the config
         if is_online(config.loss):
             from ..methods import online_rl
