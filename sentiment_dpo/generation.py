@@ -129,67 +129,76 @@ def sample_completions(model, tokenizer, prompts: list[str], samples_per_prompt:
     return [r for r in results if r is not None]
 
 
+def _right_padded(sequences: list[list[int]], batch: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of the batch's sequences, right-padded: positions then match those of an unpadded pass."""
+    width = max(len(sequences[i]) for i in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, i in enumerate(batch):
+        ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+        mask[row, : len(sequences[i])] = 1
+    return ids, mask
+
+
+def _completion_sums(logits: torch.Tensor, ids: torch.Tensor, sequences: list[list[int]], starts: list[int],
+                     batch: list[int]) -> list[float]:
+    """Each row's log-prob of its completion from the batch's logits (B, T, V): token t is predicted at t − 1."""
+    logps = torch.log_softmax(logits.float()[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return [logps[row, starts[i] - 1 : len(sequences[i]) - 1].sum().item() for row, i in enumerate(batch)]
+
+
+def _sequences(tokenizer, samples: list[Sample]) -> tuple[list[list[int]], list[int]]:
+    """Each sample as BOS + prompt + completion ids, and where its completion starts."""
+    contexts = [prompt_ids(tokenizer, s.prompt) for s in samples]
+    return [context + s.completion_ids for context, s in zip(contexts, samples)], [len(c) for c in contexts]
+
+
 @torch.inference_mode()
 def completion_logprobs(model, tokenizer, samples: list[Sample], batch_size: int,
                         desc: str = "log-probs") -> list[float]:
     """log p(completion | BOS + prompt) under `model`, summed over the completion's tokens, per sample."""
     device = next(model.parameters()).device
-    contexts = [prompt_ids(tokenizer, s.prompt) for s in samples]
-    sequences = [context + s.completion_ids for context, s in zip(contexts, samples)]
-    starts = [len(context) for context in contexts]
-    lengths = [len(sequence) for sequence in sequences]
+    sequences, starts = _sequences(tokenizer, samples)
     progress = tqdm(total=-(-len(samples) // batch_size), desc=desc, unit="batch")
 
     def score(_: int, batch: list[int]) -> list[float]:
-        width = max(len(sequences[i]) for i in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(batch):  # right padding: positions then match those of an unpadded pass
-            ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-            mask[row, : len(sequences[i])] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (B, T, V)
-        logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
+        ids, mask = (t.to(device) for t in _right_padded(sequences, batch, tokenizer.pad_token_id))
+        logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
         progress.update()
-        # token t is predicted at position t-1
-        return [logps[row, starts[i] - 1 : len(sequences[i]) - 1].sum().item() for row, i in enumerate(batch)]
+        return _completion_sums(logits, ids, sequences, starts, batch)
 
-    out = map_length_sorted(lengths, batch_size, score)
+    out = map_length_sorted([len(s) for s in sequences], batch_size, score)
     progress.close()
     return out
 
 
 @torch.inference_mode()
-def completion_token_kls(model, reference, tokenizer, samples: list[Sample], batch_size: int,
-                         desc: str = "token KLs") -> list[float]:
-    """Per sample y of `model`: Σ_t KL(π(·|x, y<t) ‖ π_ref(·|x, y<t)) over its completion positions, the exact KL of
-    the two next-token distributions summed along the sampled prefix (the completion's EOS step included). Its mean
-    over the policy's own samples is the Rao-Blackwellised estimate of the sequence KL (Amini et al. 2025): unbiased
-    like the mean log-ratio, with a variance no larger. `reference` shares `model`'s tokenizer."""
+def completion_comparison(model, reference, tokenizer, samples: list[Sample], batch_size: int,
+                          desc: str = "log-probs and token KLs") -> tuple[list[float], list[float], list[float]]:
+    """For each sample y of `model`, from one pass of each model: log π(y|x), log π_ref(y|x) (as
+    `completion_logprobs`), and Σ_t KL(π(·|x, y<t) ‖ π_ref(·|x, y<t)) over its completion positions, the exact KL of
+    the two next-token distributions summed along the sampled prefix (the completion's EOS step included). The mean
+    of the last over the policy's own samples is the Rao-Blackwellised estimate of the sequence KL (Amini et al.
+    2025): unbiased like the mean log-ratio, with a variance no larger. `reference` shares `model`'s tokenizer."""
     device = next(model.parameters()).device
-    contexts = [prompt_ids(tokenizer, s.prompt) for s in samples]
-    sequences = [context + s.completion_ids for context, s in zip(contexts, samples)]
-    starts = [len(context) for context in contexts]
+    sequences, starts = _sequences(tokenizer, samples)
     progress = tqdm(total=-(-len(samples) // batch_size), desc=desc, unit="batch")
 
-    def score(_: int, batch: list[int]) -> list[float]:
-        width = max(len(sequences[i]) for i in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(batch):  # right padding, as `completion_logprobs`
-            ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-            mask[row, : len(sequences[i])] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        out = []
-        policy_logits = model(input_ids=ids, attention_mask=mask).logits
+    def score(_: int, batch: list[int]) -> list[tuple[float, float, float]]:
+        ids, mask = (t.to(device) for t in _right_padded(sequences, batch, tokenizer.pad_token_id))
+        policy_logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
         reference_logits = reference(input_ids=ids, attention_mask=mask).logits
+        token_kls = []
         for row, i in enumerate(batch):
             positions = slice(starts[i] - 1, len(sequences[i]) - 1)  # the steps that sampled a completion token
             log_p = torch.log_softmax(policy_logits[row, positions].float(), dim=-1)  # (tokens, V)
             log_q = torch.log_softmax(reference_logits[row, positions].float(), dim=-1)
-            out.append((log_p.exp() * (log_p - log_q)).sum().item())
+            token_kls.append((log_p.exp() * (log_p - log_q)).sum().item())
         progress.update()
-        return out
+        return list(zip(_completion_sums(policy_logits, ids, sequences, starts, batch),
+                        _completion_sums(reference_logits, ids, sequences, starts, batch), token_kls))
 
-    result = map_length_sorted([len(s) for s in sequences], batch_size, score)
+    rows = map_length_sorted([len(s) for s in sequences], batch_size, score)
     progress.close()
-    return result
+    policy_logps, reference_logps, token_kls = (list(column) for column in zip(*rows)) if rows else ([], [], [])
+    return policy_logps, reference_logps, token_kls

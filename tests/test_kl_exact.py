@@ -63,7 +63,7 @@ def test_the_rao_blackwellised_kl_is_exact_in_expectation_and_narrower(models):
     """Its value on a sample is Σ_t KL(π(·|prefix) ‖ π_ref(·|prefix)) along the sample: weighted by the policy's
     probability of every first token it gives the exact sequence KL (it does not depend on the last token), and on
     the policy's own samples its standard error is below the log-ratio's."""
-    from sentiment_dpo.generation import Sample, completion_token_kls
+    from sentiment_dpo.generation import Sample, completion_comparison
 
     (policy, reference), tokenizer = models, models[0].tokenizer
     exact = exact_kl(policy.model, reference.model, tokenizer)
@@ -71,12 +71,11 @@ def test_the_rao_blackwellised_kl_is_exact_in_expectation_and_narrower(models):
     with torch.no_grad():
         first = torch.softmax(policy.model(torch.tensor([context])).logits[0, -1].double(), -1)
     enumerated = [Sample(0, PROMPT, "", [t] if t == eos else [t, 0]) for t in range(first.shape[0])]
-    values = completion_token_kls(policy.model, reference.model, tokenizer, enumerated, 256)
+    values = completion_comparison(policy.model, reference.model, tokenizer, enumerated, 256)[2]
     assert sum(p * v for p, v in zip(first.tolist(), values)) == pytest.approx(exact, rel=1e-5)
     samples = sample_completions(policy.model, tokenizer, [PROMPT], 2000, 2, 1.0, batch_size=500, seed=3)
-    rb = completion_token_kls(policy.model, reference.model, tokenizer, samples, 500)
-    ratios = [a - b for a, b in zip(completion_logprobs(policy.model, tokenizer, samples, 500),
-                                    completion_logprobs(reference.model, tokenizer, samples, 500))]
+    p, q, rb = completion_comparison(policy.model, reference.model, tokenizer, samples, 500)
+    ratios = [a - b for a, b in zip(p, q)]
 
     def standard_error(xs):
         m = sum(xs) / len(xs)

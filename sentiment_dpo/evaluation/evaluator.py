@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..generation import (OWN_DISTRIBUTION_TEMPERATURE, Sample, completion_logprobs, completion_token_kls,
+from ..generation import (OWN_DISTRIBUTION_TEMPERATURE, Sample, completion_comparison, completion_logprobs,
                           sample_completions)
 from .metrics import kl_estimate, mean, per_prompt_means, perplexity, self_bleu, summarize, win_rate
 from ..models import LoadedModel
@@ -87,15 +87,12 @@ class Evaluator:
         s = self.settings
         with eval_mode(model):
             samples = self._sample(model, tokenizer, s.samples_per_prompt, desc=f"sampling {desc}")
-            policy_logps = completion_logprobs(model, tokenizer, samples, s.batch_size)
-        # KL(reference ‖ reference) is 0: the reference's own log-probs serve for its perplexity
-        reference_logps = policy_logps if is_reference else completion_logprobs(
-            self.reference.model, self.reference.tokenizer, samples, s.batch_size)
-        if is_reference:
-            token_kls = [0.0] * len(samples)
-        else:
-            with eval_mode(model):
-                token_kls = completion_token_kls(model, self.reference.model, tokenizer, samples, s.batch_size)
+            if is_reference:  # KL(reference ‖ reference) is 0: its own log-probs serve for its perplexity
+                policy_logps = reference_logps = completion_logprobs(model, tokenizer, samples, s.batch_size)
+                token_kls = [0.0] * len(samples)
+            else:
+                policy_logps, reference_logps, token_kls = completion_comparison(
+                    model, self.reference.model, tokenizer, samples, s.batch_size)
         scores = self.score(samples, desc)
         rewards_by_prompt = per_prompt_means([x.prompt_index for x in samples], scores["reward"])
         if is_reference:
