@@ -30,6 +30,7 @@ from ..config import (BITWISE_HELP, GenerationConfig, MetricsConfig, PairsConfig
                       check_positive, config_to_dict, default_batch_size, option)
 from ..presets import PRESETS
 from ..errors import PipelineError
+from ..methods.own_loss import check_methods
 from ..prompt_source import absolute_source
 from ..methods.registry import (BETA_FREE, RECIPES, STANDARD, check_method, check_read_by_some, is_online, is_own_loss,
                                 method_name, reads)
@@ -115,14 +116,7 @@ class SweepConfig(StageOptions):
                 raise PipelineError(f"--{name.replace('_', '-')} needs at least one value")
         for loss in self.losses:
             check_method(loss)
-            if is_own_loss(loss):  # import and check it before any long work
-                from ..methods.own_loss import load_own_loss
-
-                load_own_loss(loss)
-        names = [method_name(loss) for loss in self.losses]
-        if len(set(names)) < len(names):
-            raise PipelineError(f"two of --losses {' '.join(self.losses)} have one name ({', '.join(names)}): "
-                                "rename a function")
+        check_methods(self.losses, [method_name(loss) for loss in self.losses])
         # each cell gets only the options its method reads: one that no method here reads would do nothing
         check_read_by_some([name for name in TRAINING_NAMES if getattr(self, name) != [None]], self.losses,
                            "the sweep")

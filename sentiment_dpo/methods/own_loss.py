@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
-from .registry import own_loss_parts
+from .registry import is_own_loss, own_loss_parts
 
 ARGUMENTS = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps",
              "beta")
@@ -46,6 +46,17 @@ class OwnLoss:
     def record(self) -> dict[str, str]:
         """What a trained model's provenance says of it."""
         return {"file": str(self.path), "function": self.function_name, "sha256": self.sha256}
+
+
+def check_methods(losses: list[str], names: list[str]) -> None:
+    """Before any long work: each loss file of `losses` imports and passes its checks, and no two methods share an
+    output name (`names`, one per loss)."""
+    for loss in losses:
+        if is_own_loss(loss):
+            load_own_loss(loss)
+    if len(set(names)) < len(names):
+        raise PipelineError(f"two of --losses {' '.join(losses)} have one name ({', '.join(names)}): rename one of "
+                            "the functions")
 
 
 def load_own_loss(spec: str) -> OwnLoss:

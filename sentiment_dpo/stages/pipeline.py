@@ -16,7 +16,8 @@ from ..config_parser import check_options, check_types, read_yaml_mapping
 from ..presets import preset_training_defaults
 from ..distributed import is_main_process
 from ..errors import PipelineError
-from ..methods.registry import ceiling_objective, check_method, check_read_by_some, is_own_loss, reads
+from ..methods.own_loss import check_methods
+from ..methods.registry import ceiling_objective, check_method, check_read_by_some, reads
 from ..evaluation.metrics import measurable_drift
 from ..prompts import describe
 
@@ -96,14 +97,7 @@ def run(config: PipelineConfig) -> Path:
 
     training_configs = {loss: training_config(config, loss) for loss in config.losses}  # fail now, not later
     names = [training.name for training in training_configs.values()]
-    if len(set(names)) < len(names):
-        raise PipelineError(f"two of --losses {' '.join(config.losses)} have one name ({', '.join(names)}): rename "
-                            "a function, or run a loss file on its own with --method-name")
-    if any(is_own_loss(loss) for loss in config.losses):  # import and check each loss file before any long work
-        from ..methods.own_loss import load_own_loss
-
-        for loss in filter(is_own_loss, config.losses):
-            load_own_loss(loss)
+    check_methods(config.losses, names)
     common = {"run_dir": config.run_dir, "seed": config.seed, "bitwise": config.bitwise}
     timings: dict[str, float] = {}
 
