@@ -15,21 +15,20 @@ its output on a sample batch are checked before any long work, and every artifac
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
-from .registry import is_own_loss, own_loss_parts
+from ..user_code import UserFunction, first_line, load_function
+from .registry import is_own_loss
 
 ARGUMENTS = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps", "reference_rejected_logps",
              "beta")
 SOFT_LABEL = "soft_label"
+EXAMPLE = "my_losses.py:margin_dpo"
 SIGNATURE = f"def FUNCTION({', '.join(ARGUMENTS)}[, {SOFT_LABEL}]) -> losses"
 
 
@@ -61,38 +60,17 @@ def check_methods(losses: list[str], names: list[str]) -> None:
 
 def load_own_loss(spec: str) -> OwnLoss:
     """Import `FILE.py:FUNCTION`, check its signature and its output on a sample batch; one-line errors. The same
-    file's bytes are imported once per process."""
-    file, name = own_loss_parts(spec)
-    path = Path(file).expanduser().resolve()
-    if not path.is_file():
-        raise PipelineError(f"{spec}: {file} is not a file; pass FILE.py:FUNCTION with an existing Python file")
-    return _load(spec, path, name, path.read_bytes())
+    file's bytes are imported and checked once per process."""
+    return _checked_loss(load_function(spec, EXAMPLE))
 
 
 @functools.lru_cache(maxsize=None)
-def _load(spec: str, path: Path, name: str, source: bytes) -> OwnLoss:
-    module_name = f"sentiment_dpo_own_loss_{hashlib.sha256(source).hexdigest()[:16]}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as err:  # the user's file: any error it raises is theirs to fix
-        raise PipelineError(f"{spec}: importing {path.name} raised {type(err).__name__}: {_first_line(err)}; fix "
-                            "the file") from None
-    sys.modules.setdefault(module_name, module)
-    function = getattr(module, name, None)
-    if not callable(function):
-        defined = sorted(n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module_name)
-        raise PipelineError(f"{spec}: {path.name} defines no function {name!r} (its functions: "
-                            f"{', '.join(defined) or 'none'}); name one after the colon")
-    loss = OwnLoss(spec, path, name, hashlib.sha256(source).hexdigest(), _takes_soft_label(spec, function), function)
+def _checked_loss(user: UserFunction) -> OwnLoss:
+    spec = user.spec
+    loss = OwnLoss(spec, user.path, user.function_name, user.sha256, _takes_soft_label(spec, user.function),
+                   user.function)
     check_on_sample(loss)
     return loss
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else "(no message)"
 
 
 def _takes_soft_label(spec: str, function: Callable[..., Any]) -> bool:
@@ -132,7 +110,7 @@ def checked(loss: OwnLoss) -> Callable[..., Any]:
         try:
             losses = loss.function(*args, **kwargs)
         except Exception as err:  # the user's code
-            raise PipelineError(f"{loss.spec} raised {type(err).__name__}: {_first_line(err)}; fix the function "
+            raise PipelineError(f"{loss.spec} raised {type(err).__name__}: {first_line(err)}; fix the function "
                                 f"(it is called as `{SIGNATURE}` with (B,) tensors)") from None
         if not isinstance(losses, torch.Tensor):
             raise PipelineError(f"{loss.spec} returned a {type(losses).__name__}, not a tensor; return the per-pair "

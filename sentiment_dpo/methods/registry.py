@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from importlib.metadata import version
 
 from ..errors import PipelineError
+from ..user_code import function_spec_parts, is_function_spec
 
 # The installed TRL's version, for messages (read from its metadata: importing TRL would make --help slow).
 TRL_VERSION = version("trl")
@@ -71,16 +72,12 @@ OWN_LOSS_REASON = "a loss from a file gets the log-probs, β and, where its sign
 
 def is_own_loss(loss: str) -> bool:
     """Whether `loss` names a user's loss file (`FILE.py:FUNCTION`) rather than a built-in method."""
-    return ".py:" in loss
+    return is_function_spec(loss)
 
 
 def own_loss_parts(loss: str) -> tuple[str, str]:
     """(file, function) of `FILE.py:FUNCTION`, or a one-line error."""
-    file, _, function = loss.rpartition(":")
-    if not file.endswith(".py") or not function.isidentifier():
-        raise PipelineError(f"{loss!r} is not FILE.py:FUNCTION; name a Python file and a function in it, e.g. "
-                            "my_losses.py:margin_dpo")
-    return file, function
+    return function_spec_parts(loss, "my_losses.py:margin_dpo")
 
 
 def method_name(loss: str, name: str | None = None) -> str:
