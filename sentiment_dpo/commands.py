@@ -106,9 +106,17 @@ def pipeline_parser() -> argparse.ArgumentParser:
                         help="what the pair methods train: 'standard' (every weight, hard labels: the methods as "
                              "their papers and TRL define them; the default) or 'token-bias' (the project's "
                              "per-token logit-bias recipe)")
+    models = parser.add_argument_group("models (where given, instead of the preset's)")
+    add_options(models, GenerationConfig, MODEL_OPTIONS)
+    add_options(models, MetricsConfig, JUDGE_OPTION)
     add_options(parser.add_argument_group("prompts (stage 1's options; every later stage reads them from its "
                                           "record)"), GenerationConfig, PROMPT_OPTIONS)
     return parser
+
+
+# the pipeline's options of stage 1 (the models, the prompts) and of stage 4 (the judge)
+MODEL_OPTIONS = ("policy", "reward")
+JUDGE_OPTION = ("judge",)
 
 
 def pipeline(argv: list[str] | None = None) -> int:
@@ -119,9 +127,12 @@ def pipeline(argv: list[str] | None = None) -> int:
 
         values = load_pipeline_yaml(args.config) if args.config else {}
         options = vars(args)
-        prompt_options = {name: options.pop(name) for name in PROMPT_OPTIONS if name in options}
+        # unset stage options are absent (argparse.SUPPRESS): the YAML's or the stage's default stands
+        generation = {name: options.pop(name) for name in (*MODEL_OPTIONS, *PROMPT_OPTIONS) if name in options}
+        metrics = {name: options.pop(name) for name in JUDGE_OPTION if name in options}
         values |= {k: v for k, v in options.items() if k != "config" and v is not None}
-        values["generation"] = values.get("generation", {}) | prompt_options
+        for section, given in (("generation", generation), ("metrics", metrics)):
+            values[section] = values.get(section, {}) | given
         config = PipelineConfig(**values)
         start(config.bitwise)
         print(f"summary: {run(config)}")

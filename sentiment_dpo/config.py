@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PipelineError
+from .user_code import function_spec_parts, is_function_spec
 from .presets import PRESETS
 from .prompt_source import DEFAULT_COLUMN, DEFAULT_HELDOUT_FRACTION, KINDS_HELP
 from .prompts import CORPUS_PROMPT_WORDS
@@ -68,8 +69,9 @@ class GenerationConfig(CommonConfig):
     policy: str | None = option("Starting policy: a local folder, a hub id, 'embedded' or 'smollm2'. "
                                "Default: the preset's.",
                                default=None)
-    reward: str | None = option("Sentiment classifier: a local folder, a hub id, or 'embedded'. Default: the preset's.",
-                               default=None)
+    reward: str | None = option("Sentiment classifier (a local folder, a hub id, or 'embedded') or your own reward "
+                               "function, FILE.py:FUNCTION, texts -> one float each (docs/methods.md#your-own-reward). "
+                               "Default: the preset's.", default=None)
     positive_label: str | None = option(
         "Name of the positive class in the classifier's id2label (found automatically if unset).", default=None)
     num_samples: int = option("Number of texts to sample.", default=8000)
@@ -105,6 +107,11 @@ class GenerationConfig(CommonConfig):
         check_positive(self, "temperature")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
         self.reward = self.reward or PRESETS[self.preset]["reward"]
+        if is_function_spec(self.reward):
+            function_spec_parts(self.reward, "my_rewards.py:count_good_words")
+            if self.positive_label is not None:
+                raise PipelineError(f"--positive-label names a class of a classifier; the reward {self.reward} is a "
+                                    "function: remove --positive-label")
         self._resolve_prompts()
 
     def _resolve_prompts(self) -> None:
@@ -332,7 +339,8 @@ class MetricsConfig(CommonConfig):
     samples_per_prompt: int = option("Samples per held-out prompt from each model.", default=1)
     batch_size: int = option("Sequences per generation / scoring batch.", default=64)
     judge: str | None = option("Held-out judge: a second sentiment classifier used only to evaluate (folder, hub id, "
-                              "'embedded', or 'none'). Default: the preset's (the embedded judge).", default=None)
+                              "'embedded', or 'none'), or your own function FILE.py:FUNCTION (texts -> one float "
+                              "each). Default: the preset's (the embedded judge).", default=None)
     ceiling_samples: int = option("Reference samples per held-out prompt for the ceiling (the KL-regularised optimum "
                                  "and best-of-n), drawn once per content and cached; 0: no ceiling.", default=64)
     method_name: str | None = option("With LOSS = FILE.py:FUNCTION: the name it was trained under (main.py's "
@@ -348,6 +356,8 @@ class MetricsConfig(CommonConfig):
         resolve_method_name(self)
         check_positive(self, "num_prompts", "samples_per_prompt", "batch_size")
         check_non_negative(self, "ceiling_samples")
+        if self.judge is not None and is_function_spec(self.judge):
+            function_spec_parts(self.judge, "my_judges.py:count_good_words")
         if self.ceiling_samples == 1:
             raise PipelineError("--ceiling-samples needs at least 2 samples per prompt (or 0 for no ceiling); "
                                 "use the default 64")

@@ -139,6 +139,29 @@ def load_classifier(spec: str, device: torch.device, kind: str = "reward", posit
     return Classifier(loaded, positive_label_index(loaded.model.config.id2label, positive_label))
 
 
+def load_scorer(spec: str, device: torch.device, kind: str = "reward", positive_label: str | None = None,
+                fix: str | None = None):
+    """The reward or the judge: a user's function (`FILE.py:FUNCTION`, `scoring.RewardFunction`) or a sentiment
+    classifier (`scoring.Classifier`)."""
+    from .scoring import load_reward_function
+    from .user_code import is_function_spec
+
+    if not is_function_spec(spec):
+        return load_classifier(spec, device, kind, positive_label, fix)
+    if positive_label is not None:
+        raise PipelineError(f"--positive-label names a class of a classifier; the {kind} {spec} is a function: "
+                            "remove --positive-label")
+    return load_reward_function(spec)
+
+
+def scorer_digest(scorer) -> str:
+    """SHA-256 of what a reward or judge computes with: a classifier's weights and tokenizer (`content_digest`), a
+    function's file."""
+    from .scoring import Classifier
+
+    return content_digest(scorer.model) if isinstance(scorer, Classifier) else scorer.sha256
+
+
 def positive_label_index(id2label: dict, override: str | None = None) -> int:
     """Index of the positive class, looked up by name in `id2label` (never assumed to be 1)."""
     labels = {int(index): str(name) for index, name in id2label.items()}

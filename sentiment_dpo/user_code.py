@@ -31,6 +31,15 @@ def function_spec_parts(spec: str, example: str) -> tuple[str, str]:
     return file, function
 
 
+def absolute_spec(spec: str) -> str:
+    """`spec` with its file made absolute where it names a user's function (a later stage, run from another folder,
+    reads it from a record); any other spec as given."""
+    if not is_function_spec(spec):
+        return spec
+    file, _, function = spec.rpartition(":")
+    return f"{Path(file).expanduser().resolve()}:{function}"
+
+
 @dataclass(frozen=True)
 class UserFunction:
     """A function from a user's file: where it is, the SHA-256 of the file's bytes, and the function."""

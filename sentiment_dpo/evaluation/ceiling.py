@@ -44,8 +44,8 @@ class CeilingPoint:
     kl: float
     reward: float
     reward_interval: tuple[float, float]
-    p_positive: float
-    judge_p_positive: float | None
+    p_positive: float | None  # None where the reward is a function (no probability)
+    judge_p_positive: float | None  # None without a classifier judge
     trusted: bool
 
 
@@ -135,19 +135,19 @@ def _check(rewards: Sequence[Sequence[float]]) -> int:
     return sizes.pop()
 
 
-def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Sequence[float]],
+def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Sequence[float]] | None,
                   judge: Sequence[Sequence[float]] | None = None, betas: Sequence[float] = DEFAULT_BETAS,
                   seed: int = 0) -> list[CeilingPoint]:
     """The reference (β = ∞), then the KL-regularised optimum for each β (largest first: KL grows along the list).
 
-    `rewards[p][i]` is the reward of prompt p's i-th reference sample; `p_positive` and `judge` (the held-out
-    judge's positive probability) are averaged with the same weights.
+    `rewards[p][i]` is the reward of prompt p's i-th reference sample; `p_positive` (None for a reward function)
+    and `judge` (the held-out judge's positive probability) are averaged with the same weights.
     """
     size = _check(rewards)
     # β = ∞ is the reference itself: uniform weights, KL 0
     reference = [mean(r) for r in rewards]
     points = [CeilingPoint("β=∞", 0.0, mean(reference), _bootstrap(reference, seed),
-                           mean([mean(p) for p in p_positive]),
+                           mean([mean(p) for p in p_positive]) if p_positive is not None else None,
                            mean([mean(j) for j in judge]) if judge is not None else None, True)]
     limit = _beta_at_trusted_limit(rewards, betas, trusted_kl(size))
     for beta in sorted({*betas, *([limit] if limit is not None else [])}, reverse=True):
@@ -158,7 +158,8 @@ def optimum_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seque
             return mean([sum(w * v for w, v in zip(ws, vs)) for ws, vs in zip(weights, values)])
 
         points.append(CeilingPoint(f"β={beta:.3g}", kl, mean(reward_per_prompt), _bootstrap(reward_per_prompt, seed),
-                                   weighted(p_positive), weighted(judge) if judge is not None else None,
+                                   weighted(p_positive) if p_positive is not None else None,
+                                   weighted(judge) if judge is not None else None,
                                    kl <= trusted_kl(size)))
     return points
 
@@ -189,7 +190,7 @@ def _beta_at_trusted_limit(rewards: Sequence[Sequence[float]], betas: Sequence[f
     return math.exp(high)
 
 
-def best_of_n_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Sequence[float]],
+def best_of_n_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Sequence[float]] | None,
                     judge: Sequence[Sequence[float]] | None = None, seed: int = 0) -> list[CeilingPoint]:
     """Best-of-n for n = 1..N (N samples per prompt), at the KL upper bound log n − (n−1)/n."""
     size = _check(rewards)
@@ -197,13 +198,15 @@ def best_of_n_curve(rewards: Sequence[Sequence[float]], p_positive: Sequence[Seq
     def per_prompt(values: Sequence[Sequence[float]]) -> np.ndarray:  # (prompts, n)
         return np.stack([_best_of_n_every_n(r, v) for r, v in zip(rewards, values)])
 
-    reward, p_positive_ = per_prompt(rewards), per_prompt(p_positive)
+    reward = per_prompt(rewards)
+    p_positive_ = per_prompt(p_positive) if p_positive is not None else None
     judge_ = per_prompt(judge) if judge is not None else None
     points = []
     for n in range(1, size + 1):
         reward_per_prompt = reward[:, n - 1].tolist()
         points.append(CeilingPoint(f"n={n}", best_of_n_kl_bound(n), mean(reward_per_prompt),
-                                   _bootstrap(reward_per_prompt, seed), mean(p_positive_[:, n - 1].tolist()),
+                                   _bootstrap(reward_per_prompt, seed),
+                                   mean(p_positive_[:, n - 1].tolist()) if p_positive_ is not None else None,
                                    mean(judge_[:, n - 1].tolist()) if judge_ is not None else None, True))
     return points
 

@@ -23,7 +23,7 @@ from ..errors import PipelineError
 from ..generation import OWN_DISTRIBUTION_TEMPERATURE
 from .evaluator import Evaluator
 from .metrics import measurable_drift
-from ..models import content_digest
+from ..models import content_digest, scorer_digest
 from ..prompts import prompts_digest
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,12 @@ def sampling_record(evaluator: Evaluator, samples_per_prompt: int) -> dict[str, 
     the libraries and kernels that compute them (the same weights sample other bytes on other kernels)."""
     s = evaluator.settings
     judge = evaluator.judge
-    record = {"reference": evaluator.reference.spec, "reward": evaluator.reward.model.spec,
-              "judge": judge.model.spec if judge is not None else None,
+    record = {"reference": evaluator.reference.spec, "reward": evaluator.reward.spec,
+              "judge": judge.spec if judge is not None else None,
               "reference_sha256": content_digest(evaluator.reference),
-              "reward_sha256": content_digest(evaluator.reward.model),
+              "reward_sha256": scorer_digest(evaluator.reward),
               "reward_positive_index": evaluator.reward.positive,
-              "judge_sha256": content_digest(judge.model) if judge is not None else None,
+              "judge_sha256": scorer_digest(judge) if judge is not None else None,
               "judge_positive_index": judge.positive if judge is not None else None,
               "prompts_sha256": prompts_digest(s.prompts), "num_prompts": len(s.prompts),
               "samples_per_prompt": samples_per_prompt, "max_new_tokens": s.max_new_tokens,
@@ -77,7 +77,7 @@ def _stored(folder: Path, key: str, samples_file: str = layout.CEILING_SAMPLES) 
     """The rows `folder` holds for `key`, or None."""
     if not _holds(folder, key, samples_file):
         return None
-    return files.read_jsonl(folder / samples_file, ("prompt_index", "reward", "p_positive"),
+    return files.read_jsonl(folder / samples_file, ("prompt_index", "reward"),
                          "python3 calculate_metrics.py")
 
 
@@ -156,9 +156,12 @@ def _per_prompt(rows: list[dict[str, Any]], column: str) -> list[list[float]]:
 
 
 def curves(rows: list[dict[str, Any]], seed: int = 0) -> tuple[list[CeilingPoint], list[CeilingPoint]]:
-    """(the KL-regularised optimum, best-of-n for n = 1..N) from the cached rows."""
+    """(the KL-regularised optimum, best-of-n for n = 1..N) from the cached rows, with the p_positive of a
+    classifier reward and the judge's of a classifier judge (a function's values are not probabilities: the
+    curves leave them out)."""
     judge = _per_prompt(rows, "judge_p_positive") if "judge_p_positive" in rows[0] else None
-    rewards, p_positive = _per_prompt(rows, "reward"), _per_prompt(rows, "p_positive")
+    rewards = _per_prompt(rows, "reward")
+    p_positive = _per_prompt(rows, "p_positive") if "p_positive" in rows[0] else None
     return (optimum_curve(rewards, p_positive, judge, seed=seed),
             best_of_n_curve(rewards, p_positive, judge, seed=seed))
 
@@ -212,6 +215,7 @@ def against_ceiling(optimum: list[CeilingPoint], kl: float, reward: float,
 def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -> list[str]:
     """The ceiling section: the trusted optimum points and best-of-n at powers of two."""
     judge = optimum[0].judge_p_positive is not None
+    probability = optimum[0].p_positive is not None  # a reward function has none
     size = _n(best_of_n[-1])
     lines = ["## The ceiling", "",
              f"From {size} pure samples of the reference on each held-out prompt, each scored once. **KL-regularised "
@@ -223,11 +227,13 @@ def markdown_lines(optimum: list[CeilingPoint], best_of_n: list[CeilingPoint]) -
              f"{KL_OVERHEAD_DEFINITION}. **Share of the ceiling's gain** = {GAIN_SHARE_DEFINITION}; it needs the "
              f"optimum trusted out to the policy's KL ({trusted_kl(size):.2f} nats here; more samples per prompt "
              "widen it).", "",
-             "| ceiling | KL (nats) | reward | p_positive |" + (" judge p_positive |" if judge else ""),
-             "|---|---|---|---|" + ("---|" if judge else "")]
+             "| ceiling | KL (nats) | reward |" + (" p_positive |" if probability else "")
+             + (" judge p_positive |" if judge else ""),
+             "|---|---|---|" + ("---|" if probability else "") + ("---|" if judge else "")]
     for p in [q for q in optimum if q.trusted] + powers_of_two(best_of_n)[1:]:
         name = f"optimum {p.label}" if p.label.startswith("β") else f"best-of-{_n(p)}"
         kl = f"{p.kl:.2f}" if p.label.startswith("β") else f"≤ {p.kl:.2f}"
-        lines.append(f"| {name} | {kl} | {p.reward:.2f} [{p.reward_interval[0]:.2f}, {p.reward_interval[1]:.2f}] | "
-                     f"{p.p_positive:.3f} |" + (f" {p.judge_p_positive:.3f} |" if judge else ""))
+        lines.append(f"| {name} | {kl} | {p.reward:.2f} [{p.reward_interval[0]:.2f}, {p.reward_interval[1]:.2f}] |"
+                     + (f" {p.p_positive:.3f} |" if probability else "")
+                     + (f" {p.judge_p_positive:.3f} |" if judge else ""))
     return lines + [""]

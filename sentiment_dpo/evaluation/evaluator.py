@@ -2,8 +2,9 @@
 checkpoint alike. It takes loaded models and returns numbers and sample rows; loading and writing stay with
 the callers.
 
-Metrics of a policy: reward (the training classifier's positive logit) and p_positive, the held-out judge's
-p_positive (a second classifier never used for training), sequence-level KL(policy ‖ reference) from the
+Metrics of a policy: reward (the training classifier's positive logit, or a reward function's value) and
+p_positive (a classifier's probability; a function has none), the held-out judge's p_positive (a second classifier
+never used for training; `judge_score`, the value, for a judge function), sequence-level KL(policy ‖ reference) from the
 policy's own pure samples (`kl`: the Rao-Blackwellised estimate, the exact per-token KL summed along each sample;
 `kl_monte_carlo`: the mean log-ratio; both unbiased, the first with the lower variance), win rate against the
 reference's samples, distinct-1/2/3, word entropy, self-BLEU and the perplexity of the samples under the reference.
@@ -21,14 +22,19 @@ import torch
 
 from ..generation import (OWN_DISTRIBUTION_TEMPERATURE, Sample, completion_comparison, completion_logprobs,
                           sample_completions)
-from .metrics import kl_estimate, mean, per_prompt_means, perplexity, self_bleu, summarize, win_rate
+from .metrics import JUDGE_COLUMNS, kl_estimate, mean, per_prompt_means, perplexity, self_bleu, summarize, win_rate
 from ..models import LoadedModel
-from ..scoring import Classifier
+from ..scoring import Scorer
 
 logger = logging.getLogger(__name__)
 
 # The metrics that compare a policy with the reference (the rest describe one model's samples).
 PAIR_METRICS = ("kl", "kl_monte_carlo", "win_rate")
+
+
+def judge_column(judge: Scorer) -> str:
+    """Each sample's judge column: a classifier judge's positive probability, a function judge's value."""
+    return "judge_p_positive" if judge.gives_probability else "judge_score"
 
 
 @dataclass
@@ -52,7 +58,7 @@ def eval_mode(model) -> Iterator[None]:
 
 
 class Evaluator:
-    def __init__(self, reference: LoadedModel, reward: Classifier, judge: Classifier | None, settings: EvalSettings):
+    def __init__(self, reference: LoadedModel, reward: Scorer, judge: Scorer | None, settings: EvalSettings):
         self.reference, self.reward, self.judge, self.settings = reference, reward, judge, settings
         # The reference's mean reward per held-out prompt, which win rates compare against: set by
         # `evaluate_reference`, or from its saved samples (`reference_rewards_from`) when a sweep resumes.
@@ -71,12 +77,13 @@ class Evaluator:
                                       OWN_DISTRIBUTION_TEMPERATURE, s.batch_size, s.seed, desc=desc)
 
     def score(self, samples: list[Sample], desc: str) -> dict[str, list[float]]:
-        """reward, p_positive and (with a judge) judge_p_positive of each sample."""
+        """reward, p_positive (a classifier reward's) and (with a judge) its `judge_column` of each sample."""
         texts = [x.prompt + x.completion for x in samples]
         rewards, p_positive = self.reward.score(texts, self.settings.batch_size, desc=f"{desc}: reward")
-        scores = {"reward": rewards, "p_positive": p_positive}
+        scores = {"reward": rewards} | ({} if p_positive is None else {"p_positive": p_positive})
         if self.judge is not None:
-            scores["judge_p_positive"] = self.judge.score(texts, self.settings.batch_size, desc=f"{desc}: judge")[1]
+            values, probabilities = self.judge.score(texts, self.settings.batch_size, desc=f"{desc}: judge")
+            scores[judge_column(self.judge)] = values if probabilities is None else probabilities
         return scores
 
     def evaluate(self, model, tokenizer, is_reference: bool = False,
@@ -98,15 +105,15 @@ class Evaluator:
         if is_reference:
             self.reference_rewards = rewards_by_prompt
         completions = [x.completion for x in samples]
-        metrics = summarize(completions, scores["reward"], scores["p_positive"]) | {
+        metrics = summarize(completions, scores["reward"], scores.get("p_positive")) | {
             "kl": mean(token_kls),
             "kl_monte_carlo": kl_estimate(policy_logps, reference_logps),
             "win_rate": win_rate(rewards_by_prompt, self.reference_rewards),
             "self_bleu": self_bleu(completions),
             "reference_perplexity": perplexity(reference_logps, [len(x.completion_ids) for x in samples]),
         }
-        if "judge_p_positive" in scores:
-            metrics["judge_p_positive_mean"] = mean(scores["judge_p_positive"])
+        for column in JUDGE_COLUMNS.keys() & scores.keys():
+            metrics[f"{column}_mean"] = mean(scores[column])
         # token_kl: Σ_t KL(π ‖ π_ref) of the next-token distributions along each sample, whose mean is `kl`;
         # log_ratio: log π(y|x) − log π_ref(y|x), whose mean is `kl_monte_carlo`
         rows = [{"prompt_index": x.prompt_index, "prompt": x.prompt, "completion": x.completion,

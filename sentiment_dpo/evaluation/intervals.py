@@ -46,16 +46,17 @@ def _optimum_per_prompt(ceiling_rewards: Sequence[Sequence[float]]) -> tuple[np.
 
 def policy_intervals(rows: list[dict[str, Any]], ceiling_rewards: Sequence[Sequence[float]] | None,
                      seed: int) -> dict[str, Any]:
-    """95% intervals of the policy's mean reward, mean p_positive and both KL estimates (its samples' `reward`,
-    `p_positive`, `token_kl` and `log_ratio` rows: `kl` is the mean token KL, `kl_monte_carlo` the mean log-ratio)
-    and, with the ceiling's per-prompt rewards (the same prompts, in the same order), of its KL overhead, priced
-    with `kl` (None when undefined on too many resamples)."""
-    reward, p_positive, token_kl, log_ratio = (_per_prompt(rows, f) for f in ("reward", "p_positive", "token_kl",
-                                                                              "log_ratio"))
+    """95% intervals of the policy's mean reward, mean p_positive (where the reward gives one) and both KL
+    estimates (its samples' `reward`, `p_positive`, `token_kl` and `log_ratio` rows: `kl` is the mean token KL,
+    `kl_monte_carlo` the mean log-ratio) and, with the ceiling's per-prompt rewards (the same prompts, in the same
+    order), of its KL overhead, priced with `kl` (None when undefined on too many resamples)."""
+    reward, token_kl, log_ratio = (_per_prompt(rows, f) for f in ("reward", "token_kl", "log_ratio"))
     draws = bootstrap_draws(len(reward), seed)  # (resamples, prompts)
     out: dict[str, Any] = {
         "reward_mean_ci95": percentile_interval(reward[draws].mean(axis=1)),
-        "p_positive_mean_ci95": percentile_interval(p_positive[draws].mean(axis=1)),
+        # a reward function gives no p_positive
+        **({"p_positive_mean_ci95": percentile_interval(_per_prompt(rows, "p_positive")[draws].mean(axis=1))}
+           if "p_positive" in rows[0] else {}),
         "kl_ci95": percentile_interval(token_kl[draws].mean(axis=1)),
         "kl_monte_carlo_ci95": percentile_interval(log_ratio[draws].mean(axis=1)),
     }

@@ -125,19 +125,32 @@ def win_rate(policy_rewards: Sequence[float], reference_rewards: Sequence[float]
     return wins / len(policy_rewards)
 
 
-def summarize(completions: Sequence[str], rewards: Sequence[float], p_positive: Sequence[float]) -> dict[str, float]:
-    """The per-model block of metrics.json."""
+def summarize(completions: Sequence[str], rewards: Sequence[float],
+              p_positive: Sequence[float] | None) -> dict[str, float]:
+    """The per-model block of metrics.json; p_positive and the positive rate only where the reward is a classifier
+    (`p_positive` None: a reward function, which gives no probability)."""
     return {
         "reward_mean": mean(rewards),
         "reward_std": std(rewards),
-        "p_positive_mean": mean(p_positive),
-        "positive_rate": mean([1.0 if p > 0.5 else 0.0 for p in p_positive]),
+        **({} if p_positive is None else {
+            "p_positive_mean": mean(p_positive),
+            "positive_rate": mean([1.0 if p > 0.5 else 0.0 for p in p_positive])}),
         "distinct_1": distinct_n(completions, 1),
         "distinct_2": distinct_n(completions, 2),
         "distinct_3": distinct_n(completions, 3),
         "token_entropy": token_entropy(completions),
         "num_samples": len(completions),
     }
+
+
+# A sample's judge column, and its name in tables: a classifier judge's positive probability, a function's value.
+JUDGE_COLUMNS = {"judge_p_positive": "judge p_positive", "judge_score": "judge score"}
+
+
+def judge_metric(metrics: dict[str, float]) -> str | None:
+    """The key of a model's mean judge value in `metrics` (`judge_p_positive_mean` or `judge_score_mean`), or
+    None without a judge."""
+    return next((f"{column}_mean" for column in JUDGE_COLUMNS if f"{column}_mean" in metrics), None)
 
 
 def per_prompt_means(prompt_indices: Sequence[int], values: Sequence[float]) -> list[float]:

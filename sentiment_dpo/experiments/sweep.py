@@ -225,6 +225,8 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
     """The cell's stage-3 config: the sweep's value of each training option (the cell's own where the sweep lists
     several; the stage default for an option its method does not read)."""
     from ..methods.online_rl import check_batch
+    from ..methods.token_bias import check_reward
+
     values = {name: getattr(config, name)[0] for name in TRAINING_NAMES if reads(cell.loss, name)} \
         | dict(cell.options)
     # the online methods train as many steps as the offline ones (at the offline batch size when it is unset)
@@ -235,6 +237,7 @@ def training_config(config: SweepConfig, cell: Cell) -> TrainingConfig:
                               beta=cell.beta if reads(cell.loss, "beta") else None, learning_rate=cell.learning_rate,
                               max_steps=steps if is_online(cell.loss) else -1, **values)
     check_batch(training)
+    check_reward(training, config.reward)
     return training
 
 
@@ -255,7 +258,7 @@ class SweepRunner:
 
     def __init__(self, config: SweepConfig):
         from ..evaluation.evaluator import EvalSettings, Evaluator
-        from ..models import load_classifier, load_policy, resolve_device
+        from ..models import load_policy, load_scorer, resolve_device
         from ..prompts import check_unchanged, choose_prompts, prompts_needed
         from ..stages.generate import policy_prompt_pools
         from ..stages.train import read_pairs
@@ -264,8 +267,8 @@ class SweepRunner:
         self.run_dir = Path(config.run_dir)
         self.device = resolve_device(config.device)
         self.reference = load_policy(config.policy, self.device)
-        self.reward = load_classifier(config.reward, self.device, positive_label=config.positive_label)
-        judge = None if config.judge == "none" else load_classifier(config.judge, self.device, kind="judge")
+        self.reward = load_scorer(config.reward, self.device, positive_label=config.positive_label)
+        judge = None if config.judge == "none" else load_scorer(config.judge, self.device, kind="judge")
         self.pairs = read_pairs(self.run_dir / layout.PAIRS)
         self._token_prior = None  # fitted when a cell first starts a logit bias from it
         generation = config_to_dict(generation_config(config))
@@ -326,8 +329,8 @@ class SweepRunner:
                 nonlocal final_rows
                 metrics, final_rows = self.evaluator.evaluate(model, policy.tokenizer)
                 curve.append({"round": round_index, "step": offset + step, **metrics})
-                logger.info("%s round %d step %d: reward %.2f, p_positive %.3f, KL %.2f", cell.name, round_index,
-                            offset + step, metrics["reward_mean"], metrics["p_positive_mean"], metrics["kl"])
+                logger.info("%s round %d step %d: reward %.2f, KL %.2f", cell.name, round_index,
+                            offset + step, metrics["reward_mean"], metrics["kl"])
 
             dataset, reward = self._round_data(policy, training, cell, round_index)
             # a later round's bias starts from zero on top of the policy reached (its weights hold the earlier bias),
@@ -347,7 +350,7 @@ class SweepRunner:
         """(dataset, reward callable) a round trains on: the training prompts and the reward for an online method;
         else pairs, the shared ones in round 1 and, in a later round, new pairs from the current policy's own
         samples on the training prompts."""
-        from ..methods.online_rl import ClassifierReward, prompts_dataset
+        from ..methods.online_rl import OnlineReward, prompts_dataset
         from ..stages.generate import sample_and_score
         from ..stages.pairs import build_pairs
         from ..stages.train import pairs_dataset
@@ -355,7 +358,7 @@ class SweepRunner:
         config = self.config
         if is_online(cell.loss):
             return (prompts_dataset(self.train_prompts, policy.tokenizer),
-                    ClassifierReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or ""))
+                    OnlineReward(self.reward, config.eval_batch_size, policy.tokenizer.bos_token or ""))
         pairs = self.pairs
         if round_index > 1:
             policy.model.eval()

@@ -19,9 +19,11 @@ def frontier(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], s
     from ..experiments.sweep import label
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    if ceiling is not None:
-        draw_ceiling(ax, *ceiling, value={"reward_mean": "reward", "judge_p_positive_mean": "judge_p_positive",
-                                          "p_positive_mean": "p_positive"}[y_metric])
+    # the ceiling's points carry the reward and a classifier's probabilities, not a judge function's score
+    value = {"reward_mean": "reward", "judge_p_positive_mean": "judge_p_positive",
+             "p_positive_mean": "p_positive"}.get(y_metric)
+    if ceiling is not None and value is not None:
+        draw_ceiling(ax, *ceiling, value=value)
     by_curve: dict[tuple, list[tuple[float, dict[str, Any]]]] = {}
     for (loss, rounds, lr, beta), group in groups.items():
         by_curve.setdefault((loss, rounds, lr), []).append((beta, group))

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import files, layout
 from ..errors import PipelineError
+from ..evaluation.metrics import JUDGE_COLUMNS, judge_metric
 from ..evaluation.stats import mean_ci95
 from ..methods.registry import ceiling_objective, method_name
 from .sweep import label, pairs_per_round
@@ -24,7 +25,8 @@ from .sweep import label, pairs_per_round
 logger = logging.getLogger(__name__)
 
 TABLE_METRICS = (("reward_mean", "reward", 2), ("p_positive_mean", "p_positive", 3),
-                 ("judge_p_positive_mean", "judge p_positive", 3), ("kl", "KL (nats)", 1),
+                 ("judge_p_positive_mean", "judge p_positive", 3), ("judge_score_mean", "judge score", 3),
+                 ("kl", "KL (nats)", 1),
                  ("win_rate", "win rate", 2), ("distinct_1", "distinct-1", 3), ("distinct_2", "distinct-2", 3),
                  ("token_entropy", "entropy (bits)", 2), ("self_bleu", "self-BLEU", 3),
                  ("reference_perplexity", "ppl under ref", 1))
@@ -72,7 +74,7 @@ def aggregate(cells: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
         groups[setting_key(cell["settings"])].append(cell)
     out = {}
     for key, members in sorted(groups.items()):
-        # a sweep without a judge (or older cells) has no judge column
+        # a sweep without a judge has no judge column, one whose reward is a function no p_positive
         names = [name for name, _, _ in TABLE_METRICS if all(name in p for m in members for p in m["curve"])]
         final = {name: mean_ci95([m["final"][name] for m in members]) for name in names}
         steps: dict[int, list[dict[str, float]]] = defaultdict(list)
@@ -97,8 +99,8 @@ def best_under_budget(groups: dict[tuple, dict[str, Any]], budget: float) -> dic
             current = best.get((loss, rounds, lr))
             if current is None or point["reward_mean"][0] > current["reward"][0]:
                 best[(loss, rounds, lr)] = {"beta": beta, "step": point["step"], "reward": point["reward_mean"],
-                                            "kl": point["kl"], "p_positive": point["p_positive_mean"],
-                                            "judge": point.get("judge_p_positive_mean"), "seeds": point["seeds"]}
+                                            "kl": point["kl"], "p_positive": point.get("p_positive_mean"),
+                                            "judge": point.get(judge_metric(point) or ""), "seeds": point["seeds"]}
     return best
 
 
@@ -166,7 +168,7 @@ def _ceiling(run_dir: Path) -> tuple[list, list] | None:
     file = run_dir / layout.SWEEP_REFERENCE / layout.CEILING_SAMPLES
     if not file.exists():
         return None
-    return curves(files.read_jsonl(file, ("prompt_index", "reward", "p_positive"), "python3 sweep.py"))
+    return curves(files.read_jsonl(file, ("prompt_index", "reward"), "python3 sweep.py"))
 
 
 def _against_ceiling(optimum: list | None, kl: float, reward: float) -> str:
@@ -205,16 +207,18 @@ def write_report(run_dir: Path, config) -> Path:
     several_rates = len({key[2] for key in groups}) > 1
     ceiling = _ceiling(run_dir)
     optimum = ceiling[0] if ceiling else None
-    has_judge = all("judge_p_positive_mean" in group["final"] for group in groups.values())
+    # the judge's metric (a classifier's p_positive or a function's score), if every setting has it
+    judge = {judge_metric(group["final"]) for group in groups.values()}
+    judge = judge.pop() if len(judge) == 1 else None
     best = {budget: best_under_budget(groups, budget) for budget in config.kl_budgets}
     settings = list(dict.fromkeys(key[:3] for key in groups))  # (loss, rounds, lr), in the groups' order
     beyond = {budget: [key for key in settings if key not in per_setting] for budget, per_setting in best.items()}
-    _draw_plots(run_dir, config, cells, groups, reference, several_rates, ceiling, has_judge)
-    lines = _opening_lines(config, cells, best, beyond, several_rates, ceiling, has_judge)
+    _draw_plots(run_dir, config, cells, groups, reference, several_rates, ceiling, judge)
+    lines = _opening_lines(config, cells, best, beyond, several_rates, ceiling, judge)
     if ceiling:
         lines += markdown_lines(*ceiling)
-    lines += _budget_tables(best, beyond, several_rates, optimum, has_judge)
-    lines += _final_table(groups, reference, several_rates, optimum, has_judge)
+    lines += _budget_tables(best, beyond, several_rates, optimum, judge)
+    lines += _final_table(groups, reference, several_rates, optimum)
     lines += _method_lines(config)
     path = run_dir / layout.SWEEP_REPORT
     files.write_text_atomic(path, "\n".join(lines))
@@ -223,16 +227,17 @@ def write_report(run_dir: Path, config) -> Path:
 
 
 def _draw_plots(run_dir: Path, config, cells: list[dict[str, Any]], groups: dict[tuple, dict[str, Any]],
-                reference: dict[str, float], several_rates: bool, ceiling, has_judge: bool) -> None:
+                reference: dict[str, float], several_rates: bool, ceiling, judge: str | None) -> None:
     """frontier.png, judge_frontier.png (with a judge), diversity_vs_reward.png and reward_hists.png."""
     from . import sweep_plots
 
     sweep_plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog; dotted: the KL "
                          "budgets)", run_dir / "frontier.png", budgets=config.kl_budgets, ceiling=ceiling)
-    if has_judge:
+    if judge:
         sweep_plots.frontier(groups, reference, several_rates, "kl", "KL(policy ‖ reference), nats (symlog)",
-                             run_dir / "judge_frontier.png", ceiling=ceiling, y_metric="judge_p_positive_mean",
-                             ylabel="held-out judge's mean p(positive)")
+                             run_dir / "judge_frontier.png", ceiling=ceiling, y_metric=judge,
+                             ylabel="held-out judge's mean " + ("p(positive)" if judge == "judge_p_positive_mean"
+                                                                else "score"))
     sweep_plots.frontier(groups, reference, several_rates, "distinct_2", "distinct-2 (higher = more diverse)",
                          run_dir / "diversity_vs_reward.png", x_is_kl=False)
     samples = defaultdict(dict)
@@ -247,7 +252,7 @@ def _draw_plots(run_dir: Path, config, cells: list[dict[str, Any]], groups: dict
 
 
 def _opening_lines(config, cells: list[dict[str, Any]], best: dict, beyond: dict, several_rates: bool, ceiling,
-                   has_judge: bool) -> list[str]:
+                   judge: str | None) -> list[str]:
     """The report's settings paragraph, its findings and the plots with their captions."""
     from ..methods.registry import is_online
 
@@ -274,7 +279,7 @@ def _opening_lines(config, cells: list[dict[str, Any]], best: dict, beyond: dict
              + ("; black: the ceiling (KL-regularised optimum), olive squares: best-of-n of the reference" if ceiling
                 else "") + ".", "",
              "![frontier](frontier.png)", ""]
-    if has_judge:
+    if judge:
         lines += ["The held-out judge (never used for training) on the same checkpoints: where the reward rises and "
                   "the judge does not, the policy exploits the reward model rather than writing more positive text.",
                   "", "![judge frontier](judge_frontier.png)", ""]
@@ -282,30 +287,32 @@ def _opening_lines(config, cells: list[dict[str, Any]], best: dict, beyond: dict
     return lines
 
 
-def _budget_tables(best: dict, beyond: dict, several_rates: bool, optimum, has_judge: bool) -> list[str]:
-    """Per KL budget, the best checkpoint of each setting within it."""
+def _budget_tables(best: dict, beyond: dict, several_rates: bool, optimum, judge: str | None) -> list[str]:
+    """Per KL budget, the best checkpoint of each setting within it (p_positive where the reward gives one)."""
     lines: list[str] = []
-    judge_header = " judge p_positive |" if has_judge else ""
+    extra = [name for name, present in (("p_positive", True), ("judge", judge)) if present
+             and all(b[name] is not None for per_loss in best.values() for b in per_loss.values())]
+    header = "".join(f" {JUDGE_COLUMNS[judge.removesuffix('_mean')] if name == 'judge' else name} |"
+                     for name in extra)
     for budget, per_loss in best.items():
         lines += [f"## Best checkpoint within KL ≤ {budget:g} nats", "",
-                  f"| method | β | step | reward | KL | KL overhead | share of the ceiling's gain | p_positive |"
-                  f"{judge_header} seeds |",
-                  "|---|---|---|---|---|---|---|---|" + ("---|" if has_judge else "") + "---|"]
+                  f"| method | β | step | reward | KL | KL overhead | share of the ceiling's gain |{header} seeds |",
+                  "|---|---|---|---|---|---|---|" + "---|" * len(extra) + "---|"]
         for key, b in sorted(per_loss.items(), key=lambda item: -item[1]["reward"][0]):
-            judge = f" {_fmt(b['judge'], 3)} |" if has_judge else ""
+            cells = "".join(f" {_fmt(b[name], 3)} |" for name in extra)
             lines.append(f"| {label(*key, several_rates)} | {b['beta']:g} | {b['step']} | {_fmt(b['reward'], 2)} | "
-                         f"{_fmt(b['kl'], 1)} | {_against_ceiling(optimum, b['kl'][0], b['reward'][0])} | "
-                         f"{_fmt(b['p_positive'], 3)} |{judge} {b['seeds']} |")
-        lines += [f"| {label(*key, several_rates)} | – | – | every checkpoint past the budget | | | | |"
-                  + (" |" if has_judge else "") + " |" for key in beyond[budget]]
+                         f"{_fmt(b['kl'], 1)} | {_against_ceiling(optimum, b['kl'][0], b['reward'][0])} |"
+                         f"{cells} {b['seeds']} |")
+        lines += [f"| {label(*key, several_rates)} | – | – | every checkpoint past the budget | | | |"
+                  + " |" * len(extra) + " |" for key in beyond[budget]]
         lines.append("")
     return lines
 
 
-def _final_table(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], several_rates: bool, optimum,
-                 has_judge: bool) -> list[str]:
-    """Every setting's final checkpoint, means over seeds, beside the reference."""
-    metrics = [m for m in TABLE_METRICS if has_judge or m[0] != "judge_p_positive_mean"]
+def _final_table(groups: dict[tuple, dict[str, Any]], reference: dict[str, float], several_rates: bool,
+                 optimum) -> list[str]:
+    """Every setting's final checkpoint, means over seeds, beside the reference: the metrics every setting has."""
+    metrics = [m for m in TABLE_METRICS if all(m[0] in group["final"] for group in groups.values())]
     header = " | ".join(title for _, title, _ in metrics)
     lines = ["## Final checkpoints", "",
              f"| method | β | seeds | {header} | KL overhead | share of the ceiling's gain |",
@@ -359,6 +366,7 @@ def _method_lines(config) -> list[str]:
             "Metrics: KL is the Rao-Blackwellised estimate of KL(π ‖ π_ref) on the policy's own samples (the exact "
             "KL of the next-token distributions summed along each sample; docs/metrics.md); "
             "win rate is the share of held-out prompts where the policy's sample out-scores the reference's; "
-            "judge p_positive is the held-out judge's mean positive probability; "
+            "judge p_positive is the held-out judge's mean positive probability (judge score: a judge function's "
+            "mean value); p_positive is left out where the reward is a function (its values are no probability); "
             "self-BLEU is BLEU-4 of each sample against the others (higher = more repetitive); ppl under ref is "
             "the reference model's per-token perplexity of the policy's samples.", ""]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..evaluation.metrics import JUDGE_COLUMNS, judge_metric
 from .registry import BETA_FREE, ONLINE_METHODS, SLIC
 
 CARD = "README.md"
@@ -67,13 +68,17 @@ def model_card(training: dict[str, Any], metrics: dict[str, Any] | None = None) 
         lines.append("No evaluation yet: `python3 calculate_metrics.py " + loss + "` adds it here.")
     else:
         ref, pol = metrics["reference"], metrics["policy"]
-        judge = "judge_p_positive_mean" in pol
+        judge = judge_metric(pol)
+        # p_positive: a classifier reward's probability (a reward function has none)
+        columns = [("reward_mean", "reward", ".2f")] + [
+            (key, label, ".3f") for key, label in (("p_positive_mean", "p_positive"),
+                                                   (judge, JUDGE_COLUMNS.get((judge or "").removesuffix("_mean"))))
+            if key in pol] + [("distinct_2", "distinct-2", ".3f")]
         lines += ["## Evaluation (held-out prompts, `calculate_metrics.py`)", "",
-                  "| model | reward | p_positive |" + (" judge p_positive |" if judge else "") + " distinct-2 |",
-                  "|---|---|---|" + ("---|" if judge else "") + "---|"]
+                  "| model |" + "".join(f" {label} |" for _, label, _ in columns),
+                  "|---|" + "---|" * len(columns)]
         for name, m in (("reference", ref), ("this policy", pol)):
-            lines.append(f"| {name} | {m['reward_mean']:.2f} | {m['p_positive_mean']:.3f} |"
-                         + (f" {m['judge_p_positive_mean']:.3f} |" if judge else "") + f" {m['distinct_2']:.3f} |")
+            lines.append(f"| {name} |" + "".join(f" {m[key]:{form}} |" for key, _, form in columns))
         lines += ["", f"KL to the reference: {metrics['kl']:.2f} nats; win rate {metrics['win_rate']:.2f}"
                   + (f"; KL overhead against the ceiling: {metrics['kl_overhead_text']}, share of the ceiling's "
                      f"reward gain at this KL: {metrics['ceiling_gain_share_text']}"

@@ -1,7 +1,7 @@
 """Online RL baselines through TRL: RLOO, GRPO and online DPO, rewarded by the project's sentiment classifier.
 
 Each samples completions of the training prompts from the current policy during training (pure sampling,
-the same `max_new_tokens` as stage 1) and scores them with `ClassifierReward`, a plain callable: TRL's own
+the same `max_new_tokens` as stage 1) and scores them with `OnlineReward`, a plain callable: TRL's own
 loading of a classifier takes `logits[:, 0]` whatever the positive class is, and tokenizes without special
 tokens. The KL coefficient is the run's β for all three (GRPO's default is 0: no reference at all).
 
@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PipelineError
 from ..generation import ANCESTRAL, OWN_DISTRIBUTION_TEMPERATURE
 from ..models import prompt_text
-from ..scoring import Classifier
+from ..scoring import Scorer
 from .trainer_args import lora_config, shared_trainer_args
 
 if TYPE_CHECKING:  # methods/ read the config's values, and never import it at run time (config imports the registry)
     from ..config import TrainingConfig
 
-class ClassifierReward:
-    """TRL reward function: the classifier's positive-class logit of prompt + completion, as stage 1 scores.
+class OnlineReward:
+    """TRL reward function: the reward of prompt + completion as stage 1 scores it (a classifier's positive-class
+    logit, or a reward function's value).
 
     TRL hands over the prompt as the trainer saw it (with the policy's BOS text in front): that prefix is removed,
     so the classifier reads exactly the text it reads everywhere else.
@@ -36,7 +37,7 @@ class ClassifierReward:
 
     __name__ = "sentiment_reward"  # TRL logs each reward function under its name
 
-    def __init__(self, classifier: Classifier, batch_size: int, prompt_prefix: str = ""):
+    def __init__(self, classifier: Scorer, batch_size: int, prompt_prefix: str = ""):
         self.classifier, self.batch_size, self.prompt_prefix = classifier, batch_size, prompt_prefix
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
@@ -74,7 +75,7 @@ def online_config(config: TrainingConfig, common: dict[str, Any], max_new_tokens
 
 
 def build_trainer(model, tokenizer, dataset, config: TrainingConfig, output_dir: Path, use_cpu: bool,
-                  callbacks: list | None, reward: ClassifierReward, max_new_tokens: int) -> Any:
+                  callbacks: list | None, reward: OnlineReward, max_new_tokens: int) -> Any:
     """Config -> the TRL trainer of `config.loss` (one of ONLINE_METHODS) on an in-memory model, sampling
     `max_new_tokens` per completion of the `dataset`'s prompts and rewarded by `reward`."""
     peft_config = lora_config(config)

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
+from ..user_code import is_function_spec
+from .registry import TOKEN_BIAS
 from .pair_methods import dpo_trainer
 
 if TYPE_CHECKING:
@@ -41,6 +43,16 @@ def choose_trained_parameters(model, config: TrainingConfig, initial_bias=None) 
 def starts_from_token_scores(config: TrainingConfig) -> bool:
     """Whether a (resolved) training's logit bias starts from the reward model's token scores."""
     return bool(config.logit_bias) and config.bias_start == "reward"
+
+
+def check_reward(config: TrainingConfig, reward: str) -> None:
+    """Refuse a start from the reward model's token scores when the reward is a function: only a classifier has
+    them (the token-bias recipe's start)."""
+    if starts_from_token_scores(config) and is_function_spec(reward):
+        recipe = ", the token-bias recipe's" if config.recipe == TOKEN_BIAS else ""
+        raise PipelineError(f"the logit bias's start (--bias-start reward{recipe}) scores each vocabulary token "
+                            f"with the reward classifier, and the reward {reward} is a function: use --recipe "
+                            "standard, or --bias-start zero")
 
 
 def token_prior(policy, classifier, dataset, rows: list[dict[str, Any]], batch_size: int) -> Any:

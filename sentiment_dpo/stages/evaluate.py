@@ -21,7 +21,8 @@ from ..locks import exclusive
 from ..methods.registry import check_method
 from ..evaluation.metrics import kl_standard_error
 from ..methods.model_card import CARD, model_card
-from ..models import RECORDED_MODEL_FIX, load_classifier, load_policy, refuse_non_finite_weights, resolve_device
+from ..models import RECORDED_MODEL_FIX, load_policy, load_scorer, refuse_non_finite_weights, resolve_device
+from ..scoring import RewardFunction
 from ..prompts import Pools, check_unchanged, choose_prompts, prompts_digest
 from ..generation import OWN_DISTRIBUTION_TEMPERATURE, sampling_record
 from .generate import policy_prompt_pools
@@ -42,14 +43,14 @@ def held_out_evaluator(config: MetricsConfig, generation: dict[str, Any], device
     recorded prompt source (and the pools they were drawn from)."""
     judge = judge_spec(config, generation)
     reference = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
-    reward = load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
-                             fix=RECORDED_MODEL_FIX)
-    judge_classifier = load_classifier(judge, device, kind="judge") if judge is not None else None
+    reward = load_scorer(generation["reward"], device, positive_label=generation.get("positive_label"),
+                         fix=RECORDED_MODEL_FIX)
+    judge_scorer = load_scorer(judge, device, kind="judge") if judge is not None else None
     max_new_tokens = generation["max_new_tokens"]  # the policy's own distribution, whatever stage 1's temperature
     pools = policy_prompt_pools(generation, reference, max_new_tokens)
     check_unchanged(generation, pools, f"python3 calculate_metrics.py {config.loss}")
     prompts = choose_prompts(pools, "heldout", config.num_prompts, config.seed)
-    return Evaluator(reference, reward, judge_classifier, EvalSettings(
+    return Evaluator(reference, reward, judge_scorer, EvalSettings(
         prompts, config.samples_per_prompt, max_new_tokens, config.batch_size, config.seed)), pools
 
 
@@ -101,7 +102,7 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
              reference_metrics: dict[str, Any], policy_metrics: dict[str, Any],
              policy_rows: list[dict[str, Any]]) -> dict[str, Any]:
     """metrics.json without the ceiling and the intervals: both models' metrics, the pair metrics, provenance."""
-    reward, judge_classifier, prompts = evaluator.reward, evaluator.judge, evaluator.settings.prompts
+    reward, judge, prompts = evaluator.reward, evaluator.judge, evaluator.settings.prompts
     metrics = {
         "loss": config.name,
         "reference": {k: v for k, v in reference_metrics.items() if k not in PAIR_METRICS},
@@ -113,8 +114,11 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
             "reward_model": generation["reward"], "judge": judge_spec(config, generation),
             # where each was loaded from: for the embedded ones a version name and a hash of the adapter and the
             # CPU kernels it was merged on
-            "reward_source": cache_notation(reward.model.source),
-            "judge_source": cache_notation(judge_classifier.model.source) if judge_classifier is not None else None,
+            "reward_source": cache_notation(reward.source),
+            "judge_source": cache_notation(judge.source) if judge is not None else None,
+            # the SHA-256 of a reward or judge function's file (a classifier's weights are in the caches' keys)
+            **{f"{name}_function": scorer.user.record() for name, scorer in (("reward", reward), ("judge", judge))
+               if isinstance(scorer, RewardFunction)},
             "prompts": {"held_out_of": pools.provenance, "prompts_sha256": prompts_digest(prompts)},
             "sampling": sampling_record(evaluator.settings.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE),
             "seed": config.seed,
@@ -122,7 +126,8 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
     }
     metrics["kl_standard_error"] = kl_standard_error([row["token_kl"] for row in policy_rows])
     metrics["kl_monte_carlo_standard_error"] = kl_standard_error([row["log_ratio"] for row in policy_rows])
-    metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
+    if reward.gives_probability:
+        metrics["p_positive_delta"] = metrics["policy"]["p_positive_mean"] - metrics["reference"]["p_positive_mean"]
     return metrics
 
 
@@ -145,8 +150,9 @@ def _write_atomically(out: Path, config: MetricsConfig, metrics: dict[str, Any],
 
 
 def _log_result(loss: str, metrics: dict[str, Any]) -> None:
-    logger.info("%s: p_positive %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", loss,
-                metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"], metrics["kl"],
+    shown = "p_positive_mean" if "p_positive_mean" in metrics["policy"] else "reward_mean"
+    logger.info("%s: %s %.3f -> %.3f, KL %.2f nats, distinct-2 %.3f -> %.3f, win rate %.2f%s", loss,
+                shown.removesuffix("_mean"), metrics["reference"][shown], metrics["policy"][shown], metrics["kl"],
                 metrics["reference"]["distinct_2"], metrics["policy"]["distinct_2"], metrics["win_rate"],
                 f", KL overhead {metrics['kl_overhead_text']}, share of the ceiling's gain "
                 f"{metrics['ceiling_gain_share_text']}" if "ceiling" in metrics else "")
@@ -159,10 +165,11 @@ def _write_results(out: Path, config: MetricsConfig, metrics: dict[str, Any], re
     files.write_jsonl(out / layout.SAMPLES,
                       ({"model": name, **row} for name, rows in by_model.items() for row in rows))
     rewards = {name: [r["reward"] for r in rows] for name, rows in by_model.items()}
-    p_positive = {name: [r["p_positive"] for r in rows] for name, rows in by_model.items()}
     plots.reward_histogram(rewards["reference"], rewards["policy"], config.name, out / "reward_hist.png")
-    plots.reward_histogram(p_positive["reference"], p_positive["policy"], config.name, out / "p_positive_hist.png",
-                           xlabel="p(positive)")
+    if "p_positive" in policy_rows[0]:  # a classifier reward's probability
+        p_positive = {name: [r["p_positive"] for r in rows] for name, rows in by_model.items()}
+        plots.reward_histogram(p_positive["reference"], p_positive["policy"], config.name,
+                               out / "p_positive_hist.png", xlabel="p(positive)")
     plots.diversity_bars(metrics["reference"], metrics["policy"], config.name, out / "diversity.png")
     if optimum is not None:
         plots.ceiling_frontier({config.name: (metrics["kl"], metrics["policy"]["reward_mean"])},

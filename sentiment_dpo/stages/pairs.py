@@ -37,8 +37,9 @@ def check_generation_row(row: dict[str, Any], path: Path, line_no: int) -> None:
 
     if not is_finite_number(row["reward"]):
         raise bad(f"reward must be a finite number, got {row['reward']!r}")
-    if not is_finite_number(row["p_positive"]) or not 0 <= row["p_positive"] <= 1:
-        raise bad(f"p_positive must be a probability in [0, 1], got {row['p_positive']!r}")
+    p = row["p_positive"]  # None: the reward is a function, which gives no probability
+    if p is not None and (not is_finite_number(p) or not 0 <= p <= 1):
+        raise bad(f"p_positive must be a probability in [0, 1] (or null), got {p!r}")
     if not isinstance(row["completion"], str) or not isinstance(row["prompt"], str):
         raise bad("prompt and completion must be strings")
     ids = row.get("completion_ids")

@@ -18,7 +18,7 @@ from ..distributed import is_main_process
 from ..errors import PipelineError
 from ..methods.own_loss import check_methods
 from ..methods.registry import ceiling_objective, check_method, check_read_by_some, reads
-from ..evaluation.metrics import measurable_drift
+from ..evaluation.metrics import JUDGE_COLUMNS, judge_metric, measurable_drift
 from ..prompts import describe
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,11 @@ def training_config(config: PipelineConfig, loss: str) -> TrainingConfig:
     check_read_by_some(options, config.losses, "the pipeline")
     policy = generation_config(config).policy
     values = preset_training_defaults(policy, loss) | {k: v for k, v in options.items() if reads(loss, k)}
-    return TrainingConfig(run_dir=config.run_dir, seed=config.seed, bitwise=config.bitwise, loss=loss, **values)
+    training = TrainingConfig(run_dir=config.run_dir, seed=config.seed, bitwise=config.bitwise, loss=loss, **values)
+    from ..methods.token_bias import check_reward  # imports torch: not at --help
+
+    check_reward(training, generation_config(config).reward)
+    return training
 
 
 def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool | None]]:
@@ -150,6 +154,8 @@ def target_checks(run_dir: Path, losses: list[str]) -> list[tuple[str, str, bool
         rows.append((REWARD_ACCURACY.text(), f"{accuracy:.3f}", REWARD_ACCURACY.holds(accuracy)))
     for loss in losses:
         metrics = json.loads((run_dir / layout.results_dir(loss) / layout.METRICS).read_text())
+        if "p_positive_mean" not in metrics["policy"]:  # a reward function: the targets are set on p_positive
+            continue
         start, end = metrics["reference"]["p_positive_mean"], metrics["policy"]["p_positive_mean"]
         if loss == losses[0]:
             rows.append((START_P_POSITIVE.text(), f"{start:.3f}", START_P_POSITIVE.holds(start)))
@@ -231,7 +237,7 @@ def _metrics_table(generation: dict[str, Any], results: dict[str, dict[str, Any]
         f"Policy `{generation['policy']}`, reward `{generation['reward']}`, {generation['num_samples']} samples "
         f"({describe(generation)}; pure sampling, {generation['max_new_tokens']} new tokens), "
         f"seed {generation['seed']}; held-out judge `{results[losses[0]]['provenance'].get('judge')}`.", "",
-        "| loss | model | reward mean ± std | p_positive | judge p_positive | positive rate | distinct-1/2/3 "
+        f"| loss | model | reward mean ± std | p_positive | {_judge_header(results)} | positive rate | distinct-1/2/3 "
         "| word entropy (bits) | KL (nats) | KL overhead | share of the ceiling's gain | win rate |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -246,12 +252,17 @@ def _metrics_table(generation: dict[str, Any], results: dict[str, dict[str, Any]
             pair_cells = (f"{_kl_text(metrics)}{_interval(ci.get('kl_ci95'), '.2f')} | {overhead} | "
                           f"{metrics.get('ceiling_gain_share_text', '–')} | {metrics['win_rate']:.3f}"
                           if name == "policy" else "– | – | – | –")
-            judge = f"{m['judge_p_positive_mean']:.3f}" if "judge_p_positive_mean" in m else "–"
+            judge = f"{m[key]:.3f}" if (key := judge_metric(m)) else "–"
+            p_positive, rate = ((f"{m['p_positive_mean']:.3f}{_interval(ci.get('p_positive_mean_ci95'), '.3f')}",
+                                 f"{m['positive_rate']:.3f}") if "p_positive_mean" in m else ("–", "–"))
             lines.append(
                 f"| {loss} | {name} | {m['reward_mean']:.2f}{_interval(ci.get('reward_mean_ci95'), '.2f')} ± "
-                f"{m['reward_std']:.2f} | {m['p_positive_mean']:.3f}{_interval(ci.get('p_positive_mean_ci95'), '.3f')} "
-                f"| {judge} | {m['positive_rate']:.3f} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / "
+                f"{m['reward_std']:.2f} | {p_positive} "
+                f"| {judge} | {rate} | {m['distinct_1']:.3f} / {m['distinct_2']:.3f} / "
                 f"{m['distinct_3']:.3f} | {m['token_entropy']:.2f} | {pair_cells} |")
+    if "p_positive_mean" not in results[losses[0]]["policy"]:
+        lines += ["", f"p_positive and the positive rate: none, the reward `{generation['reward']}` is a function, "
+                  "whose values are not a classifier's probability."]
     lines += ["", "Brackets: 95% bootstrap intervals over the held-out prompts (the ceiling resampled with them); "
               "± : the standard deviation over samples. KL: the Rao-Blackwellised estimate (the exact KL of the "
               "next-token distributions summed along each of the policy's samples), which prices the KL overhead; "
@@ -265,6 +276,11 @@ def _metrics_table(generation: dict[str, Any], results: dict[str, dict[str, Any]
         lines.append(f"- {loss}: Rao-Blackwellised {metrics['kl']:.2f} [{low:.2f}, {high:.2f}]{narrower}; "
                      f"Monte-Carlo {metrics['kl_monte_carlo']:.2f} [{mc_low:.2f}, {mc_high:.2f}]")
     return lines
+
+
+def _judge_header(results: dict[str, dict[str, Any]]) -> str:
+    key = next(filter(None, (judge_metric(m["policy"]) for m in results.values())), "judge_p_positive_mean")
+    return JUDGE_COLUMNS[key.removesuffix("_mean")]
 
 
 def _ceiling_section(run_dir: Path, results: dict[str, dict[str, Any]], losses: list[str]) -> list[str]:

@@ -24,6 +24,7 @@ from ..errors import Interrupted, PipelineError
 from ..locks import exclusive
 from ..methods.own_loss import load_own_loss
 from ..methods.registry import check_method, is_online, is_own_loss
+from ..methods.token_bias import check_reward
 from ..library_warnings import CHECKPOINTING_DEPRECATION
 from ..models import RECORDED_MODEL_FIX, context_limit, non_finite_parameters
 from ..methods.model_card import CARD, model_card, what_trains
@@ -204,7 +205,7 @@ def train_policy(model, tokenizer, dataset, config: TrainingConfig, output_dir: 
     in-memory model; returns the trainer (model trained in place).
 
     `dataset` holds pairs, or for the online methods prompts (`online_rl.prompts_dataset`), which also need
-    `reward` (an `online_rl.ClassifierReward`) and `max_new_tokens`. `output_dir` receives checkpoints when
+    `reward` (an `online_rl.OnlineReward`) and `max_new_tokens`. `output_dir` receives checkpoints when
     `config.save_steps` is set; `resume` is a checkpoint folder to continue from. `initial_bias` is where a trained
     logit bias starts (`token_prior`; None: zero). `ref_model`: the starting policy, where `model` no longer is it
     (a sweep's later rounds); None: the reference is `model` as it is passed in, before any bias or adapter.
@@ -269,15 +270,15 @@ def run(config: TrainingConfig) -> Path:
     else:
         data_file = layout.PAIRS
         rows = read_pairs(run_dir / data_file)  # before loading models: bad input fails fast
+    check_reward(config, generation["reward"])
     own = load_own_loss(config.loss) if is_own_loss(config.loss) else None  # its checks too
     device = resolve_device(config.device)
     policy = load_policy(generation["policy"], device, fix=RECORDED_MODEL_FIX)
     reward = prior = None
     if online:
-        from ..methods.online_rl import ClassifierReward, prompts_dataset
+        from ..methods.online_rl import OnlineReward, prompts_dataset
 
-        reward = ClassifierReward(_reward_model(generation, device), generation["batch_size"],
-                                  policy.tokenizer.bos_token or "")
+        reward = OnlineReward(_reward(generation, device), generation["batch_size"], policy.tokenizer.bos_token or "")
         dataset = prompts_dataset(rows, policy.tokenizer)
     else:
         check_ids_match_texts(rows, policy.tokenizer, run_dir / data_file,
@@ -290,18 +291,19 @@ def run(config: TrainingConfig) -> Path:
 
         check_trained_parameters(policy.model, config)
         if starts_from_token_scores(config):
-            prior = token_prior(policy, _reward_model(generation, device), dataset, rows, generation["batch_size"])
+            prior = token_prior(policy, _reward(generation, device), dataset, rows, generation["batch_size"])
     final = run_dir / layout.model_dir(config.name)
     with exclusive(final, f"python3 main.py {config.loss}"):  # one writer of models/NAME at a time
         _train_and_save(config, policy, dataset, reward, generation, data_file, final, device, prior, own)
     return final
 
 
-def _reward_model(generation: dict[str, Any], device) -> Any:
-    from ..models import load_classifier
+def _reward(generation: dict[str, Any], device) -> Any:
+    """Stage 1's reward: a classifier, or a function (`scoring.Scorer`)."""
+    from ..models import load_scorer
 
-    return load_classifier(generation["reward"], device, positive_label=generation.get("positive_label"),
-                           fix=RECORDED_MODEL_FIX)
+    return load_scorer(generation["reward"], device, positive_label=generation.get("positive_label"),
+                       fix=RECORDED_MODEL_FIX)
 
 
 def _reference_logps_entry(trainer) -> dict[str, str]:
