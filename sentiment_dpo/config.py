@@ -22,6 +22,7 @@ from .methods.registry import (EXO_DEFAULT_LABEL_SMOOTHING, LABEL_SMOOTHING_LOSS
 
 # Stage 1's options that choose the prompts, also on run_pipeline.py's command line: the source is named once.
 PROMPT_OPTIONS = ("prompts", "prompt_column", "prompt_words", "prompt_tokens", "heldout_split", "heldout_fraction")
+DEFAULT_NUM_SAMPLES = 8000
 PAIR_STRATEGIES = ("margin", "random", "best_worst")
 DEFAULT_MARGIN = 0.5
 PROMPT_MODES = ("review", "bos")
@@ -74,7 +75,9 @@ class GenerationConfig(CommonConfig):
                                "Default: the preset's.", default=None)
     positive_label: str | None = option(
         "Name of the positive class in the classifier's id2label (found automatically if unset).", default=None)
-    num_samples: int = option("Number of texts to sample.", default=8000)
+    num_samples: int | None = option(f"Number of texts to sample. Default: {DEFAULT_NUM_SAMPLES} (the reference "
+                                     f"preset: {PRESETS['reference']['num_samples']}, sized for a CPU: "
+                                     "docs/original_experiment.md).", default=None)
     samples_per_prompt: int = option("Samples drawn for each prompt (same-prompt pairs need at least 2).", default=8)
     prompt_mode: str = option("'review': prompts are made from texts (--prompts, by default the openings of the "
                              "built-in review sentences); 'bos': unconditional generation from the BOS token alone.",
@@ -103,6 +106,8 @@ class GenerationConfig(CommonConfig):
         check_common(self)
         check_choice("preset", self.preset, PRESETS)
         check_choice("prompt_mode", self.prompt_mode, PROMPT_MODES)
+        if self.num_samples is None:
+            self.num_samples = PRESETS[self.preset].get("num_samples", DEFAULT_NUM_SAMPLES)
         check_positive(self, "num_samples", "samples_per_prompt", "max_new_tokens", "batch_size")
         check_positive(self, "temperature")
         self.policy = self.policy or PRESETS[self.preset]["policy"]
@@ -210,6 +215,10 @@ class TrainingConfig(CommonConfig):
     batch_size: int | None = option(
         f"Pairs per optimizer step (default {PAIR_BATCH_SIZE}); rloo, grpo, online_dpo: completions sampled per step "
         f"(default {ONLINE_BATCH_SIZE}).", default=None)
+    gradient_accumulation_steps: int | None = option(
+        "Pair methods only: split each batch of --batch-size pairs into N micro-batches whose gradients add up to "
+        "the batch's: the same optimisation at about 1/N of the activation memory (--batch-size must be a multiple "
+        "of N). Default: 1.", default=None)
     num_generations: int | None = option("rloo and grpo only: completions sampled per prompt (batch size must be a "
                                         "multiple). Default: 4.", default=None)
     warmup_ratio: float = option("Share of steps spent warming up the learning rate.", default=0.1)
@@ -323,6 +332,13 @@ class TrainingConfig(CommonConfig):
             self.bias_start = "zero"
         if self.group_by_prompt is None:
             self.group_by_prompt = True
+        if self.gradient_accumulation_steps is None:
+            self.gradient_accumulation_steps = 1
+        check_positive(self, "gradient_accumulation_steps")
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise PipelineError(f"--batch-size {self.batch_size} is not a multiple of --gradient-accumulation-steps "
+                                f"{self.gradient_accumulation_steps}; pass a batch size that is, e.g. "
+                                f"{self.batch_size - self.batch_size % self.gradient_accumulation_steps}")
         if self.precompute_ref_log_probs is None and reads(self.loss, "precompute_ref_log_probs"):
             self.precompute_ref_log_probs = True
         if self.slic_lambda is None and reads(self.loss, "slic_lambda"):

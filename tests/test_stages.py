@@ -516,3 +516,32 @@ def test_report_to_tensorboard_keeps_the_event_files_with_the_model(run_dir):
     accumulator = EventAccumulator(str(events[0].parent))
     accumulator.Reload()
     assert any("loss" in tag for tag in accumulator.Tags()["scalars"])
+
+
+def test_gradient_accumulation_trains_to_the_same_weights_and_refuses_an_uneven_split(run_dir, tmp_path, capsys,
+                                                                                       tiny_policy):
+    """A batch of 8 pairs in 2 micro-batches of 4 is the same optimisation as the batch in one piece."""
+    from safetensors.torch import load_file
+
+    trained = {}
+    for steps in (1, 2):
+        run = tmp_path / f"accumulate{steps}"
+        (run / "data").mkdir(parents=True)
+        for name in (layout.GENERATIONS, layout.GENERATION_CONFIG, layout.PAIRS, layout.PAIRS_CONFIG):
+            shutil.copy(run_dir / name, run / name)
+        assert commands.train(["sigmoid", "--run-dir", str(run), "--batch-size", "8", "--max-steps", "2",
+                               "--learning-rate", "1e-2", "--gradient-accumulation-steps", str(steps)]) == 0
+        trained[steps] = load_file(str(run / "models" / "sigmoid" / "model.safetensors"))
+        record = files.read_yaml(run / "models" / "sigmoid" / layout.TRAINING_CONFIG, "")
+        assert record["gradient_accumulation_steps"] == steps
+    initial = load_file(str(tiny_policy / "model.safetensors"))
+    moved = 0.0
+    for name, value in trained[1].items():
+        assert torch.allclose(trained[2][name], value, atol=1e-5), name
+        if name in initial:
+            moved = max(moved, (value - initial[name]).abs().max().item())
+    assert moved > 1e-3  # the two steps trained
+    assert commands.train(["sigmoid", "--run-dir", str(run_dir), "--batch-size", "6",
+                           "--gradient-accumulation-steps", "4"]) == 2
+    assert "is not a multiple of --gradient-accumulation-steps 4; pass a batch size that is, e.g. 4" in \
+        capsys.readouterr().err

@@ -127,7 +127,7 @@ class SweepConfig(StageOptions):
             raise PipelineError("--kl-budgets needs values > 0")
         # the stages' own checks, and their resolution of the preset (fail now, not after hours of other cells)
         generation = generation_config(self)
-        self.policy, self.reward = generation.policy, generation.reward
+        self.policy, self.reward, self.num_samples = generation.policy, generation.reward, generation.num_samples
         pairs_config(self)
         judge = MetricsConfig(judge=self.judge, ceiling_samples=self.ceiling_samples).judge
         self.judge = judge or PRESETS[self.preset]["judge"]

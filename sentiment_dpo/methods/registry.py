@@ -44,6 +44,7 @@ READ_BY: dict[str, tuple[tuple[str, ...], str]] = {
     "soft_labels": (("sigmoid",), "soft labels are defined for the sigmoid loss only"),
     "recipe": (PAIR_METHODS, "the online methods train on their own samples, not on pairs"),
     "group_by_prompt": (PAIR_METHODS, "the online methods train on prompts, not pairs"),
+    "gradient_accumulation_steps": (PAIR_METHODS, "the online methods' steps are TRL's generation batches"),
     "logit_bias": (PAIR_METHODS, "the online methods train their weights (or LoRA)"),
     "bias_start": (PAIR_METHODS, "the online methods train no logit bias"),
     "precompute_ref_log_probs": (tuple(m for m in PAIR_METHODS if m != SLIC),
@@ -66,7 +67,8 @@ ONLINE_BETA = 0.3
 
 # A user's pair loss from a file, `FILE.py:FUNCTION` (methods/own_loss.py): a pair method that reads β and the
 # options of what trains and how pairs are batched; not the options of TRL's own loss types.
-OWN_LOSS_READS = ("beta", "recipe", "group_by_prompt", "logit_bias", "bias_start", "precompute_ref_log_probs")
+OWN_LOSS_READS = ("beta", "recipe", "group_by_prompt", "gradient_accumulation_steps", "logit_bias", "bias_start",
+                  "precompute_ref_log_probs")
 OWN_LOSS_REASON = "a loss from a file gets the log-probs, β and, where its signature has it, the soft label"
 
 

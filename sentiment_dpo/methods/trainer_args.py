@@ -21,7 +21,10 @@ def shared_trainer_args(config: TrainingConfig, output_dir: Path, use_cpu: bool)
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
+        # a pair method's batch of `batch_size` pairs in micro-batches whose gradients add up (the online methods
+        # read no accumulation: None)
+        per_device_train_batch_size=config.batch_size // (config.gradient_accumulation_steps or 1),
+        gradient_accumulation_steps=config.gradient_accumulation_steps or 1,
         warmup_steps=config.warmup_ratio,  # transformers 5 reads a float < 1 as a share of the steps
         lr_scheduler_type="linear",
         seed=config.seed,

@@ -19,6 +19,7 @@ from ..errors import PipelineError
 from ..methods.own_loss import check_methods
 from ..methods.registry import ceiling_objective, check_method, check_read_by_some, reads
 from ..evaluation.metrics import JUDGE_COLUMNS, judge_metric, measurable_drift
+from ..peak_memory import peak_memory
 from ..prompts import describe
 
 logger = logging.getLogger(__name__)
@@ -100,27 +101,48 @@ def run(config: PipelineConfig) -> Path:
     check_methods(config.losses, names)
     common = {"run_dir": config.run_dir, "seed": config.seed, "bitwise": config.bitwise}
     timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}  # GiB
 
     def timed(name: str, fn, stage_config) -> Any:
         start = time.time()
-        result = fn(stage_config)
+        with peak_memory() as peak:
+            result = fn(stage_config)
         timings[name] = time.time() - start
-        logger.info("stage %s took %.0f s", name, timings[name])
+        peaks[name] = round(peak.gigabytes, 2)
+        logger.info("stage %s took %.0f s, peak memory %.1f GiB", name, timings[name], peaks[name])
         return result
 
     start = time.time()
-    timed("text_generation", generate.run, generation_config(config))
-    timed("prepare_dataset", pairs.run, PairsConfig(**(common | config.pairs)))
+    generation, pairs_config = generation_config(config), PairsConfig(**(common | config.pairs))
+    metrics_configs = {name: MetricsConfig(**(common | config.metrics | {"loss": name})) for name in names}
+    announce_estimate(generation, pairs_config, dict(zip(names, training_configs.values())), metrics_configs)
+    timed("text_generation", generate.run, generation)
+    timed("prepare_dataset", pairs.run, pairs_config)
     for loss, name in zip(config.losses, names):
         timed(f"main {name}", train.run, training_configs[loss])
-        timed(f"calculate_metrics {name}", evaluate.run,
-              MetricsConfig(**(common | config.metrics | {"loss": name})))
+        timed(f"calculate_metrics {name}", evaluate.run, metrics_configs[name])
     timings["total"] = time.time() - start
     if not is_main_process():
         return Path(config.run_dir) / layout.SUMMARY
-    record = {"machine": files.machine_description(), "seconds": timings}
+    record = {"machine": files.machine_description(), "seconds": timings, "peak_memory_gib": peaks}
     files.write_json(Path(config.run_dir) / layout.TIMINGS, record)
     return write_summary(Path(config.run_dir), names, record)
+
+
+def announce_estimate(generation: GenerationConfig, pairs_config: PairsConfig, trainings: dict[str, TrainingConfig],
+                      metrics: dict[str, MetricsConfig]) -> None:
+    """Before any work: the run's expected time and peak memory on this machine, and a warning naming the setting to
+    change where a training would not fit in its memory (`run_estimate`)."""
+    from ..run_estimate import estimate
+
+    expected = estimate(generation, pairs_config, trainings, metrics)
+    if expected is None:
+        logger.info("no estimate of this run's time: no per-unit costs were measured for its policy %s on a CPU "
+                    "(docs/original_experiment.md)", generation.policy)
+        return
+    logger.info(expected.line())
+    for warning in expected.memory_warnings():
+        logger.warning(warning)
 
 
 def generation_config(config: PipelineConfig) -> GenerationConfig:
@@ -323,6 +345,8 @@ def _targets_plots_timings(run_dir: Path, losses: list[str], timings: dict[str, 
         machine = timings["machine"]
         lines += ["## Timings", "", f"On {machine['cpu']} ({machine['cores']} cores, torch on "
                   f"{machine['torch_threads']} threads, {machine['cpu_capability']} kernels).", "",
-                  "| stage | seconds |", "|---|---|"]
-        lines += [f"| {name} | {seconds:.0f} |" for name, seconds in timings["seconds"].items()]
+                  "| stage | seconds | peak memory (GiB) |", "|---|---|---|"]
+        peaks = timings.get("peak_memory_gib", {})  # older records have none
+        lines += [f"| {name} | {seconds:.0f} | {peaks[name]:.1f} |" if name in peaks else
+                  f"| {name} | {seconds:.0f} | – |" for name, seconds in timings["seconds"].items()]
     return lines
