@@ -61,7 +61,7 @@ def gpt2_tokenizer(texts: list[str], vocab_size: int, seed: int):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    corpus = texts + [" ".join(filler_words(20, seed + k)) for k in range(max(0, vocab_size - 1000) // 2)]
+    corpus = texts + [" ".join(filler_words(20, seed + k)) for k in range(vocab_size // 2)]
     tok.train_from_iterator(corpus, trainer=trainer)
     tok.add_special_tokens([EOS])
     if tok.get_vocab_size() != vocab_size:
