@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import GenerationConfig, MetricsConfig, PairsConfig, TrainingConfig
-from .methods.registry import is_online
+from .methods.registry import is_online, reads
+from .models import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def estimate(generation: GenerationConfig, pairs: PairsConfig, trainings: dict[s
     import psutil
 
     costs = unit_costs(generation.preset)
-    if (costs is None or costs["policy"] != generation.policy or generation.device.startswith("cuda")
+    if (costs is None or costs["policy"] != generation.policy or resolve_device(generation.device).type != "cpu"
             or any(is_online(t.loss) or t.logit_bias for t in trainings.values())):
         return None
     scale = costs["machine_gflops"] / machine_speed()
@@ -180,9 +181,11 @@ def estimate(generation: GenerationConfig, pairs: PairsConfig, trainings: dict[s
     for index, (name, training) in enumerate(trainings.items()):
         step_texts = texts_per_step(training, num_pairs, prompts, generation.samples_per_prompt)
         steps = (training.max_steps if training.max_steps > 0
-                 else math.ceil(num_pairs / training.batch_size) * math.ceil(training.epochs))
+                 else math.ceil(math.ceil(num_pairs / training.batch_size) * training.epochs))  # as the Trainer
         step_cost = 3 * (costs["lora_step_share"] if training.lora_rank else 1.0)
-        reference = distinct if training.precompute_ref_log_probs else steps * step_texts / 3
+        # the reference's forward pass: once per distinct text, or every step (slic has none)
+        reference = (distinct if training.precompute_ref_log_probs else
+                     steps * step_texts if reads(training.loss, "precompute_ref_log_probs") else 0)
         seconds[f"main {name}"] = costs["train_fixed_s"] + costs["forward_per_text_s"] * tokens * (
             reference + steps * step_texts * step_cost)
         m = metrics[name]
