@@ -145,6 +145,13 @@ class RewardFunction:
         return [float(value) for value in values]
 
 
+def function_records(**scorers: Scorer | None) -> dict[str, dict[str, str]]:
+    """Provenance of each scorer that is a user's function (`NAME_function`: file, function, SHA-256); a
+    classifier's weights are in the caches' keys instead."""
+    return {f"{name}_function": scorer.user.record() for name, scorer in scorers.items()
+            if isinstance(scorer, RewardFunction)}
+
+
 def load_reward_function(spec: str) -> RewardFunction:
     """Import `FILE.py:FUNCTION` and check it on a few sample texts before any long work; one-line errors."""
     reward = RewardFunction(load_function(spec, EXAMPLE))

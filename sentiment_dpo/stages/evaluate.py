@@ -22,7 +22,7 @@ from ..methods.registry import check_method
 from ..evaluation.metrics import kl_standard_error
 from ..methods.model_card import CARD, model_card
 from ..models import RECORDED_MODEL_FIX, load_policy, load_scorer, refuse_non_finite_weights, resolve_device
-from ..scoring import RewardFunction
+from ..scoring import function_records
 from ..prompts import Pools, check_unchanged, choose_prompts, prompts_digest
 from ..generation import OWN_DISTRIBUTION_TEMPERATURE, sampling_record
 from .generate import policy_prompt_pools
@@ -116,9 +116,7 @@ def _metrics(config: MetricsConfig, generation: dict[str, Any], evaluator: Evalu
             # CPU kernels it was merged on
             "reward_source": cache_notation(reward.source),
             "judge_source": cache_notation(judge.source) if judge is not None else None,
-            # the SHA-256 of a reward or judge function's file (a classifier's weights are in the caches' keys)
-            **{f"{name}_function": scorer.user.record() for name, scorer in (("reward", reward), ("judge", judge))
-               if isinstance(scorer, RewardFunction)},
+            **function_records(reward=reward, judge=judge),
             "prompts": {"held_out_of": pools.provenance, "prompts_sha256": prompts_digest(prompts)},
             "sampling": sampling_record(evaluator.settings.max_new_tokens, OWN_DISTRIBUTION_TEMPERATURE),
             "seed": config.seed,

@@ -17,7 +17,7 @@ from ..models import (LoadedModel, content_digest, context_limit, load_policy, l
                       scorer_digest)
 from ..prompt_source import absolute_source
 from ..prompts import PromptSettings, choose_prompts, prompt_pools, prompts_digest, prompts_needed
-from ..scoring import RewardFunction, Scorer
+from ..scoring import Scorer, function_records
 from ..user_code import absolute_spec
 
 logger = logging.getLogger(__name__)
@@ -108,8 +108,7 @@ def run(config: GenerationConfig) -> list[dict[str, Any]]:
             files.write_jsonl(cached, rows)
     resolved = config_to_dict(config) | {"provenance": {"policy_source": policy.source,
                                                         "reward_source": cache_notation(reward.source),
-                                                        **({"reward_function": reward.user.record()}
-                                                           if isinstance(reward, RewardFunction) else {}),
+                                                        **function_records(reward=reward),
                                                         "prompts": pools.provenance, "generations_key": key,
                                                         **files.computed_by()}}
     files.write_jsonl(run_dir / layout.GENERATIONS, rows)
