@@ -115,7 +115,8 @@ def run(config: PipelineConfig) -> Path:
     start = time.time()
     generation, pairs_config = generation_config(config), PairsConfig(**(common | config.pairs))
     metrics_configs = {name: MetricsConfig(**(common | config.metrics | {"loss": name})) for name in names}
-    announce_estimate(generation, pairs_config, dict(zip(names, training_configs.values())), metrics_configs)
+    if is_main_process():  # one probe and one line, not one per process
+        announce_estimate(generation, pairs_config, dict(zip(names, training_configs.values())), metrics_configs)
     timed("text_generation", generate.run, generation)
     timed("prepare_dataset", pairs.run, pairs_config)
     for loss, name in zip(config.losses, names):
